@@ -1,0 +1,41 @@
+"""fastpixel: Pixel Recurrent Neural Networks (van den Oord, Kalchbrenner, Kavukcuoglu, 2016).
+
+    import fastpixel
+    model = fastpixel.create_model("diagonal_bilstm", channels=1, levels=2, hidden=16, layers=7)
+    logits = model(x)                      # x: (B, 1, 28, 28) ints in {0, 1} -> (B, 2, 1, 28, 28)
+    nats = -model.log_prob(x)              # (B,) exact NLL in nats
+
+Layers for your own models: MaskedConv2d, RowLSTM, DiagonalBiLSTM, ResidualConvBlock,
+ResidualLSTMBlock. Ops with a ``backend=`` switch live in :mod:`fastpixel.ops`; the readable
+ground truth in :mod:`fastpixel.reference`; Triton kernels in :mod:`fastpixel.kernels`.
+Importing fastpixel needs neither a GPU nor triton.
+"""
+
+import os as _os
+
+from fastpixel import _source_tree
+
+_source_tree.install(_os.path.dirname(_os.path.abspath(__file__)))
+
+from fastpixel.backend import BackendUnavailableError, use_backend  # noqa: E402
+from fastpixel.layers import DiagonalBiLSTM, MaskedConv2d, ResidualConvBlock, ResidualLSTMBlock, RowLSTM  # noqa: E402
+from fastpixel.masks import MaskSpec, color_groups  # noqa: E402
+from fastpixel.metrics import bits_per_dim, nats_per_image  # noqa: E402
+from fastpixel.models import create_model  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailableError",
+    "DiagonalBiLSTM",
+    "MaskSpec",
+    "MaskedConv2d",
+    "ResidualConvBlock",
+    "ResidualLSTMBlock",
+    "RowLSTM",
+    "bits_per_dim",
+    "color_groups",
+    "create_model",
+    "nats_per_image",
+    "use_backend",
+]

@@ -1,0 +1,8 @@
+"""nn.Modules for users' own models. Each takes ``backend=`` (None: the global choice)."""
+
+from fastpixel.layers.diagonal_bilstm import DiagonalBiLSTM
+from fastpixel.layers.masked_conv import MaskedConv2d
+from fastpixel.layers.residual import ResidualConvBlock, ResidualLSTMBlock
+from fastpixel.layers.row_lstm import RowLSTM
+
+__all__ = ["DiagonalBiLSTM", "MaskedConv2d", "ResidualConvBlock", "ResidualLSTMBlock", "RowLSTM"]

@@ -1,0 +1,48 @@
+"""DiagonalBiLSTM layer (paper section 3.2): two skewed diagonal scans, one shifted down a row."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from fastpixel.layers.masked_conv import MaskedConv2d
+from fastpixel.masks import color_groups, gate_groups
+from fastpixel.ops.diagonal_lstm import diagonal_bilstm_scan
+
+
+class DiagonalBiLSTM(nn.Module):
+    """Diagonal BiLSTM: (B, in_channels, H, W) -> (B, hidden, H, W).
+
+    Each direction has a 1x1 mask-B input-to-state conv (both computed by one conv to 8h maps:
+    [left-to-right gates | right-to-left gates]) and an unmasked 2x1 column state-to-state kernel
+    (``state_weight_lr`` / ``state_weight_rl``, (4h, h, 2, 1), no bias) applied in the skewed map.
+    The right-to-left output is shifted down one row before it is added, so pixel (r, j) sees every
+    pixel above it and to its left: its whole context.
+    """
+
+    def __init__(self, in_channels: int, hidden: int, *, num_colors: int = 1, backend: str | None = None) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.backend = backend
+        self.input_to_state = MaskedConv2d(
+            in_channels,
+            8 * hidden,
+            1,
+            "B",
+            in_groups=color_groups(in_channels, num_colors),
+            out_groups=gate_groups(hidden, num_colors, num_gates=8),
+            backend=backend,
+        )
+        self.state_weight_lr = nn.Parameter(torch.empty(4 * hidden, hidden, 2, 1))
+        self.state_weight_rl = nn.Parameter(torch.empty(4 * hidden, hidden, 2, 1))
+        bound = 1 / math.sqrt(2 * hidden)
+        nn.init.uniform_(self.state_weight_lr, -bound, bound)
+        nn.init.uniform_(self.state_weight_rl, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gates_lr, gates_rl = self.input_to_state(x).chunk(2, dim=1)
+        return diagonal_bilstm_scan(
+            gates_lr, self.state_weight_lr, gates_rl, self.state_weight_rl, backend=self.backend
+        )

@@ -1,0 +1,43 @@
+"""RowLSTM layer (paper section 3.1): masked 1x3 input-to-state, 1x3 state-to-state, rows in order."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from fastpixel.layers.masked_conv import MaskedConv2d
+from fastpixel.masks import color_groups, gate_groups
+from fastpixel.ops.row_lstm import row_lstm_scan
+
+
+class RowLSTM(nn.Module):
+    """Row LSTM: (B, in_channels, H, W) -> h (B, hidden, H, W).
+
+    input-to-state: 1x3 conv along the row with mask B (reads the pixel to the left and, by colour
+    group, the pixel itself) producing the 4h gates [o | f | i | g]; gate unit j of every gate has the
+    colour group of state unit j, so colours stay separated through the LSTM. state-to-state: an
+    unmasked 1x3 conv over the previous row's h (``state_weight``, (4h, h, 1, 3), no bias).
+    Each pixel thus sees a triangle: row r - d, columns j - 1 - d .. j + d (paper Figure 4).
+    """
+
+    def __init__(self, in_channels: int, hidden: int, *, num_colors: int = 1, backend: str | None = None) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.backend = backend
+        self.input_to_state = MaskedConv2d(
+            in_channels,
+            4 * hidden,
+            (1, 3),
+            "B",
+            in_groups=color_groups(in_channels, num_colors),
+            out_groups=gate_groups(hidden, num_colors),
+            backend=backend,
+        )
+        self.state_weight = nn.Parameter(torch.empty(4 * hidden, hidden, 1, 3))
+        bound = 1 / math.sqrt(3 * hidden)
+        nn.init.uniform_(self.state_weight, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return row_lstm_scan(self.input_to_state(x), self.state_weight, backend=self.backend)

@@ -1,0 +1,129 @@
+"""The shared skeleton of every model in Table 1 of the paper.
+
+    x (B, C, H, W) ints in [0, levels)
+      -> scale to [-1, 1]                                              (B, C, H, W) float
+      -> 7x7 conv, mask A                                              (B, 2h, H, W)
+      -> `layers` residual blocks (PixelCNN conv / Row LSTM / Diagonal BiLSTM), 2h stream
+      -> [skip: sum of a 1x1 mask-B conv of the stream after the first conv and every block]
+      -> ReLU, 1x1 conv mask B (2h -> output_hidden), ReLU, 1x1 conv mask B (-> levels * C)
+      -> view as logits (B, levels, C, H, W): a softmax over the levels of every sub-pixel.
+
+Every mask keeps colour group g of pixel p reading only earlier pixels and groups < g (first
+conv) or <= g (everything after), so logits[:, :, c, r, j] depend only on sub-pixels before
+(r, j, c) in raster-then-RGB order. log p(x) = -sum of the per-sub-pixel cross-entropies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from fastpixel.backend import use_backend
+from fastpixel.layers.masked_conv import MaskedConv2d
+from fastpixel.masks import color_groups, logit_groups
+from fastpixel.metrics import bits_per_dim
+from fastpixel.ops.cross_entropy import pixel_cross_entropy
+from fastpixel.validation import check_channels, check_images, check_levels
+
+
+class PixelModel(nn.Module):
+    """Base class: subclasses provide ``self.blocks`` (an nn.ModuleList on the 2h stream)."""
+
+    name = "base"
+
+    def __init__(
+        self,
+        *,
+        channels: int,
+        levels: int,
+        hidden: int,
+        layers: int,
+        output_hidden: int | None = None,
+        skip: bool = False,
+        backend: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.channels = check_channels(channels)
+        self.levels = check_levels(levels)
+        for label, value, low in (("hidden", hidden, 1), ("layers", layers, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{label} must be an int >= {low}, got {value!r}")
+        output_hidden = 2 * hidden if output_hidden is None else output_hidden
+        if isinstance(output_hidden, bool) or not isinstance(output_hidden, int) or output_hidden < 1:
+            raise ValueError(f"output_hidden must be an int >= 1, got {output_hidden!r}")
+        self.hidden, self.num_layers, self.output_hidden, self.skip = hidden, layers, output_hidden, skip
+        self.backend = backend
+        self.config = dict(
+            name=self.name, channels=channels, levels=levels, hidden=hidden, layers=layers,
+            output_hidden=output_hidden, skip=skip,
+        )
+        colors = channels
+        stream = 2 * hidden
+        self.input_conv = MaskedConv2d(
+            channels, stream, 7, "A", in_groups=color_groups(channels, colors),
+            out_groups=color_groups(stream, colors),
+        )
+        self.blocks = nn.ModuleList()
+        self.skip_convs = nn.ModuleList(
+            [MaskedConv2d(stream, stream, 1, "B", num_colors=colors) for _ in range(layers + 1)] if skip else []
+        )
+        self.output_conv1 = MaskedConv2d(stream, output_hidden, 1, "B", num_colors=colors)
+        self.output_conv2 = MaskedConv2d(
+            output_hidden, levels * channels, 1, "B", in_groups=color_groups(output_hidden, colors),
+            out_groups=logit_groups(levels, channels),
+        )
+
+    # -- the network ---------------------------------------------------------------------------
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer images (B, C, H, W) -> floats in [-1, 1] of the parameters' dtype."""
+        dtype = self.input_conv.weight.dtype
+        return x.to(dtype) * (2.0 / (self.levels - 1)) - 1.0
+
+    def forward_float(self, u: torch.Tensor) -> torch.Tensor:
+        """Embedded input (B, C, H, W) floats -> logits (B, levels, C, H, W).
+
+        The network proper, differentiable in its input (the receptive-field tests use this).
+        """
+        stream = self.input_conv(u)
+        skips = [self.skip_convs[0](stream)] if self.skip else []
+        for i, block in enumerate(self.blocks):
+            stream = block(stream)
+            if self.skip:
+                skips.append(self.skip_convs[i + 1](stream))
+        features = torch.stack(skips).sum(0) if self.skip else stream
+        out = self.output_conv2(torch.relu(self.output_conv1(torch.relu(features))))
+        b, _, h, w = out.shape
+        return out.view(b, self.levels, self.channels, h, w)
+
+    def forward(self, x: torch.Tensor, *, backend: str | None = None, validate: bool = True) -> torch.Tensor:
+        """x: integer images (B, C, H, W) in [0, levels) -> logits (B, levels, C, H, W).
+
+        backend: run every op on this backend (None: the global choice, see fastpixel.backend).
+        validate: check dtype, shape and value range (one device sync for the range).
+        """
+        check_images(x, channels=self.channels, levels=self.levels, check_values=validate)
+        with self._backend_scope(backend):
+            return self.forward_float(self.embed(x))
+
+    # -- likelihood ----------------------------------------------------------------------------
+    def log_prob(self, x: torch.Tensor, *, backend: str | None = None, validate: bool = True) -> torch.Tensor:
+        """log p(x) in nats, (B,): minus the sum of every sub-pixel's cross-entropy."""
+        logits = self.forward(x, backend=backend, validate=validate)
+        with self._backend_scope(backend):
+            nll = pixel_cross_entropy(logits, x, reduction="none", validate=False)
+        return -nll.sum(dim=(1, 2, 3))
+
+    def nll(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Negative log-likelihood in nats per image, (B,)."""
+        return -self.log_prob(x, **kwargs)
+
+    def bits_per_dim(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Negative log-likelihood in bits per sub-pixel, (B,)."""
+        return bits_per_dim(self.nll(x, **kwargs), x.shape[1] * x.shape[2] * x.shape[3])
+
+    def _backend_scope(self, backend: str | None):
+        """The per-call backend, else the model's own, else whatever is in force already."""
+        chosen = backend or self.backend
+        return use_backend(chosen) if chosen else contextlib.nullcontext()

@@ -1,0 +1,8 @@
+"""The public ops. Each takes ``backend=`` ("reference", "triton", "auto"; see fastpixel.backend)."""
+
+from fastpixel.ops.cross_entropy import pixel_cross_entropy
+from fastpixel.ops.diagonal_lstm import diagonal_bilstm_scan
+from fastpixel.ops.masked_conv import masked_conv2d
+from fastpixel.ops.row_lstm import row_lstm_scan
+
+__all__ = ["diagonal_bilstm_scan", "masked_conv2d", "pixel_cross_entropy", "row_lstm_scan"]

@@ -1,0 +1,20 @@
+"""The pure-PyTorch reference path: readable, follows the paper's equations, the ground truth.
+
+Every Triton kernel in :mod:`fastpixel.kernels` is tested against the function of the same stem here.
+"""
+
+from fastpixel.reference.cross_entropy import pixel_cross_entropy
+from fastpixel.reference.diagonal_lstm import diagonal_bilstm_scan, diagonal_lstm_scan, skew, unskew
+from fastpixel.reference.masked_conv import masked_conv2d
+from fastpixel.reference.row_lstm import lstm_cell, row_lstm_scan
+
+__all__ = [
+    "diagonal_bilstm_scan",
+    "diagonal_lstm_scan",
+    "lstm_cell",
+    "masked_conv2d",
+    "pixel_cross_entropy",
+    "row_lstm_scan",
+    "skew",
+    "unskew",
+]
