@@ -1,0 +1,35 @@
+"""Test-wide settings.
+
+* Without CUDA, Triton kernels run through Triton's CPU interpreter (TRITON_INTERPRET=1); this must
+  be set before triton is first imported, hence here.
+* The default backend for tests is the reference: a test that wants the kernels asks for
+  backend="triton" explicitly (otherwise "auto" would send every model test through the slow
+  interpreter).
+* Tests marked ``gpu`` are skipped cleanly when CUDA is absent.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+os.environ.setdefault("FASTPIXEL_BACKEND", "reference")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def device() -> str:
+    """Where kernel tests run: CUDA when present, else CPU (through Triton's interpreter)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
