@@ -74,7 +74,11 @@ def triton_interpreter_enabled() -> bool:
 
 
 def triton_installed() -> bool:
-    return importlib.util.find_spec("triton") is not None
+    """Whether triton can be imported (checked without importing it)."""
+    try:
+        return importlib.util.find_spec("triton") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def triton_unavailable_reason(*tensors: torch.Tensor) -> str | None:

@@ -18,6 +18,9 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("FASTPIXEL_BACKEND", "reference")
+# Test shapes are tiny: one thread is fastest, and two threads on a busy 2-core machine can be
+# many times slower (OpenMP workers spin waiting for a core).
+torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):
