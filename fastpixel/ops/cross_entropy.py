@@ -19,13 +19,19 @@ def pixel_cross_entropy(
     *,
     validate: bool = True,
     backend: str | None = None,
+    inplace_backward: bool = False,
 ) -> torch.Tensor:
     """-log p(targets) under a softmax over dim 1 of ``logits``, in nats.
 
     logits: (B, L, C, H, W); targets: (B, C, H, W) integers in [0, L).
     reduction: "none" -> (B, C, H, W); "sum" or "mean" -> scalar.
-    validate: check that targets lie in [0, L) (one device sync); turn off in a hot loop whose
-      targets are known good.
+    validate: check that targets lie in [0, L) and raise ValueError otherwise, at the cost of one
+      device sync: before the reference runs (host min/max), or after the Triton kernel, which
+      counts bad targets on the device. validate=False: no sync at all (CUDA-graph safe); the
+      Triton kernel then gives a bad target a NaN loss, the reference fails inside ``gather``.
+    inplace_backward: Triton only (the reference ignores it): write the gradient over ``logits``
+      in the forward, saving an L*N buffer; the logits' values are lost and the graph can be
+      back-propagated once.
     """
     check_float_tensor("pixel_cross_entropy", "logits", logits, ndim=5)
     if not isinstance(targets, torch.Tensor) or targets.dtype not in INTEGER_DTYPES:
@@ -41,13 +47,13 @@ def pixel_cross_entropy(
         )
     if targets.device != logits.device:
         raise ValueError(f"pixel_cross_entropy: targets on {targets.device} but logits on {logits.device}")
+    if resolve_backend(backend, logits, op="cross_entropy") == "triton":
+        from fastpixel.kernels.cross_entropy import pixel_cross_entropy as kernel
+
+        return kernel(logits, targets, reduction, validate=validate, inplace_backward=inplace_backward)
     if validate and targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= levels):
         raise ValueError(
             f"pixel_cross_entropy: targets must lie in [0, {levels}), got values in "
             f"[{int(targets.min())}, {int(targets.max())}]"
         )
-    if resolve_backend(backend, logits, op="cross_entropy") == "triton":
-        from fastpixel.kernels.cross_entropy import pixel_cross_entropy as kernel
-
-        return kernel(logits, targets, reduction)
     return reference.pixel_cross_entropy(logits, targets, reduction)

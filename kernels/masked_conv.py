@@ -1,0 +1,396 @@
+"""Triton masked convolution (paper section 3.4) as an implicit GEMM, forward and backward.
+
+Same signature as :func:`fastpixel.reference.masked_conv2d`::
+
+    y[b, o, r, c] = bias[o] + sum_{open taps (dy, dx)} sum_i W[o, i, dy, dx] * x[b, i, r + dy - cy, c + dx - cx]
+
+(zero outside the image). The GEMM view: M = B*H*W pixels, N = output channels, K = input
+channels, one K loop per open tap. The mask is structure, never data:
+
+  * Open taps. With a mask the fully open taps are exactly the raster indices ``t < cy*kw + cx``
+    (rows above the centre, then the centre row left of it); the centre tap ``CT = cy*kw + cx`` is
+    open by colour group; the taps after it are closed. The kernels loop over ``t`` with
+    ``tl.static_range`` on constexpr bounds, so closed taps are neither loaded nor multiplied;
+    without a mask every tap is open.
+  * Centre tap. Output channel ``o`` reads input channels ``[0, limit[o])`` (``spec.center_limit()``,
+    input groups are sorted). ``limit`` is loaded as a vector for the block of output channels: the
+    K loop stops at the block's largest limit (whole blocks of R/G/B channels skipped) and the weight
+    load is masked elementwise below it, which handles unsorted output groups (LSTM gates
+    [o|f|i|g], logits interleaving colours).
+  * The weight is multiplied by the mask in the computation only: masked taps written into the
+    parameter never reach the output, and their gradient is exactly zero.
+
+Backward: grad input is the transposed masked conv (same taps, opposite shift, weight read as
+(in, out)), grad weight is a GEMM over all pixels per open tap (masked at the centre, zero on closed
+taps), grad bias a column sum. Accumulation in float32 (float64 for float64 inputs); ``tl.dot``
+runs with ``input_precision="ieee"`` (no tf32) so float32 matches the reference.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+from fastpixel.backend import triton_interpreter_enabled
+from fastpixel.masks import MaskSpec
+
+__all__ = ["masked_conv2d", "useful_flops", "dense_flops"]
+
+
+# -- FLOP accounting ---------------------------------------------------------------------------
+def useful_flops(spec: MaskSpec, batch: int, height: int, width: int) -> int:
+    """Multiply-adds x 2 of one forward pass that the mask leaves open (what the kernel computes,
+    up to the padding of channel blocks). Backward costs twice this (grad input + grad weight)."""
+    taps_open = sum(spec.tap_is_open(y, x) for y in range(spec.kernel_size[0]) for x in range(spec.kernel_size[1]))
+    per_pixel = taps_open * spec.in_channels * spec.out_channels
+    if spec.mask_type is not None:
+        per_pixel += sum(spec.center_limit())
+    return 2 * batch * height * width * per_pixel
+
+
+def dense_flops(spec: MaskSpec, batch: int, height: int, width: int) -> int:
+    """FLOPs of the same conv with every tap open (what cuDNN computes on ``weight * mask``)."""
+    kh, kw = spec.kernel_size
+    return 2 * batch * height * width * kh * kw * spec.in_channels * spec.out_channels
+
+
+# -- configuration -----------------------------------------------------------------------------
+def _gemm_configs() -> list[triton.Config]:
+    if triton_interpreter_enabled():
+        return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 16, "BLOCK_K": 16}, num_warps=4, num_stages=1)]
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
+        for bm, bn, bk, w, s in [
+            (128, 128, 32, 8, 3),
+            (128, 64, 32, 4, 3),
+            (128, 64, 64, 8, 3),
+            (64, 128, 32, 4, 3),
+            (64, 64, 32, 4, 4),
+            (64, 32, 32, 4, 4),
+            (128, 32, 32, 4, 4),
+            (32, 32, 16, 2, 4),
+        ]
+    ]
+
+
+def _wgrad_configs() -> list[triton.Config]:
+    # Block sizes are fixed (the split over pixels is chosen on the host from them); warps and
+    # stages are tuned.
+    if triton_interpreter_enabled():
+        return [triton.Config({}, num_warps=4, num_stages=1)]
+    return [triton.Config({}, num_warps=w, num_stages=s) for w, s in [(4, 3), (4, 4), (8, 3), (8, 4)]]
+
+
+def _wgrad_blocks() -> tuple[int, int, int]:
+    """(BLOCK_N over out channels, BLOCK_K over in channels, BLOCK_M over pixels) of the grad-weight kernel."""
+    return (16, 16, 64) if triton_interpreter_enabled() else (64, 64, 64)
+
+
+# -- kernels -----------------------------------------------------------------------------------
+@triton.jit
+def _tap_gemm(
+    acc,
+    p_a_pix, m_a_pix, p_w_tap,
+    o_n, m_n, b_lim, k_stop,
+    K_SIZE,
+    stride_ak, stride_wk, stride_wn, i_n_start,
+    CENTER: tl.constexpr, TRANSPOSED: tl.constexpr,
+    BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+):
+    # acc[BM, BN] += A[pixels, k] @ Wtap[k, n] for k in [0, k_stop). Forward: k = input channel,
+    # n = output channel, centre open where k < lim[n]. Transposed (grad input): k = output channel,
+    # n = input channel, centre open where n < lim[k].
+    for k0 in range(0, k_stop, BLOCK_K):
+        o_k = k0 + tl.arange(0, BLOCK_K)  # [BK]
+        m_k = o_k < K_SIZE
+        m_w = m_k[:, None] & m_n[None, :]  # [BK, BN]
+        needed = True
+        if CENTER:
+            if TRANSPOSED:
+                b_lim_k = tl.load(b_lim + o_k, mask=m_k, other=0)  # [BK] limits of these out channels
+                m_w = m_w & (o_n[None, :] < b_lim_k[:, None])
+                needed = tl.max(b_lim_k, axis=0) > i_n_start
+            else:
+                m_w = m_w & (o_k[:, None] < b_lim[None, :])
+        if needed:
+            p_a = p_a_pix[:, None] + o_k[None, :] * stride_ak
+            b_a = tl.load(p_a, mask=m_a_pix[:, None] & m_k[None, :], other=0.0)  # [BM, BK]
+            p_w = p_w_tap + o_k[:, None] * stride_wk + o_n[None, :] * stride_wn
+            b_w = tl.load(p_w, mask=m_w, other=0.0)  # [BK, BN]
+            acc = tl.dot(b_a, b_w, acc, input_precision=PRECISION)
+    return acc
+
+
+@triton.autotune(configs=_gemm_configs(), key=["N_PIX", "K_SIZE", "N_SIZE"])
+@triton.jit
+def _masked_conv_gemm_kernel(
+    # pointers
+    a_ptr, w_ptr, bias_ptr, limit_ptr, y_ptr,
+    # sizes
+    N_PIX, H, W, K_SIZE, N_SIZE,
+    # strides
+    stride_ab, stride_ak, stride_ah, stride_aw,
+    stride_wk, stride_wn, stride_wh, stride_ww,
+    stride_yb, stride_yn, stride_yh, stride_yw,
+    # meta
+    KW: tl.constexpr, CY: tl.constexpr, CX: tl.constexpr,
+    N_FULL_TAPS: tl.constexpr, HAS_CENTER: tl.constexpr, TRANSPOSED: tl.constexpr, HAS_BIAS: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    # y[pix, n] = sum_taps A[pix shifted, :] @ Wtap[:, n]  (+ bias[n]).
+    # Forward: A = x, n = output channel, pixel shift +(dy - CY, dx - CX).
+    # Grad input (TRANSPOSED): A = grad y, n = input channel, shift -(dy - CY, dx - CX).
+    i_m, i_n = tl.program_id(0), tl.program_id(1)
+    o_m = i_m * BLOCK_M + tl.arange(0, BLOCK_M)  # [BM] flat pixel index over (B, H, W)
+    o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [BN]
+    m_m = o_m < N_PIX
+    m_n = o_n < N_SIZE
+    o_b = (o_m // (H * W)).to(tl.int64)
+    o_r = (o_m // W) % H
+    o_c = o_m % W
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=ACC_DTYPE)  # [BM, BN]
+    for t in tl.static_range(N_FULL_TAPS):
+        if TRANSPOSED:
+            o_ri = o_r - (t // KW - CY)
+            o_ci = o_c - (t % KW - CX)
+        else:
+            o_ri = o_r + (t // KW - CY)
+            o_ci = o_c + (t % KW - CX)
+        m_pix = m_m & (o_ri >= 0) & (o_ri < H) & (o_ci >= 0) & (o_ci < W)
+        p_a = a_ptr + o_b * stride_ab + o_ri * stride_ah + o_ci * stride_aw
+        p_w = w_ptr + (t // KW) * stride_wh + (t % KW) * stride_ww
+        acc = _tap_gemm(acc, p_a, m_pix, p_w, o_n, m_n, limit_ptr, K_SIZE, K_SIZE,
+                        stride_ak, stride_wk, stride_wn, i_n * BLOCK_N,
+                        False, TRANSPOSED, BLOCK_K, PRECISION)
+    if HAS_CENTER:
+        # the centre tap reads the pixel itself: no shift, colour groups by limit
+        p_a = a_ptr + o_b * stride_ab + o_r * stride_ah + o_c * stride_aw
+        p_w = w_ptr + CY * stride_wh + CX * stride_ww
+        if TRANSPOSED:
+            b_lim = limit_ptr
+            k_stop = K_SIZE
+        else:
+            b_lim = tl.load(limit_ptr + o_n, mask=m_n, other=0)  # [BN] input channels read per output channel
+            k_stop = tl.max(b_lim, axis=0)
+        acc = _tap_gemm(acc, p_a, m_m, p_w, o_n, m_n, b_lim, k_stop, K_SIZE,
+                        stride_ak, stride_wk, stride_wn, i_n * BLOCK_N,
+                        True, TRANSPOSED, BLOCK_K, PRECISION)
+    if HAS_BIAS:
+        b_bias = tl.load(bias_ptr + o_n, mask=m_n, other=0.0).to(ACC_DTYPE)  # [BN]
+        acc += b_bias[None, :]
+    o_y = o_b * stride_yb + o_r * stride_yh + o_c * stride_yw  # [BM] pixel offsets in y
+    p_y = y_ptr + o_y[:, None] + o_n[None, :] * stride_yn
+    tl.store(p_y, acc.to(y_ptr.dtype.element_ty), mask=m_m[:, None] & m_n[None, :])
+
+
+@triton.autotune(configs=_wgrad_configs(), key=["N_PIX", "C_IN", "C_OUT"])
+@triton.jit
+def _masked_conv_wgrad_kernel(
+    # pointers
+    x_ptr, dy_ptr, limit_ptr, dw_ptr,
+    # sizes
+    N_PIX, H, W, C_IN, C_OUT, PIX_PER_SPLIT,
+    # strides
+    stride_xb, stride_xc, stride_xh, stride_xw,
+    stride_yb, stride_yc, stride_yh, stride_yw,
+    stride_ws, stride_wo, stride_wi, stride_wh, stride_ww,
+    # meta
+    KW: tl.constexpr, CY: tl.constexpr, CX: tl.constexpr, MASKED: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
+):
+    # dW[o, i, t] = mask[o, i, t] * sum_pix dy[pix, o] * x[pix shifted by tap t, i], over the
+    # pixels [i_s * PIX_PER_SPLIT, ...) of this split. One program per (o block, i block, tap, split).
+    i_nk, t, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    n_k_blocks = tl.cdiv(C_IN, BLOCK_K)
+    i_n, i_k = i_nk // n_k_blocks, i_nk % n_k_blocks
+    o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [BN] output channels
+    o_k = i_k * BLOCK_K + tl.arange(0, BLOCK_K)  # [BK] input channels
+    m_n = o_n < C_OUT
+    m_k = o_k < C_IN
+    dy_tap = t // KW - CY
+    dx_tap = t % KW - CX
+    m_open = m_n[:, None] & m_k[None, :]  # [BN, BK]
+    pix_start = i_s * PIX_PER_SPLIT
+    pix_stop = tl.minimum(pix_start + PIX_PER_SPLIT, N_PIX)
+    if MASKED:
+        ct = CY * KW + CX
+        b_lim = tl.load(limit_ptr + o_n, mask=m_n, other=0)  # [BN] input channels open at the centre
+        m_open = m_open & ((t < ct) | ((t == ct) & (o_k[None, :] < b_lim[:, None])))
+        needed = (t < ct) | ((t == ct) & (tl.max(b_lim, axis=0) > i_k * BLOCK_K))
+        pix_stop = tl.where(needed, pix_stop, pix_start)  # closed tap or centre block: no loads, zeros stored
+    acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=ACC_DTYPE)  # [BN, BK]
+    for m0 in range(pix_start, pix_stop, BLOCK_M):
+        o_m = m0 + tl.arange(0, BLOCK_M)  # [BM]
+        m_m = o_m < pix_stop
+        o_b = (o_m // (H * W)).to(tl.int64)
+        o_r = (o_m // W) % H
+        o_c = o_m % W
+        o_ri = o_r + dy_tap
+        o_ci = o_c + dx_tap
+        m_pix = m_m & (o_ri >= 0) & (o_ri < H) & (o_ci >= 0) & (o_ci < W)
+        o_y = o_b * stride_yb + o_r * stride_yh + o_c * stride_yw  # [BM] pixel offsets in dy
+        o_x = o_b * stride_xb + o_ri * stride_xh + o_ci * stride_xw  # [BM] shifted pixel offsets in x
+        b_dy = tl.load(dy_ptr + o_y[None, :] + o_n[:, None] * stride_yc, mask=m_n[:, None] & m_m[None, :], other=0.0)  # [BN, BM]
+        b_x = tl.load(x_ptr + o_x[:, None] + o_k[None, :] * stride_xc, mask=m_pix[:, None] & m_k[None, :], other=0.0)  # [BM, BK]
+        acc = tl.dot(b_dy, b_x, acc, input_precision=PRECISION)
+    acc = tl.where(m_open, acc, 0.0)
+    p_dw = dw_ptr + i_s * stride_ws + (t // KW) * stride_wh + (t % KW) * stride_ww
+    p_dw = p_dw + o_n[:, None] * stride_wo + o_k[None, :] * stride_wi
+    tl.store(p_dw, acc.to(dw_ptr.dtype.element_ty), mask=m_n[:, None] & m_k[None, :])
+
+
+@triton.jit
+def _bias_grad_kernel(
+    # pointers
+    dy_ptr, db_ptr,
+    # sizes
+    N_PIX, H, W, C_OUT,
+    # strides
+    stride_yb, stride_yc, stride_yh, stride_yw,
+    # meta
+    ACC_DTYPE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    # db[o] = sum_pix dy[pix, o]
+    i_n = tl.program_id(0)
+    o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N)  # [BN]
+    m_n = o_n < C_OUT
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=ACC_DTYPE)  # [BM, BN]
+    for m0 in range(0, N_PIX, BLOCK_M):
+        o_m = m0 + tl.arange(0, BLOCK_M)  # [BM]
+        m_m = o_m < N_PIX
+        o_b = (o_m // (H * W)).to(tl.int64)
+        o_y = o_b * stride_yb + ((o_m // W) % H) * stride_yh + (o_m % W) * stride_yw  # [BM] pixel offsets
+        p_dy = dy_ptr + o_y[:, None] + o_n[None, :] * stride_yc
+        acc += tl.load(p_dy, mask=m_m[:, None] & m_n[None, :], other=0.0).to(ACC_DTYPE)
+    tl.store(db_ptr + o_n, tl.sum(acc, axis=0).to(db_ptr.dtype.element_ty), mask=m_n)
+
+
+# -- host launchers ----------------------------------------------------------------------------
+def _acc_dtype(dtype: torch.dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+@functools.lru_cache(maxsize=256)
+def _center_limit(spec: MaskSpec, device: torch.device) -> torch.Tensor:
+    """spec.center_limit() as an int32 device vector (uploaded once per spec and device)."""
+    return torch.tensor(spec.center_limit(), dtype=torch.int32, device=device)
+
+
+def _tap_structure(spec: MaskSpec) -> tuple[int, bool]:
+    """(number of fully open taps in raster order, whether the centre tap is open by group)."""
+    kh, kw = spec.kernel_size
+    if spec.mask_type is None:
+        return kh * kw, False
+    cy, cx = spec.center
+    return cy * kw + cx, True
+
+
+@functools.lru_cache(maxsize=8)
+def _num_sms(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 1
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _gemm(
+    a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, spec: MaskSpec, transposed: bool
+) -> torch.Tensor:
+    """Forward (a = x) or grad input (a = grad y, transposed) as one implicit-GEMM launch."""
+    b, _, h, w_ = a.shape
+    c_out, c_in, _, kw = w.shape
+    k_size, n_size = (c_out, c_in) if transposed else (c_in, c_out)
+    # strides of the weight seen as [k, n] per tap
+    s_wk, s_wn = (w.stride(0), w.stride(1)) if transposed else (w.stride(1), w.stride(0))
+    y = torch.empty(b, n_size, h, w_, device=a.device, dtype=a.dtype)
+    n_full, has_center = _tap_structure(spec)
+    limit = _center_limit(spec, a.device)
+    n_pix = b * h * w_
+    cy, cx = spec.center
+
+    def grid(meta):
+        return (triton.cdiv(n_pix, meta["BLOCK_M"]), triton.cdiv(n_size, meta["BLOCK_N"]))
+
+    _masked_conv_gemm_kernel[grid](
+        a, w, bias if bias is not None else a, limit, y,
+        n_pix, h, w_, k_size, n_size,
+        *a.stride(), s_wk, s_wn, w.stride(2), w.stride(3), *y.stride(),
+        KW=kw, CY=cy, CX=cx, N_FULL_TAPS=n_full, HAS_CENTER=has_center, TRANSPOSED=transposed,
+        HAS_BIAS=bias is not None, ACC_DTYPE=_acc_dtype(a.dtype), PRECISION="ieee",
+    )
+    return y
+
+
+def _pixel_split(n_pix: int, tiles: int, block_m: int, num_sms: int) -> tuple[int, int]:
+    """(number of pixel chunks, pixels per chunk) for the grad-weight reduction: split only when the
+    (out, in, open tap) tiles alone cannot fill the GPU twice over, keeping >= 4 blocks per chunk."""
+    split = max(1, min(triton.cdiv(2 * num_sms, tiles), triton.cdiv(n_pix, 4 * block_m)))
+    pix_per_split = triton.cdiv(triton.cdiv(n_pix, split), block_m) * block_m
+    return triton.cdiv(n_pix, pix_per_split), pix_per_split
+
+
+def _weight_grad(x: torch.Tensor, dy: torch.Tensor, spec: MaskSpec, w_dtype: torch.dtype) -> torch.Tensor:
+    """(out, in, kh, kw) gradient of the masked weight: zero on closed taps and closed centre groups."""
+    b, c_in, h, w_ = x.shape
+    c_out = dy.shape[1]
+    kh, kw = spec.kernel_size
+    n_pix = b * h * w_
+    block_n, block_k, block_m = _wgrad_blocks()
+    tiles = triton.cdiv(c_out, block_n) * triton.cdiv(c_in, block_k) * (_tap_structure(spec)[0] + 1)
+    split, pix_per_split = _pixel_split(n_pix, tiles, block_m, _num_sms(x.device))
+    acc_torch = torch.float64 if x.dtype == torch.float64 else torch.float32
+    out = torch.empty(split, c_out, c_in, kh, kw, device=x.device, dtype=w_dtype if split == 1 else acc_torch)
+    cy, cx = spec.center
+    grid = (triton.cdiv(c_out, block_n) * triton.cdiv(c_in, block_k), kh * kw, split)
+    _masked_conv_wgrad_kernel[grid](
+        x, dy, _center_limit(spec, x.device), out,
+        n_pix, h, w_, c_in, c_out, pix_per_split,
+        *x.stride(), *dy.stride(), *out.stride(),
+        KW=kw, CY=cy, CX=cx, MASKED=spec.mask_type is not None,
+        ACC_DTYPE=_acc_dtype(x.dtype), PRECISION="ieee",
+        BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_M=block_m,
+    )
+    # split > 1 only: the partial sums of the pixel chunks are added here (a (split, out, in, kh, kw)
+    # reduction, small next to the GEMM).
+    return out[0] if split == 1 else out.sum(0).to(w_dtype)
+
+
+def _bias_grad(dy: torch.Tensor, b_dtype: torch.dtype) -> torch.Tensor:
+    b, c_out, h, w_ = dy.shape
+    db = torch.empty(c_out, device=dy.device, dtype=b_dtype)
+    block_n = 16 if triton_interpreter_enabled() else 32
+    _bias_grad_kernel[(triton.cdiv(c_out, block_n),)](
+        dy, db, b * h * w_, h, w_, c_out, *dy.stride(),
+        ACC_DTYPE=_acc_dtype(dy.dtype), BLOCK_M=32 if triton_interpreter_enabled() else 128, BLOCK_N=block_n,
+    )
+    return db
+
+
+class _MaskedConv2dFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, spec):
+        ctx.spec = spec
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(x, weight)
+        return _gemm(x, weight, bias, spec, transposed=False)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight = ctx.saved_tensors
+        spec = ctx.spec
+        dx = _gemm(dy, weight, None, spec, transposed=True) if ctx.needs_input_grad[0] else None
+        dw = _weight_grad(x, dy, spec, weight.dtype) if ctx.needs_input_grad[1] else None
+        db = _bias_grad(dy, weight.dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dx, dw, db, None
+
+
+def masked_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: MaskSpec) -> torch.Tensor:
+    """x: (B, in, H, W); weight: (out, in, kh, kw); bias: (out,) or None -> (B, out, H, W).
+
+    Any strides (no copies); outputs contiguous. Differentiable in x, weight and bias.
+    """
+    return _MaskedConv2dFunction.apply(x, weight, bias, spec)
