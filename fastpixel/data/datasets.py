@@ -1,0 +1,138 @@
+"""``load_dataset(name, split)``: every reader behind one name, returning an :class:`ImageSet`.
+
+Names (``DATASETS``): builtin_mnist (no download), mnist, fashion_mnist, binarized_mnist,
+cifar10, imagenet32, imagenet64, png (``data_dir/train`` and ``data_dir/test`` folders of PNGs).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fastpixel.data import amat, cifar, idx, imagenet
+from fastpixel.data.binarize import binarize_fixed
+from fastpixel.data.builtin import load_builtin_mnist
+from fastpixel.data.errors import DataFileError
+from fastpixel.data.png import read_png_folder
+
+DATASETS = ("builtin_mnist", "mnist", "fashion_mnist", "binarized_mnist", "cifar10", "imagenet32", "imagenet64", "png")
+GREY_8BIT = ("builtin_mnist", "mnist", "fashion_mnist")
+BINARIZE = ("none", "fixed", "dynamic")
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """One split of a data set.
+
+    images: uint8 (N, C, H, W). levels: values per sub-pixel the model sees (2 or 256).
+    dynamic: the images are 8-bit grey and each training batch is binarized afresh (levels 2).
+    protocol: one line saying what the numbers on this split mean.
+    """
+
+    name: str
+    split: str
+    images: torch.Tensor
+    levels: int
+    protocol: str
+    dynamic: bool = False
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
+    @property
+    def dims(self) -> int:
+        """Sub-pixels per image, C * H * W (the bits/dim denominator)."""
+        return self.images.shape[1] * self.images.shape[2] * self.images.shape[3]
+
+
+def _need_dir(name: str, data_dir: str | os.PathLike | None, source: str) -> Path:
+    if data_dir is None:
+        raise DataFileError(
+            "(no --data-dir)", f"dataset {name!r} needs data_dir", "the folder holding its files", source
+        )
+    return Path(data_dir)
+
+
+def _read(name: str, split: str, data_dir, allow_pickle: bool) -> tuple[np.ndarray, str]:
+    """Raw uint8 (N, C, H, W) and a description of the source."""
+    if name == "builtin_mnist":
+        return load_builtin_mnist(split)[:, None], (
+            "built-in MNIST digits (fastpixel's seeded 9,000/1,000 split of the first 10,000 MNIST training digits)"
+        )
+    if name == "mnist":
+        folder = _need_dir(name, data_dir, idx.MNIST_SOURCE)
+        return idx.read_mnist_images(folder, split)[:, None], "MNIST (LeCun et al.)"
+    if name == "fashion_mnist":
+        folder = idx.fashion_mnist_dir(data_dir)
+        images = idx.read_mnist_images(folder, split, source=idx.FASHION_SOURCE)
+        return images[:, None], "Fashion-MNIST (Xiao et al. 2017)"
+    if name == "binarized_mnist":
+        folder = _need_dir(name, data_dir, amat.SOURCE)
+        path = amat.amat_path(folder, split)
+        images = amat.read_amat(path, source=amat.SOURCE.format(split=split))
+        return images[:, None], "binarized MNIST (Larochelle & Murray 2011, fixed binarization)"
+    if name == "cifar10":
+        folder = _need_dir(name, data_dir, cifar.SOURCE)
+        return cifar.read_cifar10(folder, split, allow_pickle=allow_pickle), "CIFAR-10"
+    if name in ("imagenet32", "imagenet64"):
+        size = int(name[-2:])
+        folder = _need_dir(name, data_dir, imagenet.SOURCE.format(size=size))
+        images, version = imagenet.read_imagenet(folder, split, size)
+        return images, f"downsampled ImageNet {size}x{size}, {version}"
+    if name == "png":
+        folder = _need_dir(name, data_dir, "your own PNG files")
+        return read_png_folder(folder / split), f"PNG folder {folder / split}"
+    raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+
+
+def load_dataset(
+    name: str,
+    split: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    binarize: str = "none",
+    binarize_seed: int = 0,
+    allow_pickle: bool = False,
+    limit: int | None = None,
+) -> ImageSet:
+    """Load ``split`` ("train", "test"; binarized_mnist also "valid") of data set ``name``.
+
+    binarize: for the 8-bit grey sets (builtin_mnist, mnist, fashion_mnist): "none" (256 levels),
+      "fixed" (one seeded draw, 2 levels) or "dynamic" (training batches drawn afresh; the test
+      split uses the fixed draw). binarized_mnist is already binary.
+    allow_pickle: read CIFAR-10's python (pickle) version; unpickling runs code from the file.
+    limit: keep only the first ``limit`` images (quick runs; the protocol line says so).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+    if binarize not in BINARIZE:
+        raise ValueError(f"binarize must be one of {BINARIZE}, got {binarize!r}")
+    if binarize != "none" and name not in GREY_8BIT:
+        raise ValueError(f"binarize={binarize!r} applies only to {GREY_8BIT}, not {name!r}")
+    images, source = _read(name, split, data_dir, allow_pickle)
+    images = images[:limit]
+    dynamic = binarize == "dynamic" and split == "train"
+    levels = 2 if name == "binarized_mnist" or binarize != "none" else 256
+    if binarize == "fixed" or (binarize == "dynamic" and not dynamic):
+        images = binarize_fixed(images, seed=binarize_seed, split=split)
+        source += f", binarized once (fixed, seed {binarize_seed})"
+    elif dynamic:
+        source += ", binarized afresh every batch (dynamic)"
+    else:
+        source += f", {levels} levels"
+    paper = name in ("binarized_mnist", "cifar10") or (name == "imagenet32" and "van den Oord" in source) or (
+        name == "imagenet64" and "van den Oord" in source)
+    protocol = (
+        f"{source}; split {split!r}, {len(images)} images of {tuple(images.shape[1:])}"
+        + ("" if limit is None else f" (first {limit} only)")
+        + ("; the paper's protocol" if paper and limit is None else "; NOT the paper's protocol")
+    )
+    return ImageSet(name, split, torch.from_numpy(np.ascontiguousarray(images)), levels, protocol, dynamic)

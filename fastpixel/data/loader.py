@@ -1,0 +1,45 @@
+"""Batches whose order is a pure function of (seed, step): what makes resumed runs bit-identical.
+
+Epoch e = step // steps_per_epoch visits the images in ``default_rng([seed, e]).permutation(N)``
+order, in batches of ``batch_size`` (the last partial batch is dropped). Under data parallelism
+rank r of w takes every w-th image of the global batch, so the global batch is the same for any w.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from fastpixel.data.binarize import binarize_dynamic
+from fastpixel.data.datasets import ImageSet
+
+
+def steps_per_epoch(num_images: int, batch_size: int) -> int:
+    if batch_size < 1 or batch_size > num_images:
+        raise ValueError(f"batch_size must be in [1, {num_images}] (the data set size), got {batch_size}")
+    return num_images // batch_size
+
+
+def batch_indices(
+    num_images: int, batch_size: int, *, seed: int, step: int, rank: int = 0, world: int = 1
+) -> torch.Tensor:
+    """Indices (batch_size // world,) of the images rank ``rank`` trains on at ``step``."""
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {world}")
+    per_epoch = steps_per_epoch(num_images, batch_size)
+    epoch, position = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(num_images)
+    batch = order[position * batch_size:(position + 1) * batch_size]
+    return torch.from_numpy(batch[rank::world].copy())
+
+
+def training_batch(
+    data: ImageSet, batch_size: int, *, seed: int, step: int, rank: int = 0, world: int = 1
+) -> torch.Tensor:
+    """uint8 images (batch_size // world, C, H, W) for ``step`` (binarized afresh when dynamic)."""
+    index = batch_indices(len(data), batch_size, seed=seed, step=step, rank=rank, world=world)
+    images = data.images[index]
+    if data.dynamic:
+        generator = torch.Generator().manual_seed((seed * 1_000_003 + step) * 64 + rank)
+        images = binarize_dynamic(images, generator)
+    return images

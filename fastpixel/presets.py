@@ -1,0 +1,58 @@
+"""Named training configurations; every value can be overridden by a command-line flag.
+
+``paper_*`` follow the architectures of the paper (van den Oord et al., 2016, Section 5 and
+Table 1: h, layers, output width); the optimiser settings are fastpixel's defaults, not taken
+from the paper. The ``cpu_*`` presets train on the built-in digits in minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Values every preset starts from.
+DEFAULTS: dict[str, Any] = dict(
+    model="pixelcnn", hidden=8, layers=2, output_hidden=None, skip=False,
+    dataset="builtin_mnist", data_dir=None, binarize="none", binarize_seed=0, allow_pickle=False,
+    train_limit=None, test_limit=None,
+    batch_size=16, eval_batch_size=256, steps=1000, lr=1e-3, clip_grad=1.0, ema=0.0, bf16=False,
+    seed=0, log_every=50, eval_every=500, checkpoint_every=500,
+)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Built-in digits, fixed binarization; about two minutes on one CPU core.
+    "cpu_tiny": dict(model="pixelcnn", hidden=8, layers=2, output_hidden=32, binarize="fixed",
+                     batch_size=32, steps=300, lr=3e-3, eval_every=100, checkpoint_every=100, log_every=25),
+    # A small Diagonal BiLSTM on the same data; minutes on a CPU (the reference LSTM scan is serial).
+    "cpu_small": dict(model="diagonal_bilstm", hidden=8, layers=1, output_hidden=32, binarize="fixed",
+                      batch_size=16, steps=300, lr=3e-3, eval_every=100, checkpoint_every=100, log_every=25),
+    # 8-bit (256-level) built-in digits, PixelCNN.
+    "cpu_digits256": dict(model="pixelcnn", hidden=8, layers=2, output_hidden=32, binarize="none",
+                          batch_size=16, steps=300, lr=3e-3, eval_every=100, checkpoint_every=100, log_every=25),
+    # The paper's binarized MNIST model: 7-layer Diagonal BiLSTM, h = 16, output layers 32 wide.
+    "paper_binarized_mnist": dict(model="diagonal_bilstm", hidden=16, layers=7, output_hidden=32,
+                                  dataset="binarized_mnist", batch_size=16, steps=200_000,
+                                  eval_every=10_000, checkpoint_every=2_000),
+    # The paper's CIFAR-10 models: 12-layer Diagonal BiLSTM / Row LSTM, h = 128, output 1024 wide.
+    "paper_cifar10": dict(model="diagonal_bilstm", hidden=128, layers=12, output_hidden=1024,
+                          dataset="cifar10", batch_size=16, steps=500_000, eval_every=10_000, checkpoint_every=2_000),
+    "paper_cifar10_row_lstm": dict(model="row_lstm", hidden=128, layers=12, output_hidden=1024,
+                                   dataset="cifar10", batch_size=16, steps=500_000, eval_every=10_000,
+                                   checkpoint_every=2_000),
+    # PixelCNN with 15 residual blocks, h = 128.
+    "paper_pixelcnn_cifar10": dict(model="pixelcnn", hidden=128, layers=15, output_hidden=1024,
+                                   dataset="cifar10", batch_size=16, steps=500_000, eval_every=10_000,
+                                   checkpoint_every=2_000),
+}
+
+
+def resolve(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """DEFAULTS, then the preset, then every override that is not None."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    unknown = set(overrides) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {sorted(unknown)}")
+    config = {**DEFAULTS, **PRESETS[preset]}
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    config["preset"] = preset
+    return config
