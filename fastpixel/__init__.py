@@ -22,6 +22,7 @@ from fastpixel.layers import DiagonalBiLSTM, MaskedConv2d, ResidualConvBlock, Re
 from fastpixel.masks import MaskSpec, color_groups  # noqa: E402
 from fastpixel.metrics import bits_per_dim, nats_per_image  # noqa: E402
 from fastpixel.models import create_model  # noqa: E402
+from fastpixel.sampling import complete, sample  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -35,7 +36,9 @@ __all__ = [
     "RowLSTM",
     "bits_per_dim",
     "color_groups",
+    "complete",
     "create_model",
     "nats_per_image",
+    "sample",
     "use_backend",
 ]

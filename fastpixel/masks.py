@@ -137,14 +137,17 @@ class MaskSpec:
 
 @functools.lru_cache(maxsize=256)
 def _build_mask(spec: MaskSpec, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    kh, kw = spec.kernel_size
-    cy, cx = spec.center
-    mask = torch.zeros(spec.out_channels, spec.in_channels, kh, kw, dtype=torch.float64)
-    for y in range(kh):
-        for x in range(kw):
-            if spec.tap_is_open(y, x):
-                mask[:, :, y, x] = 1.0
-    if spec.mask_type is not None:
-        limits = torch.tensor(spec.center_limit())
-        mask[:, :, cy, cx] = (torch.arange(spec.in_channels)[None, :] < limits[:, None]).double()
-    return mask.to(dtype=dtype, device=device)
+    # Built outside inference mode even when first asked for inside it: the cached tensor is reused
+    # by later training steps, and an inference tensor cannot be saved for backward.
+    with torch.inference_mode(False):
+        kh, kw = spec.kernel_size
+        cy, cx = spec.center
+        mask = torch.zeros(spec.out_channels, spec.in_channels, kh, kw, dtype=torch.float64)
+        for y in range(kh):
+            for x in range(kw):
+                if spec.tap_is_open(y, x):
+                    mask[:, :, y, x] = 1.0
+        if spec.mask_type is not None:
+            limits = torch.tensor(spec.center_limit())
+            mask[:, :, cy, cx] = (torch.arange(spec.in_channels)[None, :] < limits[:, None]).double()
+        return mask.to(dtype=dtype, device=device)

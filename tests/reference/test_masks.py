@@ -97,3 +97,14 @@ def test_bad_specs_raise():
         color_groups(4, 2)
     with pytest.raises(ValueError, match="num_features must be >= 1"):
         color_groups(0, 3)
+
+
+def test_a_mask_first_built_in_inference_mode_still_trains():
+    import fastpixel
+
+    layer = fastpixel.MaskedConv2d(2, 3, (3, 5), "B")  # a kernel shape no other test builds
+    x = torch.randn(1, 2, 4, 4)
+    with torch.inference_mode():
+        layer(x)
+    layer(x).sum().backward()
+    assert layer.weight.grad is not None

@@ -1,0 +1,1 @@
+"""Benchmarks of fastpixel (run from the repository root, never installed): ``python -m bench.compare``."""

@@ -1,0 +1,102 @@
+"""Incremental masked convolutions for cached sampling (Ramachandran et al. 2017, "Fast Generation
+for Convolutional Autoregressive Models"), and the PixelCNN residual block built from them.
+
+A masked conv with centre tap (cy, cx) computes output pixel (r, j) from input rows r - cy .. r only
+(the mask closes every tap below the centre row), and in row r only from columns <= j. So while
+row r is being generated, a buffer of those cy + 1 input rows (zero-padded as the reference pads:
+cx columns on the left, kw - 1 - cx on the right) is all a layer needs:
+
+    rows[:, y, cx + j', :] = input[:, :, r - cy + y, j']            y = 0 .. cy
+    out(r, j) = bias + sum_{y, x, i} (W * M)[o, i, y, x] * rows[:, y, j + x, i]
+
+one (B, (cy + 1) * kw * in) @ ((cy + 1) * kw * in, out) matmul per generated pixel. Entries of the
+current row right of j hold zeros (not yet generated); the mask gives them weight exactly 0.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from fastpixel.layers.masked_conv import MaskedConv2d
+from fastpixel.layers.residual import ResidualConvBlock
+
+
+def masked_weight(conv: MaskedConv2d) -> torch.Tensor:
+    """The weight the reference convolves with: weight * spec.mask(), (out, in, kh, kw)."""
+    return conv.weight * conv.spec.mask(conv.weight.dtype, conv.weight.device)
+
+
+class PointwiseConv:
+    """A 1x1 MaskedConv2d at one pixel: (B, in) -> (B, out), a matmul with the masked weight."""
+
+    def __init__(self, conv: MaskedConv2d) -> None:
+        if conv.spec.kernel_size != (1, 1):
+            raise ValueError(f"PointwiseConv needs a 1x1 conv, got kernel {conv.spec.kernel_size}")
+        self.weight_t = masked_weight(conv)[:, :, 0, 0].t().contiguous()  # (in, out)
+        self.bias = conv.bias
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bias is None:
+            return x @ self.weight_t
+        return torch.addmm(self.bias, x, self.weight_t)
+
+
+class RowConvCache:
+    """A (kh, kw) MaskedConv2d evaluated one pixel at a time over a buffer of cy + 1 input rows.
+
+    Use: ``start_row()`` before each row (rows move up by one, the new row starts at zero);
+    ``write(j, x)`` stores the input at (r, j) once it is known; ``at(j)`` -> output (B, out) at (r, j).
+    """
+
+    def __init__(self, conv: MaskedConv2d, batch: int, width: int) -> None:
+        spec = conv.spec
+        if spec.mask_type is None:
+            raise ValueError("RowConvCache needs a masked conv (mask A or B): an unmasked conv reads rows below")
+        (_, kw), (cy, cx) = spec.kernel_size, spec.center
+        weight = masked_weight(conv)[:, :, : cy + 1, :]  # (out, in, cy + 1, kw): rows below are masked
+        self.weight = weight.permute(2, 3, 1, 0).reshape(-1, spec.out_channels)  # ((cy+1)*kw*in, out)
+        self.bias = conv.bias
+        self.kw, self.cx = kw, cx
+        self.rows = weight.new_zeros(batch, cy + 1, width + kw - 1, spec.in_channels)
+
+    def start_row(self) -> None:
+        self.rows[:, :-1] = self.rows[:, 1:].clone()
+        self.rows[:, -1] = 0
+
+    def write(self, j: int, x: torch.Tensor) -> None:
+        """x: (B, in), the layer's input at (r, j)."""
+        self.rows[:, -1, self.cx + j] = x
+
+    def write_channel(self, j: int, channel: int, x: torch.Tensor) -> None:
+        """x: (B,), input channel ``channel`` at (r, j) (the image's sub-pixels arrive one by one)."""
+        self.rows[:, -1, self.cx + j, channel] = x
+
+    def at(self, j: int) -> torch.Tensor:
+        """The conv's output at (r, j), (B, out)."""
+        patch = self.rows[:, :, j : j + self.kw].reshape(self.rows.shape[0], -1)  # [B, (cy+1)*kw*in]
+        if self.bias is None:
+            return patch @ self.weight
+        return torch.addmm(self.bias, patch, self.weight)
+
+
+class ResidualConvBlockCache:
+    """PixelCNN block x + expand(relu(conv3x3(relu(reduce(relu(x)))))) one pixel at a time.
+
+    Only the 3x3 conv looks at other pixels; its cache holds rows r - 1 and r of relu(reduce(relu(x))).
+    """
+
+    def __init__(self, block: ResidualConvBlock, batch: int, width: int) -> None:
+        self.reduce = PointwiseConv(block.reduce)
+        self.conv = RowConvCache(block.conv, batch, width)
+        self.expand = PointwiseConv(block.expand)
+
+    def start_row(self, r: int) -> None:
+        self.conv.start_row()
+
+    def step(self, j: int, x: torch.Tensor) -> torch.Tensor:
+        """x: the stream (B, 2h) at (r, j) -> the block's output there, (B, 2h)."""
+        self.conv.write(j, torch.relu(self.reduce(torch.relu(x))))
+        return x + self.expand(torch.relu(self.conv.at(j)))
+
+    def end_row(self, r: int) -> None:
+        pass

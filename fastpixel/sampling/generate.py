@@ -1,0 +1,158 @@
+"""sample() and complete(): generation in raster order, one sub-pixel at a time.
+
+Order: rows top to bottom, pixels left to right, and inside a pixel channels c = 0 .. C-1 (R, G, B).
+Sub-pixel (c, r, j) of image b is drawn from softmax(logits[b, :, c, r, j] / temperature) with the
+uniform ``uniforms[b, c, r, j]`` (see :mod:`fastpixel.sampling.categorical`). The logits come from
+an engine: "cached" (every layer's state is kept, each pixel costs one step of every layer) or
+"naive" (a full forward pass per sub-pixel, the reference). One driver runs both, so they draw the
+same random numbers in the same order and return the same images whenever their logits agree.
+"""
+
+from __future__ import annotations
+
+import torch
+from tqdm import tqdm
+
+from fastpixel.models.base import PixelModel
+from fastpixel.sampling.cached import CachedEngine
+from fastpixel.sampling.categorical import check_temperature, draw_uniforms, inverse_cdf
+from fastpixel.sampling.naive import NaiveEngine
+from fastpixel.validation import check_images
+
+METHODS = ("cached", "naive")
+
+
+def sample(
+    model: PixelModel,
+    num: int,
+    *,
+    height: int,
+    width: int,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    method: str = "cached",
+    progress: bool = False,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Draw ``num`` images from ``model``: int64 (num, C, height, width) in [0, levels).
+
+    temperature: the logits are divided by it (1: the model; < 1 sharper, > 1 flatter).
+    generator: the source of the (num, C, H, W) uniforms (None: torch's default generator).
+    method: "cached" (work proportional to the image) or "naive" (full forward per sub-pixel).
+    progress: a tqdm bar over rows. backend: the naive method's forward backend (None: the global).
+    """
+    _check_model(model)
+    for label, value in (("num", num), ("height", height), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{label} must be an int >= 1, got {value!r}")
+    images = torch.zeros(num, model.channels, height, width, dtype=torch.long, device=_device(model))
+    return generate(model, images, None, temperature=temperature, generator=generator, method=method,
+                    progress=progress, backend=backend)
+
+
+def complete(
+    model: PixelModel,
+    images: torch.Tensor,
+    known: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    method: str = "cached",
+    progress: bool = False,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Image completion: keep the known sub-pixels of ``images``, sample the others.
+
+    images: integer (N, C, H, W) in [0, levels) (values where ``known`` is False are ignored).
+    known: bool, broadcastable to images' shape (e.g. (1, 1, H, W) for an occlusion mask).
+    Each unknown sub-pixel is drawn given everything before it in raster/channel order, known or
+    sampled (an autoregressive model conditions on the past only; the paper's completions occlude
+    the bottom of the image). Returns int64 (N, C, H, W), equal to ``images`` wherever known.
+    Other arguments as in :func:`sample`; the uniforms of known sub-pixels are drawn and unused.
+    """
+    _check_model(model)
+    check_images(images, channels=model.channels, levels=model.levels, check_values=False)
+    if not isinstance(known, torch.Tensor) or known.dtype != torch.bool:
+        raise TypeError(f"known must be a bool tensor broadcastable to {tuple(images.shape)}")
+    try:
+        known = torch.broadcast_to(known.to(images.device), images.shape)
+    except RuntimeError:
+        raise ValueError(f"known of shape {tuple(known.shape)} does not broadcast to {tuple(images.shape)}") from None
+    kept = images[known]
+    if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= model.levels):
+        raise ValueError(f"known image values must lie in [0, {model.levels})")
+    work = torch.where(known, images.long(), torch.zeros((), dtype=torch.long, device=images.device))
+    work = work.to(_device(model))
+    return generate(model, work, known.to(work.device), temperature=temperature, generator=generator,
+                    method=method, progress=progress, backend=backend)
+
+
+@torch.no_grad()
+def generate(
+    model: PixelModel,
+    images: torch.Tensor,
+    known: torch.Tensor | None,
+    *,
+    temperature: float,
+    generator: torch.Generator | None,
+    method: str,
+    progress: bool = False,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """The driver: fill ``images`` (int64 (B, C, H, W), modified in place and returned) where not known."""
+    temperature = check_temperature(temperature)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    batch, channels, height, width = images.shape
+    uniforms = draw_uniforms(tuple(images.shape), generator=generator, device=images.device)
+    engine = CachedEngine(model, images) if method == "cached" else NaiveEngine(model, images, backend)
+    # todo[c][r][j]: some image of the batch still needs sub-pixel (c, r, j); one host copy up front
+    todo = [[[True] * width] * height] * channels if known is None else (~known).any(0).tolist()
+    for r in tqdm(range(height), desc=f"sampling ({method})", unit="row", disable=not progress):
+        engine.start_row(r)
+        for j in range(width):
+            final = False  # whether the engine's states at (r, j) already saw channels 0..C-2
+            for c in range(channels):
+                if todo[c][r][j]:
+                    logits = engine.logits(r, j)[:, :, c]  # [B, L]
+                    value = inverse_cdf(logits, uniforms[:, c, r, j], temperature)
+                    if known is not None:
+                        value = torch.where(known[:, c, r, j], images[:, c, r, j], value)
+                    images[:, c, r, j] = value
+                    final = c == channels - 1
+                engine.write(r, j, c, images[:, c, r, j])
+            if not final:
+                engine.settle(r, j)
+        engine.end_row(r)
+    return images
+
+
+@torch.no_grad()
+def cached_logits(model: PixelModel, images: torch.Tensor) -> torch.Tensor:
+    """Logits (B, L, C, H, W) of known ``images`` computed by the cached engine, pixel by pixel.
+
+    Equal to ``model(images)`` up to float rounding: the check that the caches compute the network.
+    """
+    _check_model(model)
+    check_images(images, channels=model.channels, levels=model.levels)
+    images = images.long().to(_device(model))
+    batch, channels, height, width = images.shape
+    engine = CachedEngine(model, images)
+    out = engine.output2.weight_t.new_empty(batch, model.levels, channels, height, width)
+    for r in range(height):
+        engine.start_row(r)
+        for j in range(width):
+            for c in range(channels):
+                out[:, :, c, r, j] = engine.logits(r, j)[:, :, c]
+                engine.write(r, j, c, images[:, c, r, j])
+        engine.end_row(r)
+    return out
+
+
+def _check_model(model: object) -> None:
+    if not isinstance(model, PixelModel):
+        raise TypeError(f"model must be a fastpixel PixelModel (create_model(...)), got {type(model).__name__}")
+
+
+def _device(model: PixelModel) -> torch.device:
+    return model.input_conv.weight.device

@@ -1,0 +1,32 @@
+"""The naive sampler's engine: a full forward pass of the model for every generated sub-pixel.
+
+O((H W)^2 C) work, the reference the cached engine is tested against. It runs ``model(images)``,
+so the model's backend choice applies (the Triton kernels on GPU when they are available).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class NaiveEngine:
+    """Same protocol as :class:`fastpixel.sampling.cached.CachedEngine`; reads ``images`` directly."""
+
+    def __init__(self, model: torch.nn.Module, images: torch.Tensor, backend: str | None = None) -> None:
+        self.model, self.images, self.backend = model, images, backend
+
+    def start_row(self, r: int) -> None:
+        pass
+
+    def write(self, r: int, j: int, c: int, values: torch.Tensor) -> None:
+        pass  # the driver has already written images[:, c, r, j]
+
+    def logits(self, r: int, j: int) -> torch.Tensor:
+        """(B, L, C): the full forward pass, read at pixel (r, j)."""
+        return self.model(self.images, backend=self.backend, validate=False)[:, :, :, r, j]
+
+    def settle(self, r: int, j: int) -> None:
+        pass
+
+    def end_row(self, r: int) -> None:
+        pass
