@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from einops import rearrange
 
 from fastpixel.layers import DiagonalBiLSTM, MaskedConv2d, ResidualConvBlock, ResidualLSTMBlock, RowLSTM
 
@@ -161,7 +162,7 @@ def _union_of_jacobians(model, height: int, width: int, samples: int, seed: int)
         jac = torch.autograd.functional.jacobian(
             lambda v: (model.forward_float(v)[0] * mix).sum(0), u, vectorize=True
         )  # (C, H, W, 1, C_in, H_in, W_in)
-        jac = jac[:, :, :, 0].permute(0, 1, 2, 4, 5, 3).reshape(c, height, width, n)  # inputs in generation order
+        jac = rearrange(jac, "c h w 1 ci hi wi -> c h w (hi wi ci)")  # inputs in generation order
         seen |= jac != 0
     return seen
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from einops import rearrange
 from torch import nn
 
 from fastpixel.backend import use_backend
@@ -94,8 +95,7 @@ class PixelModel(nn.Module):
                 skips.append(self.skip_convs[i + 1](stream))
         features = torch.stack(skips).sum(0) if self.skip else stream
         out = self.output_conv2(torch.relu(self.output_conv1(torch.relu(features))))
-        b, _, h, w = out.shape
-        return out.view(b, self.levels, self.channels, h, w)
+        return rearrange(out, "b (level c) h w -> b level c h w", level=self.levels)  # a view, no copy
 
     def forward(self, x: torch.Tensor, *, backend: str | None = None, validate: bool = True) -> torch.Tensor:
         """x: integer images (B, C, H, W) in [0, levels) -> logits (B, levels, C, H, W).
