@@ -21,7 +21,7 @@ from fastpixel.backend import BackendUnavailableError, use_backend  # noqa: E402
 from fastpixel.layers import DiagonalBiLSTM, MaskedConv2d, ResidualConvBlock, ResidualLSTMBlock, RowLSTM  # noqa: E402
 from fastpixel.masks import MaskSpec, color_groups  # noqa: E402
 from fastpixel.metrics import bits_per_dim, nats_per_image  # noqa: E402
-from fastpixel.models import create_model  # noqa: E402
+from fastpixel.models import MultiScalePixelRNN, create_model  # noqa: E402
 from fastpixel.sampling import complete, sample  # noqa: E402
 
 __version__ = "0.1.0"
@@ -31,6 +31,7 @@ __all__ = [
     "DiagonalBiLSTM",
     "MaskSpec",
     "MaskedConv2d",
+    "MultiScalePixelRNN",
     "ResidualConvBlock",
     "ResidualLSTMBlock",
     "RowLSTM",

@@ -41,8 +41,12 @@ class DiagonalBiLSTM(nn.Module):
         nn.init.uniform_(self.state_weight_lr, -bound, bound)
         nn.init.uniform_(self.state_weight_rl, -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gates_lr, gates_rl = self.input_to_state(x).chunk(2, dim=1)
+    def forward(self, x: torch.Tensor, gate_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """gate_bias: optional (B, 8h, H, W) added to both directions' input-to-state gates."""
+        gates = self.input_to_state(x)
+        if gate_bias is not None:
+            gates = gates + gate_bias
+        gates_lr, gates_rl = gates.chunk(2, dim=1)
         return diagonal_bilstm_scan(
             gates_lr, self.state_weight_lr, gates_rl, self.state_weight_rl, backend=self.backend
         )

@@ -44,5 +44,11 @@ class ResidualLSTMBlock(nn.Module):
         self.lstm = lstm_types[kind](2 * hidden, hidden, num_colors=num_colors, backend=backend)
         self.expand = MaskedConv2d(hidden, 2 * hidden, 1, "B", num_colors=num_colors, backend=backend)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.expand(self.lstm(x))
+    @property
+    def gate_channels(self) -> int:
+        """Width of the LSTM's input-to-state gates (4h Row LSTM, 8h Diagonal BiLSTM)."""
+        return self.lstm.input_to_state.spec.out_channels
+
+    def forward(self, x: torch.Tensor, gate_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """gate_bias: optional (B, gate_channels, H, W) conditioning added to the LSTM's gates."""
+        return x + self.expand(self.lstm(x, gate_bias))

@@ -39,5 +39,9 @@ class RowLSTM(nn.Module):
         bound = 1 / math.sqrt(3 * hidden)
         nn.init.uniform_(self.state_weight, -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return row_lstm_scan(self.input_to_state(x), self.state_weight, backend=self.backend)
+    def forward(self, x: torch.Tensor, gate_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """gate_bias: optional (B, 4h, H, W) added to the input-to-state gates (a conditioning map)."""
+        gates = self.input_to_state(x)
+        if gate_bias is not None:
+            gates = gates + gate_bias
+        return row_lstm_scan(gates, self.state_weight, backend=self.backend)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastpixel.models.base import PixelModel
+from fastpixel.models.multiscale import MultiScalePixelRNN
 from fastpixel.models.pixelcnn import PixelCNN
 from fastpixel.models.pixelrnn import DiagonalBiLSTMPixelRNN, RowLSTMPixelRNN
 
@@ -36,4 +37,12 @@ def create_model(name: str, *, channels: int, levels: int, hidden: int, layers: 
     return MODELS[name](channels=channels, levels=levels, hidden=hidden, layers=layers, **options)
 
 
-__all__ = ["MODELS", "DiagonalBiLSTMPixelRNN", "PixelCNN", "PixelModel", "RowLSTMPixelRNN", "create_model"]
+__all__ = [
+    "MODELS",
+    "DiagonalBiLSTMPixelRNN",
+    "MultiScalePixelRNN",
+    "PixelCNN",
+    "PixelModel",
+    "RowLSTMPixelRNN",
+    "create_model",
+]

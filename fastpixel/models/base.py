@@ -82,15 +82,17 @@ class PixelModel(nn.Module):
         dtype = self.input_conv.weight.dtype
         return x.to(dtype) * (2.0 / (self.levels - 1)) - 1.0
 
-    def forward_float(self, u: torch.Tensor) -> torch.Tensor:
+    def forward_float(self, u: torch.Tensor, gate_biases: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Embedded input (B, C, H, W) floats -> logits (B, levels, C, H, W).
 
         The network proper, differentiable in its input (the receptive-field tests use this).
+        gate_biases: optional, one conditioning map per LSTM block added to its input-to-state gates
+        (the Multi-Scale PixelRNN's biasing; see fastpixel.models.multiscale).
         """
         stream = self.input_conv(u)
         skips = [self.skip_convs[0](stream)] if self.skip else []
         for i, block in enumerate(self.blocks):
-            stream = block(stream)
+            stream = block(stream) if gate_biases is None else block(stream, gate_biases[i])
             if self.skip:
                 skips.append(self.skip_convs[i + 1](stream))
         features = torch.stack(skips).sum(0) if self.skip else stream

@@ -25,25 +25,29 @@ from fastpixel.sampling.diagonal_lstm_cache import DiagonalBiLSTMBlockCache
 from fastpixel.sampling.row_lstm_cache import RowLSTMBlockCache
 
 
-def block_cache(block: torch.nn.Module, batch: int, width: int):
-    """The cache class of one residual block of a Table 1 model."""
-    if isinstance(block, ResidualConvBlock):
+def block_cache(block: torch.nn.Module, batch: int, width: int, gate_bias: torch.Tensor | None = None):
+    """The cache class of one residual block of a Table 1 model (gate_bias: LSTM conditioning)."""
+    if isinstance(block, ResidualConvBlock) and gate_bias is None:
         return ResidualConvBlockCache(block, batch, width)
     if isinstance(block, ResidualLSTMBlock) and isinstance(block.lstm, RowLSTM):
-        return RowLSTMBlockCache(block, batch, width)
+        return RowLSTMBlockCache(block, batch, width, gate_bias)
     if isinstance(block, ResidualLSTMBlock) and isinstance(block.lstm, DiagonalBiLSTM):
-        return DiagonalBiLSTMBlockCache(block, batch, width)
+        return DiagonalBiLSTMBlockCache(block, batch, width, gate_bias)
     raise TypeError(f"no cached sampler for block {type(block).__name__}; use method='naive'")
 
 
 class CachedEngine:
     """Incremental evaluation of a PixelModel on a (batch, C, H, W) image being generated."""
 
-    def __init__(self, model: torch.nn.Module, images: torch.Tensor) -> None:
+    def __init__(
+        self, model: torch.nn.Module, images: torch.Tensor, gate_biases: list[torch.Tensor] | None = None
+    ) -> None:
+        """gate_biases: optional per-block LSTM conditioning, as in ``PixelModel.forward_float``."""
         batch, channels, _, width = images.shape
         self.levels, self.channels, self.skip = model.levels, channels, model.skip
         self.input = RowConvCache(model.input_conv, batch, width)  # 4 rows of the embedded image
-        self.blocks = [block_cache(block, batch, width) for block in model.blocks]
+        biases = gate_biases if gate_biases is not None else [None] * len(model.blocks)
+        self.blocks = [block_cache(block, batch, width, bias) for block, bias in zip(model.blocks, biases)]
         self.skips = [PointwiseConv(conv) for conv in model.skip_convs]
         self.output1 = PointwiseConv(model.output_conv1)
         self.output2 = PointwiseConv(model.output_conv2)

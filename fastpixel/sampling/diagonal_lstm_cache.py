@@ -27,8 +27,13 @@ from fastpixel.sampling.conv_cache import PointwiseConv, masked_weight
 class DiagonalBiLSTMBlockCache:
     """x + expand(DiagonalBiLSTM(x)) evaluated pixel by pixel; step(j, x (B, 2h)) -> (B, 2h)."""
 
-    def __init__(self, block: ResidualLSTMBlock, batch: int, width: int) -> None:
+    def __init__(
+        self, block: ResidualLSTMBlock, batch: int, width: int, gate_bias: torch.Tensor | None = None
+    ) -> None:
+        """gate_bias: optional (B, 8h, H, W) conditioning added to both directions' gates."""
         lstm = block.lstm
+        self.gate_bias = gate_bias
+        self.r = 0
         hidden = self.hidden = lstm.hidden
         gates = masked_weight(lstm.input_to_state)[:, :, 0, 0]  # (8h, in): [left-to-right | right-to-left]
         bias = lstm.input_to_state.bias
@@ -50,9 +55,12 @@ class DiagonalBiLSTMBlockCache:
         self.lr_from_above = None  # (B, W, 4h)
 
     def start_row(self, r: int) -> None:
+        self.r = r
         self.lr_from_above = torch.addmm(
             self.bias_lr, self.h_lr_above.flatten(0, 1), self.lr_above
         ).view(self.h_lr_above.shape[0], -1, 4 * self.hidden)  # [B, W, 4h], bias folded in
+        if self.gate_bias is not None:
+            self.lr_from_above = self.lr_from_above + self.gate_bias[:, : 4 * self.hidden, r].transpose(1, 2)
 
     def step(self, j: int, x: torch.Tensor) -> torch.Tensor:
         self.x_row[:, j] = x
@@ -66,6 +74,8 @@ class DiagonalBiLSTMBlockCache:
         batch, width, _ = self.x_row.shape
         gates = torch.addmm(self.bias_rl, self.x_row.flatten(0, 1), self.is_rl)  # [B*W, 4h]
         gates = torch.addmm(gates, self.h_rl_above.flatten(0, 1), self.rl_above).view(batch, width, -1)
+        if self.gate_bias is not None:
+            gates = gates + self.gate_bias[:, 4 * self.hidden :, r].transpose(1, 2)
         h = c = self.h_rl_above.new_zeros(batch, self.hidden)  # the state right of the image
         h_rl = torch.empty_like(self.h_rl_above)
         for j in reversed(range(width)):

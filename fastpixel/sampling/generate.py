@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from fastpixel.models.base import PixelModel
+from fastpixel.models.multiscale import MultiScalePixelRNN
 from fastpixel.sampling.cached import CachedEngine
 from fastpixel.sampling.categorical import check_temperature, draw_uniforms, inverse_cdf
 from fastpixel.sampling.naive import NaiveEngine
@@ -40,14 +41,34 @@ def sample(
     generator: the source of the (num, C, H, W) uniforms (None: torch's default generator).
     method: "cached" (work proportional to the image) or "naive" (full forward per sub-pixel).
     progress: a tqdm bar over rows. backend: the naive method's forward backend (None: the global).
+    A :class:`~fastpixel.models.multiscale.MultiScalePixelRNN` draws the small image first, then the
+    rest of the full image conditioned on it (see :func:`_sample_multiscale`).
     """
-    _check_model(model)
     for label, value in (("num", num), ("height", height), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{label} must be an int >= 1, got {value!r}")
+    options = dict(temperature=temperature, generator=generator, method=method, progress=progress, backend=backend)
+    if isinstance(model, MultiScalePixelRNN):
+        return _sample_multiscale(model, num, height, width, **options)
+    _check_model(model)
     images = torch.zeros(num, model.channels, height, width, dtype=torch.long, device=_device(model))
-    return generate(model, images, None, temperature=temperature, generator=generator, method=method,
-                    progress=progress, backend=backend)
+    return generate(model, images, None, **options)
+
+
+def _sample_multiscale(model: MultiScalePixelRNN, num: int, height: int, width: int, **options) -> torch.Tensor:
+    """s ~ p_small (its own cached/naive sampler), then every other sub-pixel ~ p_large(. | s).
+
+    The uniforms of the small image are drawn first, then those of the full image; the sub-pixels
+    of s are known in the second pass (their uniforms are drawn and unused).
+    """
+    f = model.factor
+    small = sample(model.small, num, height=-(-height // f), width=-(-width // f), **options)
+    images = torch.zeros(num, model.channels, height, width, dtype=torch.long, device=small.device)
+    images[:, :, ::f, ::f] = small
+    known = model.small_positions(height, width, small.device).expand_as(images)
+    with torch.no_grad():
+        biases = model.gate_biases(small, height, width)
+    return generate(model.large, images, known, gate_biases=biases, **options)
 
 
 def complete(
@@ -98,14 +119,21 @@ def generate(
     method: str,
     progress: bool = False,
     backend: str | None = None,
+    gate_biases: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """The driver: fill ``images`` (int64 (B, C, H, W), modified in place and returned) where not known."""
+    """The driver: fill ``images`` (int64 (B, C, H, W), modified in place and returned) where not known.
+
+    gate_biases: optional per-block LSTM conditioning of ``model`` (the Multi-Scale PixelRNN's).
+    """
     temperature = check_temperature(temperature)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     batch, channels, height, width = images.shape
     uniforms = draw_uniforms(tuple(images.shape), generator=generator, device=images.device)
-    engine = CachedEngine(model, images) if method == "cached" else NaiveEngine(model, images, backend)
+    if method == "cached":
+        engine = CachedEngine(model, images, gate_biases)
+    else:
+        engine = NaiveEngine(model, images, backend, gate_biases)
     # todo[c][r][j]: some image of the batch still needs sub-pixel (c, r, j); one host copy up front
     todo = [[[True] * width] * height] * channels if known is None else (~known).any(0).tolist()
     for r in tqdm(range(height), desc=f"sampling ({method})", unit="row", disable=not progress):

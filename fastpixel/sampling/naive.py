@@ -12,8 +12,14 @@ import torch
 class NaiveEngine:
     """Same protocol as :class:`fastpixel.sampling.cached.CachedEngine`; reads ``images`` directly."""
 
-    def __init__(self, model: torch.nn.Module, images: torch.Tensor, backend: str | None = None) -> None:
-        self.model, self.images, self.backend = model, images, backend
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        images: torch.Tensor,
+        backend: str | None = None,
+        gate_biases: list[torch.Tensor] | None = None,
+    ) -> None:
+        self.model, self.images, self.backend, self.gate_biases = model, images, backend, gate_biases
 
     def start_row(self, r: int) -> None:
         pass
@@ -23,6 +29,10 @@ class NaiveEngine:
 
     def logits(self, r: int, j: int) -> torch.Tensor:
         """(B, L, C): the full forward pass, read at pixel (r, j)."""
+        if self.gate_biases is not None:
+            with self.model._backend_scope(self.backend):
+                u = self.model.embed(self.images)
+                return self.model.forward_float(u, self.gate_biases)[:, :, :, r, j]
         return self.model(self.images, backend=self.backend, validate=False)[:, :, :, r, j]
 
     def settle(self, r: int, j: int) -> None:

@@ -24,8 +24,13 @@ from fastpixel.sampling.conv_cache import PointwiseConv, RowConvCache
 class RowLSTMBlockCache:
     """x + expand(RowLSTM(x)) evaluated pixel by pixel; step(j, x (B, 2h)) -> (B, 2h)."""
 
-    def __init__(self, block: ResidualLSTMBlock, batch: int, width: int) -> None:
+    def __init__(
+        self, block: ResidualLSTMBlock, batch: int, width: int, gate_bias: torch.Tensor | None = None
+    ) -> None:
+        """gate_bias: optional (B, 4h, H, W) conditioning added to the gates (Multi-Scale PixelRNN)."""
         lstm = block.lstm
+        self.gate_bias = gate_bias
+        self.r = 0
         self.hidden = lstm.hidden
         self.input_to_state = RowConvCache(lstm.input_to_state, batch, width)
         self.state_kernel = lstm.state_weight[:, :, 0, :]  # (4h, h, 3)
@@ -36,6 +41,7 @@ class RowLSTMBlockCache:
         self.from_above = None  # (B, W, 4h), K^ss * h(r - 1)
 
     def start_row(self, r: int) -> None:
+        self.r = r
         self.input_to_state.start_row()
         recurrent = F.conv1d(self.h_above.transpose(1, 2), self.state_kernel, padding=1)  # [B, 4h, W]
         self.from_above = recurrent.transpose(1, 2).contiguous()
@@ -43,6 +49,8 @@ class RowLSTMBlockCache:
     def step(self, j: int, x: torch.Tensor) -> torch.Tensor:
         self.input_to_state.write(j, x)
         gates = self.input_to_state.at(j) + self.from_above[:, j]  # [B, 4h]
+        if self.gate_bias is not None:
+            gates = gates + self.gate_bias[:, :, self.r, j]
         h, c = lstm_cell(gates, self.c_above[:, j], self.hidden)
         self.h_row[:, j], self.c_row[:, j] = h, c
         return x + self.expand(h)
