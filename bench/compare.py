@@ -1,0 +1,205 @@
+"""``python -m bench.compare``: how fast is each backend, and how far from this machine's limit.
+
+    python -m bench.compare --model diagonal_bilstm            # the preset for this machine
+    python -m bench.compare --model row_lstm --json out.json --plot out.png
+    python -m bench.compare --model pixelcnn --op masked_conv --sizes 8,16,32
+
+For the chosen model it measures the machine's ceilings (copy bandwidth, matmul FLOP/s), then,
+for every distinct op call of the model (masked convs, the scan, the loss) and for the model's
+whole training step, gates each backend against the reference (outputs and gradients; see
+bench/parity.py) and times the forward and forward+backward passes of those that pass. Without
+CUDA, triton runs only under Triton's interpreter: gated on a tiny shape, never timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import warnings
+
+PRESETS: dict[str, dict] = {
+    # The paper's CIFAR-10 models (h = 128; 12 LSTM layers, 15 PixelCNN layers), batch 16 (our choice).
+    "cifar": dict(batch=16, size=32, hidden=128, layers={"pixelcnn": 15, "row_lstm": 12, "diagonal_bilstm": 12},
+                  output_hidden=None, channels=3, levels=256, sizes=(16, 32, 64), copy_mib=1024, matmul_n=8192),
+    # Finishes in about two minutes on a 2-core CPU (see docs/benchmarks.md).
+    "cpu": dict(batch=2, size=12, hidden=16, layers=2, output_hidden=None, channels=3, levels=256,
+                sizes=(8, 12, 16), copy_mib=64, matmul_n=1024),
+    # Seconds: the tests, and the shape of triton's parity gate under the interpreter.
+    "tiny": dict(batch=2, size=5, hidden=4, layers=1, output_hidden=None, channels=3, levels=16,
+                 sizes=(4, 5), copy_mib=8, matmul_n=256),
+}
+MODEL_NAMES = ("pixelcnn", "row_lstm", "diagonal_bilstm")
+STEMS = ("masked_conv", "row_lstm", "diagonal_lstm", "cross_entropy")
+DTYPES = ("float32", "bfloat16", "float16", "float64")
+
+
+@dataclasses.dataclass
+class Config:
+    model: str
+    preset: str
+    batch: int
+    size: int
+    hidden: int
+    layers: int
+    output_hidden: int | None
+    channels: int
+    levels: int
+    dtype: str
+    device: str
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", choices=MODEL_NAMES, default="diagonal_bilstm")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="default: cifar with CUDA, cpu without")
+    for name in ("batch", "size", "hidden", "layers", "output-hidden", "levels"):
+        p.add_argument(f"--{name}", type=int, help="override the preset")
+    p.add_argument("--channels", type=int, choices=(1, 3), help="override the preset")
+    p.add_argument("--op", choices=STEMS, help="benchmark one op over a sweep of image sizes (no model step)")
+    p.add_argument("--sizes", help="comma-separated image sizes for --op (default: the preset's)")
+    p.add_argument("--backends", default="eager,compile,triton", help="comma-separated subset of eager,compile,triton")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    p.add_argument("--dtype", choices=DTYPES, help="default: bfloat16 on cuda, float32 on cpu")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads (default 1: on a shared machine, multithreaded small ops mostly wait for a "
+                   "descheduled thread; the ceilings are measured with the same count)")
+    p.add_argument("--budget", type=float, default=0.5, help="CPU timer: seconds of timed calls per pass (min 3 calls)")
+    p.add_argument("--json", metavar="PATH", help="write every figure, with a machine header, to PATH")
+    p.add_argument("--plot", metavar="PATH", help="write a roofline PNG to PATH")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def resolve_config(args: argparse.Namespace, cuda: bool) -> tuple[Config, dict]:
+    """The preset with the command line's overrides applied; returns (config, preset)."""
+    device = args.device or ("cuda" if cuda else "cpu")
+    preset_name = args.preset or ("cifar" if device == "cuda" else "cpu")
+    preset = PRESETS[preset_name]
+    layers = preset["layers"][args.model] if isinstance(preset["layers"], dict) else preset["layers"]
+    pick = lambda arg, key: arg if arg is not None else preset[key]  # noqa: E731
+    cfg = Config(
+        model=args.model, preset=preset_name, batch=pick(args.batch, "batch"), size=pick(args.size, "size"),
+        hidden=pick(args.hidden, "hidden"), layers=args.layers if args.layers is not None else layers,
+        output_hidden=pick(args.output_hidden, "output_hidden"), channels=pick(args.channels, "channels"),
+        levels=pick(args.levels, "levels"), dtype=args.dtype or ("bfloat16" if device == "cuda" else "float32"),
+        device=device,
+    )
+    if cfg.output_hidden is None:
+        cfg.output_hidden = 2 * cfg.hidden
+    return cfg, preset
+
+
+def _tiny_twins(cfg: Config, seed: int):
+    """The model's op cases and model case on the tiny preset's shape: what triton's interpreter gate runs."""
+    import torch
+
+    from bench.cases import build_model, model_case, op_cases, total_cost
+
+    t = PRESETS["tiny"]
+    model = build_model(cfg.model, channels=cfg.channels, levels=t["levels"], hidden=t["hidden"], layers=t["layers"],
+                        output_hidden=None, seed=seed)
+    ops = op_cases(model, t["batch"], t["size"], torch.float32, "cpu", seed=seed)
+    return {c.key: c for c in ops}, model_case(model, t["batch"], t["size"], torch.float32, "cpu", total_cost(ops), seed)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    import torch  # after argparse: --help stays fast
+
+    cuda = torch.cuda.is_available()
+    cfg, preset = resolve_config(args, cuda)
+    if cfg.device == "cpu":
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is first imported
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    # Dynamo traces MaskSpec.mask's lru_cache-wrapped builder (building the mask becomes part of the
+    # compiled graph) and warns once per case. Known (docs/benchmarks.md): keep the table readable.
+    warnings.filterwarnings("ignore", message=".*functools.lru_cache.*")
+
+    from bench import report
+    from bench.backends import BACKENDS, add_speedups, run_backend, triton_timing_note
+    from bench.cases import build_model, model_case, op_cases, total_cost
+    from bench.machine import machine_header, measure_ceilings
+
+    unknown = set(backends) - set(BACKENDS)
+    if unknown or not backends:
+        raise SystemExit(f"--backends: choose from {BACKENDS}, got {args.backends!r}")
+    device, dtype = torch.device(cfg.device), getattr(torch, cfg.dtype)
+    if device.type == "cuda" and not cuda:
+        raise SystemExit("--device cuda: no CUDA device here")
+    sizes = [cfg.size]
+    if args.op:
+        sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else list(preset["sizes"])
+
+    notes = []
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+        notes.append(f"CPU: {args.threads} thread(s) of {os.cpu_count()} cores; ceilings and ops alike")
+    if "triton" in backends and triton_timing_note(device):
+        notes.append(f"triton: {triton_timing_note(device)}")
+    if device.type == "cpu":
+        notes.append("CPU timings: wall clock, warm-up + median of >= 3 calls; a shared or loaded machine is slower")
+    doc = {
+        "schema": report.SCHEMA,
+        "machine": machine_header(device, dtype),
+        "ceilings": None,
+        "config": dataclasses.asdict(cfg) | {"backends": backends, "op": args.op, "sizes": sizes},
+        "notes": notes,
+        "runs": [],
+    }
+    print(f"measuring ceilings ({cfg.dtype} copy of {preset['copy_mib']} MiB, {preset['matmul_n']}^2 matmul) ...",
+          flush=True)
+    doc["ceilings"] = measure_ceilings(device, dtype, copy_mib=preset["copy_mib"], matmul_n=preset["matmul_n"])
+    print("\n".join(report.format_header(doc)), flush=True)
+
+    model = build_model(cfg.model, channels=cfg.channels, levels=cfg.levels, hidden=cfg.hidden, layers=cfg.layers,
+                        output_hidden=cfg.output_hidden, seed=args.seed)
+    need_twins = "triton" in backends and triton_timing_note(device) is not None
+    tiny_ops, tiny_model = _tiny_twins(cfg, args.seed) if need_twins else ({}, None)
+
+    # Build every case first; then run eager and triton on all of them, and torch.compile (the
+    # slowest to start) last, saving the JSON after each case: a run cut short keeps what it measured.
+    work = []  # (record, case, twin)
+    for size in sizes:
+        run = {"size": size, "ops": [], "model": None}
+        doc["runs"].append(run)
+        cases = op_cases(model, cfg.batch, size, dtype, device, seed=args.seed)
+        step_cost = total_cost(cases)
+        for case in cases:
+            if not args.op or case.stem == args.op:
+                run["ops"].append(report.case_record(case, {}))
+                work.append((run["ops"][-1], case, tiny_ops.get(case.key)))
+        if not args.op:
+            case = model_case(model, cfg.batch, size, dtype, device, step_cost, seed=args.seed)
+            run["model"] = report.case_record(case, {})
+            work.append((run["model"], case, tiny_model))
+    for phase in (["eager", "triton"], ["compile"]):
+        if phase == ["compile"] and "compile" in backends:
+            print(f"torch.compile: {len(work)} cases; the first run on a machine compiles for minutes on a CPU "
+                  "(inductor caches the result for later runs)", file=sys.stderr, flush=True)
+        for record, case, twin in work:
+            for b in [b for b in phase if b in backends]:
+                print(f"  [{b}] {case.key} ...", file=sys.stderr, flush=True)
+                record["results"][b] = run_backend(b, case, device=device, dtype=dtype, ceilings=doc["ceilings"],
+                                                   gate_case=twin, budget_s=args.budget)
+                record["results"] = {k: record["results"][k] for k in BACKENDS if k in record["results"]}
+                add_speedups(record["results"])
+            if args.json:
+                report.write_json(args.json, doc)
+        if args.plot and any(b in backends for b in phase):
+            from bench.plot import roofline_png
+
+            roofline_png(doc, args.plot)
+    for run in doc["runs"]:
+        print("\n".join(report.format_run(run)), flush=True)
+    if args.json:
+        report.write_json(args.json, doc)
+        print(f"wrote {args.json}")
+    if args.plot:
+        print(f"wrote {args.plot}")
+    return doc
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,125 @@
+"""bench.compare end to end on the tiny preset: table, JSON schema, plot, --op sweep, presets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import torch
+
+from bench import compare
+from bench.cases import TrainingLoss, build_model, model_case, op_cases, total_cost
+from bench.report import check_schema
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    argv = ["--preset", "tiny", "--model", "pixelcnn", "--backends", "eager,triton", "--budget", "0.02",
+            "--json", str(out / "r.json"), "--plot", str(out / "r.png")]
+    returned = compare.main(argv)
+    return out, returned, json.loads((out / "r.json").read_text())
+
+
+def test_json_has_a_machine_header_and_every_figure(tiny_run):
+    _, returned, doc = tiny_run
+    check_schema(doc)
+    assert doc["runs"] == json.loads(json.dumps(returned["runs"]))
+    m = doc["machine"]
+    assert m["device"] == "cpu" and m["cpu_name"] and m["torch"] == torch.__version__ and m["date"]
+    assert len(m["git_commit"] or "x" * 40) == 40
+    run = doc["runs"][0]
+    stems = {r["stem"] for r in run["ops"]}
+    assert stems == {"masked_conv", "cross_entropy"}
+    convs = {r["key"] for r in run["ops"] if r["stem"] == "masked_conv"}
+    assert "masked_conv:input_conv" in convs and "masked_conv:blocks.*.conv" in convs
+    for record in run["ops"] + [run["model"]]:
+        eager = record["results"]["eager"]
+        for mode in ("fwd", "fwd_bwd"):
+            p = eager[mode]
+            assert p["p20_s"] <= p["median_s"] <= p["p80_s"] and p["speedup_vs_eager"] == 1.0
+            assert 0 < p["roofline_fraction"] and p["flops_per_s"] > 0 and p["bytes_per_s"] > 0
+            assert record["cost"][mode]["flops"] <= record["cost"][mode]["dense_flops"]
+    assert run["model"]["results"]["eager"]["fwd_bwd"]["images_per_s"] > 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU rule: triton gated, never timed")
+def test_triton_on_cpu_is_gated_but_never_timed(tiny_run):
+    _, _, doc = tiny_run
+    assert any("never timed" in n for n in doc["notes"])
+    run = doc["runs"][0]
+    for record in run["ops"] + [run["model"]]:
+        res = record["results"]["triton"]
+        assert res["status"] in ("gated-only", "unavailable", "fail")
+        assert "fwd" not in res and "fwd_bwd" not in res
+
+
+def test_plot_is_a_png(tiny_run):
+    out, _, _ = tiny_run
+    assert (out / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_schema_check_rejects_a_broken_document(tiny_run):
+    _, _, doc = tiny_run
+    broken = json.loads(json.dumps(doc))
+    del broken["machine"]["git_commit"]
+    with pytest.raises(ValueError, match="git_commit"):
+        check_schema(broken)
+    broken = json.loads(json.dumps(doc))
+    broken["runs"][0]["ops"][0]["results"]["eager"]["fwd"]["median_s"] = -1.0
+    with pytest.raises(ValueError, match="median_s"):
+        check_schema(broken)
+
+
+def test_op_sweep(tmp_path, capsys):
+    doc = compare.main(["--preset", "tiny", "--model", "row_lstm", "--op", "row_lstm", "--sizes", "3,4",
+                        "--backends", "eager", "--budget", "0.02", "--json", str(tmp_path / "s.json")])
+    check_schema(json.loads((tmp_path / "s.json").read_text()))
+    assert [r["size"] for r in doc["runs"]] == [3, 4]
+    assert all(r["model"] is None and [o["stem"] for o in r["ops"]] == ["row_lstm"] for r in doc["runs"])
+    assert "row_lstm scan h=4" in capsys.readouterr().out
+
+
+def test_training_loss_is_minus_mean_log_prob():
+    model = build_model("diagonal_bilstm", channels=3, levels=8, hidden=3, layers=1, output_hidden=None)
+    x = torch.randint(0, 8, (2, 3, 4, 4))
+    want = -model.log_prob(x, backend="reference").mean()
+    case = model_case(model, 2, 4, torch.float64, "cpu", total_cost(op_cases(model, 2, 4, torch.float64, "cpu")))
+    x_case = case.inputs[-1]
+    got = case.fn("reference")(*case.inputs)
+    want = -model.double().log_prob(x_case, backend="reference").mean()
+    assert torch.allclose(got, want, rtol=1e-12, atol=0)
+    assert isinstance(TrainingLoss(model, "reference")(x_case), torch.Tensor)
+
+
+@pytest.mark.parametrize(
+    "cuda, model, preset, dtype, layers",
+    [(False, "diagonal_bilstm", "cpu", "float32", 2), (True, "pixelcnn", "cifar", "bfloat16", 15),
+     (True, "row_lstm", "cifar", "bfloat16", 12)],
+)
+def test_default_preset_follows_the_device(cuda, model, preset, dtype, layers):
+    cfg, _ = compare.resolve_config(compare.parse_args(["--model", model]), cuda)
+    assert (cfg.preset, cfg.dtype, cfg.layers) == (preset, dtype, layers)
+    cfg, _ = compare.resolve_config(compare.parse_args(["--model", model, "--hidden", "7", "--batch", "3"]), cuda)
+    assert (cfg.hidden, cfg.batch, cfg.output_hidden) == (7, 3, 14)
+
+
+def test_gpu_check_script_parses_and_bounds_every_step():
+    import re
+
+    script = ROOT / "bench" / "gpu_check.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    assert "pytest -m gpu tests" in text
+    assert re.search(r"for model in pixelcnn row_lstm diagonal_bilstm; do", text)
+    # every step has a numeric timeout, and the whole run a deadline inside the 8-minute budget
+    steps = re.findall(r'^\s*step "[^"]+" (\S+) ', text, flags=re.M)
+    assert len(steps) >= 4 and all(s.isdigit() for s in steps)
+    deadline = int(re.search(r"DEADLINE=\$\(\(START \+ (\d+)\)\)", text).group(1))
+    assert deadline <= 460
+    # at most 8 files come back: the log, the summary, and a JSON and a PNG per model
+    outputs = set(re.findall(r'"\$OUT/([^"]+)"', text))
+    assert outputs == {"gpu_check.log", "summary.md", "$model.json", "$model.png"}, outputs
