@@ -94,9 +94,12 @@ def grid(tiles: np.ndarray, columns: int, pad: int = 1) -> np.ndarray:
     return out
 
 
-def save_png(path: Path, image: np.ndarray) -> None:
+def save_png(path: Path, image: np.ndarray, scale: int = 1) -> None:
+    """Write uint8 (H, W, 3) as a PNG, each pixel drawn as a ``scale`` x ``scale`` block."""
     from PIL import Image
 
+    if scale > 1:
+        image = image.repeat(scale, axis=0).repeat(scale, axis=1)
     Image.fromarray(image).save(path)
 
 
@@ -144,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="ops backend of the model's forward passes")
     p.add_argument("--columns", type=int, default=None, help="grid columns (default: about sqrt(num))")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--scale", type=int, default=4, help="draw each pixel as a SCALE x SCALE block in the PNG")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (it is off anyway when stderr is not a terminal)")
     c = p.add_argument_group("completion")
     c.add_argument("--complete", action="store_true", help="complete occluded images instead of sampling")
     c.add_argument("--occlude", choices=OCCLUSIONS, default="bottom", help="the part hidden from the model")
@@ -156,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    for label in ("num", "batch_size", "per_image"):
+    for label in ("num", "batch_size", "per_image", "scale"):
         if getattr(args, label) < 1:
             raise SystemExit(f"--{label.replace('_', '-')} must be >= 1")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -164,7 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
     generator = torch.Generator().manual_seed(args.seed)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    options = dict(temperature=args.temperature, generator=generator, method=args.method, progress=not args.no_progress)
+    options = dict(temperature=args.temperature, generator=generator, method=args.method,                    progress=not args.no_progress and sys.stderr.isatty())
     with use_backend(args.backend):
         if args.complete:
             originals = _source_images(args, ckpt, model)
@@ -177,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
             rows = [to_rgb8(originals, model.levels, known), *(to_rgb8(completions[:, k], model.levels)
                     for k in range(args.per_image)), to_rgb8(originals, model.levels)]
             tiles = np.stack(rows, axis=1).reshape(-1, height, width, 3)  # per image: occluded | completions | original
-            save_png(out, grid(tiles, columns=args.per_image + 2))
+            save_png(out, grid(tiles, columns=args.per_image + 2), args.scale)
             np.savez_compressed(out.with_suffix(".npz"), originals=originals.numpy(), known=known.numpy(),
                                 completions=completions.numpy(), levels=model.levels)
             result = {"png": str(out), "npz": str(out.with_suffix(".npz")), "completions": completions}
@@ -189,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
                                       **options).cpu() for k in range(0, args.num, args.batch_size)]
             images = torch.cat(parts)
             columns = args.columns or max(1, int(round(args.num ** 0.5)))
-            save_png(out, grid(to_rgb8(images, model.levels), columns=columns))
+            save_png(out, grid(to_rgb8(images, model.levels), columns=columns), args.scale)
             np.savez_compressed(out.with_suffix(".npz"), images=images.numpy(), levels=model.levels)
             result = {"png": str(out), "npz": str(out.with_suffix(".npz")), "images": images}
     print(f"wrote {result['png']} and {result['npz']}")

@@ -43,7 +43,8 @@ def test_sample_writes_png_grid_and_npz(checkpoint, tmp_path):
     path, model = checkpoint
     out = tmp_path / "grid" / "samples.png"
     result = main(["--checkpoint", str(path), "--num", "5", "--height", "4", "--width", "6", "--out", str(out),
-                   "--seed", "3", "--batch-size", "2", "--device", "cpu", "--backend", "reference", "--no-progress"])
+                   "--seed", "3", "--batch-size", "2", "--device", "cpu", "--backend", "reference", "--no-progress",
+                   "--scale", "1"])
     with np.load(out.with_suffix(".npz")) as data:
         images = data["images"]
         assert int(data["levels"]) == 4
@@ -56,6 +57,11 @@ def test_sample_writes_png_grid_and_npz(checkpoint, tmp_path):
     # round(sqrt(5)) = 2 columns, 3 rows of 4x6 tiles, 1 px apart
     assert png.shape[:2] == (3 * 5 + 1, 2 * 7 + 1)
     assert np.array_equal(png[1:5, 1:7, :3], np.rint(images[0].transpose(1, 2, 0) * 85).astype(np.uint8))
+    main(["--checkpoint", str(path), "--num", "5", "--height", "4", "--width", "6", "--out", str(out), "--seed", "3",
+          "--batch-size", "2", "--device", "cpu", "--backend", "reference", "--no-progress"])  # default --scale 4
+    big = np.asarray(Image.open(out))
+    assert big.shape[:2] == (4 * (3 * 5 + 1), 4 * (2 * 7 + 1))
+    assert np.array_equal(big[::4, ::4], png) and np.array_equal(big[3::4, 3::4], png)
 
 
 def test_complete_mode_keeps_the_visible_part(checkpoint, tmp_path):
@@ -64,7 +70,7 @@ def test_complete_mode_keeps_the_visible_part(checkpoint, tmp_path):
     np.savez(tmp_path / "src.npz", images=originals.numpy())
     out = tmp_path / "completions.png"
     main(["--checkpoint", str(path), "--complete", "--images", str(tmp_path / "src.npz"), "--num", "2",
-          "--per-image", "3", "--out", str(out), "--device", "cpu", "--no-progress"])
+          "--per-image", "3", "--out", str(out), "--device", "cpu", "--no-progress", "--scale", "1"])
     with np.load(out.with_suffix(".npz")) as data:
         comp, known = torch.from_numpy(data["completions"]), torch.from_numpy(data["known"])
         assert np.array_equal(data["originals"], originals[:2].numpy())
