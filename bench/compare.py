@@ -59,7 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--channels", type=int, choices=(1, 3), help="override the preset")
     p.add_argument("--op", choices=STEMS, help="benchmark one op over a sweep of image sizes (no model step)")
     p.add_argument("--sizes", help="comma-separated image sizes for --op (default: the preset's)")
-    p.add_argument("--backends", default="eager,compile,triton", help="comma-separated subset of eager,compile,triton")
+    p.add_argument("--backends", default=None,
+                   help="comma-separated subset of eager,compile,triton (default: all three with CUDA; eager,triton "
+                        "on a CPU, where torch.compile's first run spends minutes compiling C++: add it explicitly)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     p.add_argument("--dtype", choices=DTYPES, help="default: bfloat16 on cuda, float32 on cpu")
     p.add_argument("--threads", type=int, default=1,
@@ -112,7 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg, preset = resolve_config(args, cuda)
     if cfg.device == "cpu":
         os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is first imported
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    chosen = args.backends or ("eager,compile,triton" if cfg.device == "cuda" else "eager,triton")
+    backends = [b.strip() for b in chosen.split(",") if b.strip()]
     # Dynamo traces MaskSpec.mask's lru_cache-wrapped builder (building the mask becomes part of the
     # compiled graph) and warns once per case. Known (docs/benchmarks.md): keep the table readable.
     warnings.filterwarnings("ignore", message=".*functools.lru_cache.*")
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     unknown = set(backends) - set(BACKENDS)
     if unknown or not backends:
-        raise SystemExit(f"--backends: choose from {BACKENDS}, got {args.backends!r}")
+        raise SystemExit(f"--backends: choose from {BACKENDS}, got {chosen!r}")
     device, dtype = torch.device(cfg.device), getattr(torch, cfg.dtype)
     if device.type == "cuda" and not cuda:
         raise SystemExit("--device cuda: no CUDA device here")
@@ -133,6 +136,9 @@ def main(argv: list[str] | None = None) -> dict:
         sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else list(preset["sizes"])
 
     notes = []
+    if args.backends is None and device.type == "cpu":
+        notes.append("compile: not in the CPU default (its first run compiles C++ for minutes here); "
+                     "--backends eager,compile,triton adds it")
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
         notes.append(f"CPU: {args.threads} thread(s) of {os.cpu_count()} cores; ceilings and ops alike")

@@ -83,6 +83,15 @@ def test_op_sweep(tmp_path, capsys):
     assert "row_lstm scan h=4" in capsys.readouterr().out
 
 
+def test_default_backends_follow_the_device(tmp_path, capsys):
+    """A CPU run leaves torch.compile out unless asked for (its first run compiles for minutes)."""
+    doc = compare.main(["--preset", "tiny", "--model", "row_lstm", "--op", "row_lstm", "--sizes", "3",
+                        "--device", "cpu", "--budget", "0.02", "--json", str(tmp_path / "d.json")])
+    assert doc["config"]["backends"] == ["eager", "triton"]
+    assert any("--backends eager,compile,triton adds it" in note for note in doc["notes"])
+    assert set(doc["runs"][0]["ops"][0]["results"]) == {"eager", "triton"}
+
+
 def test_training_loss_is_minus_mean_log_prob():
     model = build_model("diagonal_bilstm", channels=3, levels=8, hidden=3, layers=1, output_hidden=None)
     x = torch.randint(0, 8, (2, 3, 4, 4))
