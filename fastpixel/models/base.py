@@ -29,7 +29,37 @@ from fastpixel.ops.cross_entropy import pixel_cross_entropy
 from fastpixel.validation import check_channels, check_images, check_levels
 
 
-class PixelModel(nn.Module):
+class DiscreteLikelihood:
+    """log p(x) from ``self.forward(x)``'s per-sub-pixel logits (B, levels, C, H, W).
+
+    Shared by every model whose forward returns one categorical distribution per sub-pixel;
+    the class needs ``forward(x, backend=, validate=)`` and a ``backend`` attribute.
+    """
+
+    backend: str | None = None
+
+    def log_prob(self, x: torch.Tensor, *, backend: str | None = None, validate: bool = True) -> torch.Tensor:
+        """log p(x) in nats, (B,): minus the sum of every sub-pixel's cross-entropy."""
+        logits = self.forward(x, backend=backend, validate=validate)
+        with self._backend_scope(backend):
+            nll = pixel_cross_entropy(logits, x, reduction="none", validate=False)
+        return -nll.sum(dim=(1, 2, 3))
+
+    def nll(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Negative log-likelihood in nats per image, (B,)."""
+        return -self.log_prob(x, **kwargs)
+
+    def bits_per_dim(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Negative log-likelihood in bits per sub-pixel, (B,)."""
+        return bits_per_dim(self.nll(x, **kwargs), x.shape[1] * x.shape[2] * x.shape[3])
+
+    def _backend_scope(self, backend: str | None):
+        """The per-call backend, else the model's own, else whatever is in force already."""
+        chosen = backend or self.backend
+        return use_backend(chosen) if chosen else contextlib.nullcontext()
+
+
+class PixelModel(DiscreteLikelihood, nn.Module):
     """Base class: subclasses provide ``self.blocks`` (an nn.ModuleList on the 2h stream)."""
 
     name = "base"
@@ -108,24 +138,3 @@ class PixelModel(nn.Module):
         check_images(x, channels=self.channels, levels=self.levels, check_values=validate)
         with self._backend_scope(backend):
             return self.forward_float(self.embed(x))
-
-    # -- likelihood ----------------------------------------------------------------------------
-    def log_prob(self, x: torch.Tensor, *, backend: str | None = None, validate: bool = True) -> torch.Tensor:
-        """log p(x) in nats, (B,): minus the sum of every sub-pixel's cross-entropy."""
-        logits = self.forward(x, backend=backend, validate=validate)
-        with self._backend_scope(backend):
-            nll = pixel_cross_entropy(logits, x, reduction="none", validate=False)
-        return -nll.sum(dim=(1, 2, 3))
-
-    def nll(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
-        """Negative log-likelihood in nats per image, (B,)."""
-        return -self.log_prob(x, **kwargs)
-
-    def bits_per_dim(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
-        """Negative log-likelihood in bits per sub-pixel, (B,)."""
-        return bits_per_dim(self.nll(x, **kwargs), x.shape[1] * x.shape[2] * x.shape[3])
-
-    def _backend_scope(self, backend: str | None):
-        """The per-call backend, else the model's own, else whatever is in force already."""
-        chosen = backend or self.backend
-        return use_backend(chosen) if chosen else contextlib.nullcontext()

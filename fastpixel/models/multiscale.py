@@ -18,22 +18,17 @@ that order: the small model's at the positions of s, the conditional model's els
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
-from fastpixel.backend import use_backend
-from fastpixel.metrics import bits_per_dim
-from fastpixel.models.base import PixelModel
+from fastpixel.models.base import DiscreteLikelihood, PixelModel
 from fastpixel.models.pixelrnn import DiagonalBiLSTMPixelRNN, RowLSTMPixelRNN
-from fastpixel.ops.cross_entropy import pixel_cross_entropy
 from fastpixel.validation import check_images
 
 KINDS = {"row_lstm": RowLSTMPixelRNN, "diagonal_bilstm": DiagonalBiLSTMPixelRNN}
 
 
-class MultiScalePixelRNN(nn.Module):
+class MultiScalePixelRNN(DiscreteLikelihood, nn.Module):
     """Small unconditional PixelRNN + large PixelRNN conditioned on the small image.
 
     Args:
@@ -122,19 +117,6 @@ class MultiScalePixelRNN(nn.Module):
             logits[:, :, :, in_small] = small_logits.flatten(3)
             return logits
 
-    def log_prob(self, x: torch.Tensor, *, backend: str | None = None, validate: bool = True) -> torch.Tensor:
-        """log p_small(s) + log p_large(x outside s | s), in nats, (B,)."""
-        logits = self.forward(x, backend=backend, validate=validate)
-        with self._backend_scope(backend):
-            nll = pixel_cross_entropy(logits, x, reduction="none", validate=False)
-        return -nll.sum(dim=(1, 2, 3))
-
-    def nll(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
-        return -self.log_prob(x, **kwargs)
-
-    def bits_per_dim(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
-        return bits_per_dim(self.nll(x, **kwargs), x.shape[1] * x.shape[2] * x.shape[3])
-
     def generation_order(self, height: int, width: int) -> torch.Tensor:
         """(C, H, W) long: the step at which each sub-pixel is generated (s first, then the rest)."""
         in_small = self.small_positions(height, width)
@@ -143,7 +125,3 @@ class MultiScalePixelRNN(nn.Module):
         pixel_rank[order] = torch.arange(height * width)
         c = self.channels
         return (pixel_rank.view(1, height, width) * c + torch.arange(c).view(c, 1, 1)).contiguous()
-
-    def _backend_scope(self, backend: str | None):
-        chosen = backend or self.backend
-        return use_backend(chosen) if chosen else contextlib.nullcontext()
