@@ -40,6 +40,17 @@ def test_outputs_have_the_parameters_dtype_and_inputs_are_untouched(name, dtype)
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_bfloat16_parameters_give_bfloat16_logits_and_a_float32_likelihood(name):
+    model = fastpixel.create_model(name, channels=3, levels=16, hidden=3, layers=1).to(torch.bfloat16)
+    x = torch.randint(0, 16, (2, 3, 3, 4))
+    assert model(x).dtype == torch.bfloat16
+    log_p = model.log_prob(x)
+    assert log_p.dtype == torch.float32  # the loss is computed in float32 from bfloat16 logits
+    reference = model.float().log_prob(x)
+    torch.testing.assert_close(log_p, reference, rtol=0.05, atol=0.5)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_config_rebuilds_the_model_and_state_dict_loads(name):
     model = fastpixel.create_model(name, channels=3, levels=8, hidden=5, layers=2, skip=True, output_hidden=7)
     clone = fastpixel.create_model(**model.config)
