@@ -122,7 +122,7 @@ def row_lstm_cost(batch: int, hidden: int, height: int, width: int, itemsize: in
     return _with_backward(forward, backward_bytes)
 
 
-def diagonal_lstm_cost(batch: int, hidden: int, height: int, width: int, itemsize: int) -> OpCost:
+def diagonal_bilstm_cost(batch: int, hidden: int, height: int, width: int, itemsize: int) -> OpCost:
     """diagonal_bilstm_scan: two gate maps (B, 4h, H, W) and state weights (4h, h, 2, 1) -> (B, h, H, W).
 
     Per cell and direction: the 2x1 state-to-state conv (4h x 2h multiply-adds), the gate add and the

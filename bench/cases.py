@@ -102,7 +102,7 @@ def op_cases(model: PixelModel, batch: int, size: int, dtype: torch.dtype, devic
             cost = accounting.row_lstm_cost(batch, hid, h, w, itemsize)
             cases[key] = Case(key, "row_lstm", f"scan h={hid}", 1, [gates, weight], ["gates", "state_weight"], fn, cost)
         elif isinstance(module, DiagonalBiLSTM):
-            key = f"diagonal_lstm:{role}"
+            key = f"diagonal_bilstm:{role}"
             if key in cases:
                 cases[key].count += 1
                 continue
@@ -115,9 +115,9 @@ def op_cases(model: PixelModel, batch: int, size: int, dtype: torch.dtype, devic
             def fn(backend):
                 return lambda a, b, c, d: ops.diagonal_bilstm_scan(a, b, c, d, backend=backend)
 
-            cost = accounting.diagonal_lstm_cost(batch, hid, h, w, itemsize)
+            cost = accounting.diagonal_bilstm_cost(batch, hid, h, w, itemsize)
             cases[key] = Case(
-                key, "diagonal_lstm", f"bi-scan h={hid}", 1, [g_lr, w_lr, g_rl, w_rl],
+                key, "diagonal_bilstm", f"bi-scan h={hid}", 1, [g_lr, w_lr, g_rl, w_rl],
                 ["gates_lr", "state_weight_lr", "gates_rl", "state_weight_rl"], fn, cost,
             )
     levels, channels = model.levels, model.channels

@@ -31,7 +31,7 @@ PRESETS: dict[str, dict] = {
                  sizes=(4, 5), copy_mib=8, matmul_n=256),
 }
 MODEL_NAMES = ("pixelcnn", "row_lstm", "diagonal_bilstm")
-STEMS = ("masked_conv", "row_lstm", "diagonal_lstm", "cross_entropy")
+STEMS = ("masked_conv", "row_lstm", "diagonal_bilstm", "cross_entropy")
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 
 

@@ -11,18 +11,12 @@ ground truth in :mod:`fastpixel.reference`; Triton kernels in :mod:`fastpixel.ke
 Importing fastpixel needs neither a GPU nor triton.
 """
 
-import os as _os
-
-from fastpixel import _source_tree
-
-_source_tree.install(_os.path.dirname(_os.path.abspath(__file__)))
-
-from fastpixel.backend import BackendUnavailableError, use_backend  # noqa: E402
-from fastpixel.layers import DiagonalBiLSTM, MaskedConv2d, ResidualConvBlock, ResidualLSTMBlock, RowLSTM  # noqa: E402
-from fastpixel.masks import MaskSpec, color_groups  # noqa: E402
-from fastpixel.metrics import bits_per_dim, nats_per_image  # noqa: E402
-from fastpixel.models import MultiScalePixelRNN, create_model  # noqa: E402
-from fastpixel.sampling import complete, sample  # noqa: E402
+from fastpixel.backend import BackendUnavailableError, use_backend
+from fastpixel.layers import DiagonalBiLSTM, MaskedConv2d, ResidualConvBlock, ResidualLSTMBlock, RowLSTM
+from fastpixel.masks import MaskSpec, color_groups
+from fastpixel.metrics import bits_per_dim, nats_per_image
+from fastpixel.models import MultiScalePixelRNN, create_model
+from fastpixel.sampling import complete, sample
 
 __version__ = "0.1.0"
 

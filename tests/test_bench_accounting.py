@@ -64,9 +64,9 @@ def test_row_lstm_flops_per_pixel_hand_count():
     assert c.forward.flops == c.forward.dense_flops == 3 * 4 * 5 * per_pixel
 
 
-def test_diagonal_lstm_dense_counts_the_skewed_cells():
+def test_diagonal_bilstm_dense_counts_the_skewed_cells():
     b, hid, h, w = 1, 3, 4, 6
-    c = accounting.diagonal_lstm_cost(b, hid, h, w, itemsize=4)
+    c = accounting.diagonal_bilstm_cost(b, hid, h, w, itemsize=4)
     per_cell = 2 * (4 * hid) * (2 * hid) + 4 * hid + 9 * hid
     combine = b * hid * h * w
     assert c.forward.flops == 2 * b * h * w * per_cell + combine

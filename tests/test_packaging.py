@@ -20,8 +20,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = (
-    "import sys, importlib.util, fastpixel, fastpixel.kernels, fastpixel.kernels.masked_conv;"
-    "print('KERNELS', fastpixel.kernels.__file__);"
+    "import os, sys, importlib.util, fastpixel, fastpixel.kernels, fastpixel.kernels.masked_conv;"
+    "print('KERNELS', os.path.realpath(fastpixel.kernels.__file__));"
+    "print('HOOKS', sum(type(f).__module__.startswith('fastpixel') for f in sys.meta_path));"
     "print('TOPLEVEL', importlib.util.find_spec('kernels'), importlib.util.find_spec('bench'))"
 )
 
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.slow
 
 def copy_source(dst: Path) -> Path:
     ignore = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", ".venv*", "__pycache__", "runs", ".pytest_cache")
-    shutil.copytree(REPO, dst, ignore=ignore)
+    shutil.copytree(REPO, dst, ignore=ignore, symlinks=True)  # keep fastpixel/kernels a link
     return dst
 
 
@@ -80,6 +81,7 @@ def test_wheel_maps_kernels_under_fastpixel(source, tmp_path):
     assert elsewhere["TOPLEVEL"] == "None None"
     at_root = probe(python, source)  # the source tree shadows the wheel here; kernels still resolve
     assert at_root["KERNELS"] == str(source / "kernels" / "__init__.py")
+    assert elsewhere["HOOKS"] == at_root["HOOKS"] == "0"  # no import hook of fastpixel's own
 
 
 def test_editable_install_maps_kernels_under_fastpixel(source, tmp_path):
@@ -91,4 +93,5 @@ def test_editable_install_maps_kernels_under_fastpixel(source, tmp_path):
     for cwd in (tmp_path, source):
         found = probe(python, cwd)
         assert found["KERNELS"] == str(source / "kernels" / "__init__.py")
+        assert found["HOOKS"] == "0"
     assert probe(python, tmp_path)["TOPLEVEL"] == "None None"

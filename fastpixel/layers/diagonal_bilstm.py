@@ -9,7 +9,7 @@ from torch import nn
 
 from fastpixel.layers.masked_conv import MaskedConv2d
 from fastpixel.masks import color_groups, gate_groups
-from fastpixel.ops.diagonal_lstm import diagonal_bilstm_scan
+from fastpixel.ops.diagonal_bilstm import diagonal_bilstm_scan
 
 
 class DiagonalBiLSTM(nn.Module):

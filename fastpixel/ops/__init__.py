@@ -1,7 +1,7 @@
 """The public ops. Each takes ``backend=`` ("reference", "triton", "auto"; see fastpixel.backend)."""
 
 from fastpixel.ops.cross_entropy import pixel_cross_entropy
-from fastpixel.ops.diagonal_lstm import diagonal_bilstm_scan
+from fastpixel.ops.diagonal_bilstm import diagonal_bilstm_scan
 from fastpixel.ops.masked_conv import masked_conv2d
 from fastpixel.ops.row_lstm import row_lstm_scan
 

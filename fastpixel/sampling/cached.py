@@ -1,6 +1,6 @@
 """The cached sampler's engine: the whole network evaluated one pixel at a time.
 
-Each layer keeps what later pixels will read (see conv_cache, row_lstm_cache, diagonal_lstm_cache);
+Each layer keeps what later pixels will read (see conv_cache, row_lstm_cache, diagonal_bilstm_cache);
 generating pixel (r, j) costs one step of every layer, so an image costs O(H W) layer steps instead
 of the naive sampler's O((H W)^2 C). Protocol, driven by :func:`fastpixel.sampling.generate`:
 
@@ -21,7 +21,7 @@ from fastpixel.layers.diagonal_bilstm import DiagonalBiLSTM
 from fastpixel.layers.residual import ResidualConvBlock, ResidualLSTMBlock
 from fastpixel.layers.row_lstm import RowLSTM
 from fastpixel.sampling.conv_cache import PointwiseConv, ResidualConvBlockCache, RowConvCache
-from fastpixel.sampling.diagonal_lstm_cache import DiagonalBiLSTMBlockCache
+from fastpixel.sampling.diagonal_bilstm_cache import DiagonalBiLSTMBlockCache
 from fastpixel.sampling.row_lstm_cache import RowLSTMBlockCache
 
 

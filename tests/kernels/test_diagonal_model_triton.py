@@ -16,7 +16,7 @@ import fastpixel
     [(1, 3, 2, torch.float64), (3, 5, 1, torch.float32), (3, 4, 2, torch.float64)],
 )
 def test_model_logits_and_gradients_match(device, monkeypatch, channels, hidden, layers, dtype):
-    from fastpixel.kernels import diagonal_lstm
+    from fastpixel.kernels import diagonal_bilstm
 
     torch.manual_seed(0)
     levels = 4
@@ -30,8 +30,8 @@ def test_model_logits_and_gradients_match(device, monkeypatch, channels, hidden,
         layer.backend = "triton"
 
     calls = []
-    real_apply = diagonal_lstm.DiagonalBiLSTMScan.apply
-    monkeypatch.setattr(diagonal_lstm.DiagonalBiLSTMScan, "apply", lambda *a: calls.append(1) or real_apply(*a))
+    real_apply = diagonal_bilstm.DiagonalBiLSTMScan.apply
+    monkeypatch.setattr(diagonal_bilstm.DiagonalBiLSTMScan, "apply", lambda *a: calls.append(1) or real_apply(*a))
 
     x = torch.randint(0, levels, (2, channels, 4, 5), device=device)
     logits_ref = model_ref(x)

@@ -30,7 +30,7 @@ def test_model_on_triton_matches_the_reference(name, channels, levels, dtype, de
 def test_the_triton_backend_really_runs_kernels(monkeypatch):
     """A spy on every kernel entry point: the model's triton path calls each of them."""
     import fastpixel.kernels.cross_entropy as ce
-    import fastpixel.kernels.diagonal_lstm as dl
+    import fastpixel.kernels.diagonal_bilstm as dl
     import fastpixel.kernels.masked_conv as mc
 
     calls = []

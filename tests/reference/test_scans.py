@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fastpixel import reference
-from fastpixel.reference.diagonal_lstm import skew, unskew
+from fastpixel.reference.diagonal_bilstm import skew, unskew
 
 
 def cell(gates: torch.Tensor, c_prev: torch.Tensor):

@@ -20,8 +20,8 @@ Kernels:
   * ``_diagonal_bilstm_fwd_kernel``   grid (B, 2 directions), one launch: the two programs of an
     image scan concurrently; the second to finish (a per-image counter, ``tl.atomic_add``) runs the
     epilogue, adding the right-to-left h map shifted down one row to the left-to-right one.
-  * ``_diagonal_lstm_bwd_kernel``     grid (B, 2 directions): the reverse scan -> gate gradients.
-  * ``_diagonal_lstm_wgrad_kernel``   grid (4h tiles, h tiles, 2 directions): the state-weight
+  * ``_diagonal_bilstm_bwd_kernel``     grid (B, 2 directions): the reverse scan -> gate gradients.
+  * ``_diagonal_bilstm_wgrad_kernel``   grid (4h tiles, h tiles, 2 directions): the state-weight
     gradients as GEMMs over all B*H*W pixels from the saved h (deterministic, no atomics).
 """
 
@@ -140,7 +140,7 @@ def _diagonal_bilstm_fwd_kernel(
 
 
 @triton.jit
-def _diagonal_lstm_bwd_kernel(
+def _diagonal_bilstm_bwd_kernel(
     p_dout, p_pre, p_c, p_w, p_dg, p_dcf,  # dout (B, h, H, W); saved maps; w (2, 4h, h, 2, 1); dg, dcf maps
     B, H, W, HID,
     s_do_b, s_do_c, s_do_h, s_do_w,
@@ -207,7 +207,7 @@ def _diagonal_lstm_bwd_kernel(
 
 
 @triton.jit
-def _diagonal_lstm_wgrad_kernel(
+def _diagonal_bilstm_wgrad_kernel(
     p_dg, p_h, p_dw,  # dg (2, B, H, W, 4h); saved h (2, B, H, W, h); dw (2, 4h, h, 2) contiguous
     B, H, W, HID,
     BG: tl.constexpr, BK: tl.constexpr, BP: tl.constexpr, DOT_PRECISION: tl.constexpr,
@@ -305,7 +305,7 @@ def diagonal_bilstm_backward(dout, pre, c, h, w_lr, w_rl):
     dg = torch.empty((2, batch, height, width, four_h), device=dout.device, dtype=dout.dtype)
     dcf = torch.empty((2, batch, height, width, hidden), device=dout.device, dtype=c.dtype)  # dL/dc * f
     block_r, block_k, block_n = _blocks(height, hidden)
-    _diagonal_lstm_bwd_kernel[(batch, 2)](
+    _diagonal_bilstm_bwd_kernel[(batch, 2)](
         dout, pre, c, w, dg, dcf,
         batch, height, width, hidden,
         *dout.stride(), *w.stride()[:4],
@@ -317,7 +317,7 @@ def diagonal_bilstm_backward(dout, pre, c, h, w_lr, w_rl):
     block_g = min(largest, max(16, triton.next_power_of_2(four_h)))
     block_h = min(largest, max(16, triton.next_power_of_2(hidden)))
     grid = (triton.cdiv(four_h, block_g), triton.cdiv(hidden, block_h), 2)
-    _diagonal_lstm_wgrad_kernel[grid](
+    _diagonal_bilstm_wgrad_kernel[grid](
         dg, h, dw,
         batch, height, width, hidden,
         BG=block_g, BK=block_h, BP=64, DOT_PRECISION="ieee",

@@ -38,8 +38,8 @@ def diagonal_bilstm_scan(
             f"(4h, h, 2, 1), got {[tuple(t.shape) for t in tensors]}"
         )
     check_same_device_dtype("diagonal_bilstm_scan", tensors)
-    if resolve_backend(backend, *tensors, op="diagonal_lstm") == "triton":
-        from fastpixel.kernels.diagonal_lstm import diagonal_bilstm_scan as kernel
+    if resolve_backend(backend, *tensors, op="diagonal_bilstm") == "triton":
+        from fastpixel.kernels.diagonal_bilstm import diagonal_bilstm_scan as kernel
 
         return kernel(*tensors)
     return reference.diagonal_bilstm_scan(*tensors)
