@@ -28,9 +28,11 @@ the equations), up to float rounding. How it is computed:
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from fastpixel.fast.layout import batch_last_to_nchw, nchw_to_batch_last
 from fastpixel.fast.lstm_cell import cell_backward_, cell_forward_
+from fastpixel.fast.workspace import scratch
 
 
 def _unskewed(buf: torch.Tensor, height: int, width: int, col0: int, row0: int) -> torch.Tensor:
@@ -67,16 +69,17 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
         dtype, device = gates_lr.dtype, gates_lr.device
         # acts: the input gates, skewed; the scan adds the recurrent term and applies the
         # nonlinearities in place, so after the scan it holds the gate activations.
-        acts = torch.empty(2, columns, four_h, height, batch, dtype=dtype, device=device)
+        acts = scratch((2, columns, four_h, height, batch), dtype, device)
         view = _unskewed(acts, height, width, 0, 0)  # (D, 4h, H, W, B)
-        view[0].copy_(nchw_to_batch_last(gates_lr))
-        view[1].copy_(nchw_to_batch_last(gates_rl).flip(2))
-        view[:, 3 * hidden :].mul_(2.0)  # g pre-activations doubled: tanh(x) = 2 sigmoid(2x) - 1
-        h = torch.empty(2, columns + 1, hidden, height + 1, batch, dtype=dtype, device=device)
-        c = torch.empty_like(h)
+        for d, gates in enumerate((gates_lr, gates_rl)):
+            rows = nchw_to_batch_last(gates)  # (4h, H, W, B)
+            rows[3 * hidden :].mul_(2.0)  # g pre-activations doubled: tanh(x) = 2 sigmoid(2x) - 1
+            view[d].copy_(rows if d == 0 else rows.flip(2))
+        h = scratch((2, columns + 1, hidden, height + 1, batch), dtype, device)
+        c = scratch((2, columns + 1, hidden, height + 1, batch), dtype, device)
         _zero_unwritten_(h, height)
         _zero_unwritten_(c, height)
-        tanh_c = torch.empty(2, columns, hidden, height, batch, dtype=dtype, device=device)
+        tanh_c = scratch((2, columns, hidden, height, batch), dtype, device)
         w_above, w_same = _state_weights(w_lr, w_rl, 0), _state_weights(w_lr, w_rl, 1)  # (D, 4h, h)
         w_above[:, 3 * hidden :].mul_(2.0)
         w_same[:, 3 * hidden :].mul_(2.0)
@@ -91,12 +94,14 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
                 tanh_c[:, t, :, lo : hi + 1].view(2, hidden, n), h[:, t + 1, :, lo + 1 : hi + 2].view(2, hidden, n),
                 hidden, 1,
             )
-        out = _unskewed(h, height, width, 1, 1).contiguous()  # (D, h, H, W, B)
+        out = scratch((2, hidden, height, width, batch), dtype, device)
+        out.copy_(_unskewed(h, height, width, 1, 1))
         out[0, :, 1:].add_(out[1, :, : height - 1].flip(2))  # + h_rl(r - 1, j)
         ctx.save_for_backward(acts, c, tanh_c, h, w_lr, w_rl)
         return batch_last_to_nchw(out[0])
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
         acts, c, tanh_c, h, w_lr, w_rl = ctx.saved_tensors
         _, columns, four_h, height, batch = acts.shape
@@ -104,15 +109,15 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
         width = columns - height + 1
         # dL/dh, skewed like h: the output's gradient (shifted up a row for the right-to-left map,
         # which was shifted down), plus the recurrent terms added by the scan.
-        dh = torch.empty_like(h)
+        dh = scratch(tuple(h.shape), h.dtype, h.device)
         dh_view = _unskewed(dh, height, width, 1, 1)
         grad = nchw_to_batch_last(grad_out)  # (h, H, W, B)
         dh_view[0].copy_(grad)
         dh_view[1, :, : height - 1].copy_(grad[:, 1:].flip(2))
         dh_view[1, :, height - 1].zero_()
-        dc = torch.empty_like(c)  # dL/dc flowing leftwards; zero after the last pixel of every row
+        dc = scratch(tuple(c.shape), c.dtype, c.device)  # dL/dc flowing leftwards; zero after the last pixel of every row
         _unskewed(dc, height, 1, width, 1).zero_()
-        d_acts = torch.empty_like(acts)
+        d_acts = scratch(tuple(acts.shape), acts.dtype, acts.device)
         w_above_t = _state_weights(w_lr, w_rl, 0).transpose(1, 2)  # (D, h, 4h)
         w_same_t = _state_weights(w_lr, w_rl, 1).transpose(1, 2)
         for t in reversed(range(columns)):
@@ -130,8 +135,9 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
                 dh[:, t, :, lo + 1 : hi + 2].view(2, hidden, n).baddbmm_(w_same_t, d_g)
         # State weights: one GEMM over every pixel per direction, taps [row above | same row].
         pixels = height * width * batch
-        d_gates = _unskewed(d_acts, height, width, 0, 0).contiguous()  # (D, 4h, H, W, B)
-        taps = torch.empty(2, 2 * hidden, height, width, batch, dtype=h.dtype, device=h.device)
+        d_gates = scratch((2, four_h, height, width, batch), h.dtype, h.device)
+        d_gates.copy_(_unskewed(d_acts, height, width, 0, 0))
+        taps = scratch((2, 2 * hidden, height, width, batch), h.dtype, h.device)
         taps[:, :hidden].copy_(_unskewed(h, height, width, 0, 0))  # h(r - 1, j)
         taps[:, hidden:].copy_(_unskewed(h, height, width, 0, 1))  # h(r, j - 1)
         d_w = torch.bmm(d_gates.view(2, four_h, pixels), taps.view(2, 2 * hidden, pixels).transpose(1, 2))

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import torch
 
+from fastpixel.fast.workspace import scratch
+
 
 def nchw_to_batch_last(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> contiguous (C, H, W, B)."""
+    """(B, C, H, W) -> contiguous (C, H, W, B), a scratch buffer (see :mod:`fastpixel.fast.workspace`)."""
     batch, channels, height, width = x.shape
-    out = torch.empty(channels, height, width, batch, dtype=x.dtype, device=x.device)
+    out = scratch((channels, height, width, batch), x.dtype, x.device)
     out.view(-1, batch).copy_(x.reshape(batch, -1).t())
     return out
 
 
 def batch_last_to_nchw(x: torch.Tensor) -> torch.Tensor:
-    """Contiguous (C, H, W, B) -> contiguous (B, C, H, W)."""
+    """Contiguous (C, H, W, B) -> contiguous (B, C, H, W), a new tensor."""
     channels, height, width, batch = x.shape
     out = torch.empty(batch, channels, height, width, dtype=x.dtype, device=x.device)
     out.view(batch, -1).copy_(x.reshape(-1, batch).t())
