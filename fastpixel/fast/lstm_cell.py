@@ -101,3 +101,20 @@ def cell_backward_(
     d_g.addcmul_(d_g * g, g, value=-1.0)  # dc i (1 - g^2)
     if dc_prev_out is not None:
         torch.mul(dc, f, out=dc_prev_out)
+
+
+def cell_step_(
+    gates: torch.Tensor, c_prev: torch.Tensor, c_out: torch.Tensor, tanh_c: torch.Tensor, h_out: torch.Tensor,
+    hidden: int,
+) -> None:
+    """One cell step on tiny tensors (a sampler's pixel): gates (..., 4h) [o | f | i | g] overwritten.
+
+    c_prev (..., h) is read and c_out written (they may be the same tensor); tanh_c (..., h) is
+    scratch; h_out (..., h) is written. For a handful of values op overhead dominates, so this uses
+    torch.tanh (one op) rather than the 2 sigmoid(2x) - 1 of :func:`cell_forward_`.
+    """
+    gates[..., : 3 * hidden].sigmoid_()
+    g = gates[..., 3 * hidden :].tanh_()
+    torch.mul(gates[..., hidden : 2 * hidden], c_prev, out=c_out).addcmul_(gates[..., 2 * hidden : 3 * hidden], g)
+    torch.tanh(c_out, out=tanh_c)
+    torch.mul(gates[..., :hidden], tanh_c, out=h_out)
