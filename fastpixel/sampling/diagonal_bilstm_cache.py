@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from fastpixel.fast.lstm_cell import cell_step_
+from fastpixel.fast.lstm_cell import cell_step_, gate_views
 from fastpixel.layers.residual import ResidualLSTMBlock
 from fastpixel.sampling.conv_cache import masked_weight
 
@@ -64,28 +64,33 @@ class DiagonalBiLSTMBlockCache:
         self.tanh_c = new(batch, hidden)
         self.h_lr_above = new(width, batch, hidden)  # h_lr(r - 1, :)
         self.h_rl_above = new(width, batch, hidden)  # h_rl(r - 1, :), the shifted-down right-to-left output
-        self.lr_from_above = None  # (W, B, 4h): bias + K^ss_lr[:, :, 0] h_lr(r - 1, j) (+ gate bias)
-        self.out_from_above = None  # (W, B, 2h): expand bias + expand(h_rl(r - 1, j))
+        self.lr_from_above = new(width, batch, 4 * hidden)  # bias + K^ss_lr[:, :, 0] h_lr(r - 1, j) (+ gate bias)
+        self.out_from_above = new(width, batch, stream)  # expand bias + expand(h_rl(r - 1, j))
+        self.gates = new(batch, 4 * hidden)
+        self.gate_views = gate_views(self.gates, hidden)
+        # Views made once: indexing costs as much as a tiny op.
+        self._columns = [
+            (self.row[j], self.row[j, :, :stream], self.row[j + 1, :, stream:], self.c_row[j], self.c_row[j + 1],
+             self.lr_from_above[j], self.out_from_above[j])
+            for j in range(width)
+        ]
 
     def start_row(self, r: int) -> None:
         width, batch, _ = self.h_lr_above.shape
         flat = lambda t: t.view(width * batch, -1)  # noqa: E731
-        self.lr_from_above = torch.addmm(self.bias_lr, flat(self.h_lr_above), self.lr_above).view(width, batch, -1)
+        torch.addmm(self.bias_lr, flat(self.h_lr_above), self.lr_above, out=flat(self.lr_from_above))
         if self.gate_bias is not None:
             self.lr_from_above += self.gate_bias[:, : 4 * self.hidden, r].permute(2, 0, 1)
-        self.out_from_above = torch.addmm(self.expand_bias, flat(self.h_rl_above), self.expand_weight).view(
-            width, batch, -1
-        )
+        torch.addmm(self.expand_bias, flat(self.h_rl_above), self.expand_weight, out=flat(self.out_from_above))
         self.row[0, :, self.stream :].zero_()  # h_lr left of the image
         self.c_row[0].zero_()
 
     def step(self, j: int, x: torch.Tensor) -> torch.Tensor:
-        here = self.row[j]
-        here[:, : self.stream].copy_(x)
-        gates = torch.addmm(self.lr_from_above[j], here, self.lr_input_left)  # [B, 4h]
-        h = self.row[j + 1, :, self.stream :]
-        cell_step_(gates, self.c_row[j], self.c_row[j + 1], self.tanh_c, h, self.hidden)
-        return torch.addmm(self.out_from_above[j], h, self.expand_weight).add_(x)
+        here, x_here, h, c_left, c, from_above, out_from_above = self._columns[j]
+        x_here.copy_(x)
+        gates = torch.addmm(from_above, here, self.lr_input_left, out=self.gates)  # [B, 4h]
+        cell_step_(gates, c_left, c, self.tanh_c, h, self.hidden, self.gate_views)
+        return torch.addmm(out_from_above, h, self.expand_weight).add_(x)
 
     def right_to_left_gates(self, r: int) -> torch.Tensor:
         """(W, B, 4h): the right-to-left gates of row r without the right-neighbour term."""
