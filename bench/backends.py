@@ -3,7 +3,8 @@
   * ``eager``   -- the reference path, eager PyTorch: the baseline every speed-up is measured against;
   * ``compile`` -- the reference path under ``torch.compile`` (inductor);
   * ``triton``  -- fastpixel's Triton kernels. On a machine without CUDA they run only under
-    Triton's CPU interpreter: the gate runs (on a tiny case), timing never does.
+    Triton's CPU interpreter: the gate runs (on a tiny case), timing never does;
+  * ``torch``   -- fastpixel's hand-written pure-PyTorch ops (:mod:`fastpixel.fast`), eager.
 
 :func:`run_backend` gates a backend, then times its forward pass (autograd recording, as in
 training) and its forward+backward pass (``torch.autograd.grad`` of the output under a fixed random cotangent).
@@ -23,7 +24,7 @@ from bench.cases import Case
 from bench.parity import GateResult, parity_gate
 from bench.timing import Timing, time_fn
 
-BACKENDS = ("eager", "compile", "triton")
+BACKENDS = ("eager", "compile", "triton", "torch")
 MODES = ("fwd", "fwd_bwd")
 
 
@@ -45,6 +46,8 @@ def backend_fn(name: str, case: Case) -> Callable[..., torch.Tensor]:
         return torch.compile(case.fn("reference"), dynamic=False)
     if name == "triton":
         return case.fn("triton")
+    if name == "torch":
+        return case.fn("torch")
     raise ValueError(f"unknown backend {name!r}; choose from {BACKENDS}")
 
 

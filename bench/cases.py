@@ -1,7 +1,7 @@
 """What is benchmarked: one :class:`Case` per distinct op call of a model, plus the whole model.
 
-A case is a function ``case.fn(backend)(*case.inputs) -> tensor`` (backend "reference" or
-"triton"), its inputs (leaf tensors; the floating ones are differentiated), how many times a
+A case is a function ``case.fn(backend)(*case.inputs) -> tensor`` (backend "reference",
+"torch" or "triton"), its inputs (leaf tensors; the floating ones are differentiated), how many times a
 training step of the model calls it, and its FLOP/byte cost. Op cases are found by walking the
 model: each MaskedConv2d *role* (module path with block indices replaced by ``*``, e.g.
 ``blocks.*.conv``) is one case, each LSTM scan kind one, the loss one.
