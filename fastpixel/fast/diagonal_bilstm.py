@@ -71,10 +71,10 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
         # nonlinearities in place, so after the scan it holds the gate activations.
         acts = scratch((2, columns, four_h, height, batch), dtype, device)
         view = _unskewed(acts, height, width, 0, 0)  # (D, 4h, H, W, B)
-        for d, gates in enumerate((gates_lr, gates_rl)):
+        for d, gates in enumerate((gates_lr, gates_rl.flip(3))):  # flipped where W is contiguous: cheapest
             rows = nchw_to_batch_last(gates)  # (4h, H, W, B)
             rows[3 * hidden :].mul_(2.0)  # g pre-activations doubled: tanh(x) = 2 sigmoid(2x) - 1
-            view[d].copy_(rows if d == 0 else rows.flip(2))
+            view[d].copy_(rows)
         h = scratch((2, columns + 1, hidden, height + 1, batch), dtype, device)
         c = scratch((2, columns + 1, hidden, height + 1, batch), dtype, device)
         _zero_unwritten_(h, height)
@@ -143,7 +143,7 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
         d_w = torch.bmm(d_gates.view(2, four_h, pixels), taps.view(2, 2 * hidden, pixels).transpose(1, 2))
         d_w = d_w.view(2, four_h, 2, hidden).transpose(2, 3).unsqueeze(-1).contiguous()  # (D, 4h, h, 2, 1)
         grad_lr = batch_last_to_nchw(d_gates[0])
-        grad_rl = batch_last_to_nchw(d_gates[1].flip(2))
+        grad_rl = batch_last_to_nchw(d_gates[1]).flip(3)
         return grad_lr, d_w[0], grad_rl, d_w[1]
 
 

@@ -24,8 +24,9 @@ def nchw_to_batch_last(x: torch.Tensor) -> torch.Tensor:
 
 
 def batch_last_to_nchw(x: torch.Tensor) -> torch.Tensor:
-    """Contiguous (C, H, W, B) -> contiguous (B, C, H, W), a new tensor."""
+    """Contiguous (C, H, W, B) -> contiguous (B, C, H, W), from the pool (safe to return to a caller:
+    the pool reuses a buffer only once nothing references it)."""
     channels, height, width, batch = x.shape
-    out = torch.empty(batch, channels, height, width, dtype=x.dtype, device=x.device)
+    out = scratch((batch, channels, height, width), x.dtype, x.device)
     out.view(batch, -1).copy_(x.reshape(-1, batch).t())
     return out

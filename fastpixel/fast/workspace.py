@@ -10,7 +10,9 @@ back to the kernel when they are freed, so every call of a scan would pay again 
 that nobody else references any more (neither the tensor nor any view of its storage: checked
 with the reference counts), else allocating a new one and pooling it. Buffers saved for a
 backward pass stay referenced by autograd until the backward has run or the graph is freed, so
-they are never handed out twice. Never return a scratch tensor to the caller of an op.
+they are never handed out twice; and an op may return a scratch tensor to its caller for the
+same reason (it is reused only once the caller, and everything else, has let go of it), which is
+how the fast ops' outputs and gradients avoid the page faults too: a caching allocator for them.
 
 The pool holds at most :data:`MAX_POOLED_BYTES`; beyond that, buffers are allocated as usual.
 CUDA tensors are never pooled (PyTorch's caching allocator already does this).

@@ -42,3 +42,14 @@ def test_cross_entropy_gradcheck(reduction):
     logits = rand(2, 5, 3, 2, 3, scale=2.0)
     targets = torch.randint(0, 5, (2, 3, 2, 3), generator=torch.Generator().manual_seed(5))
     assert torch.autograd.gradcheck(lambda x: cross_entropy.pixel_cross_entropy(x, targets, reduction), (logits,))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_pointwise_gemm_conv_gradcheck(monkeypatch, bias):
+    monkeypatch.setattr(masked_conv, "POINTWISE_MIN_OUTPUT", 1)  # per-image GEMMs at a tiny shape
+    spec = MaskSpec((1, 1), "B", color_groups(3, 3), color_groups(6, 3))
+    x, w, b = rand(2, 3, 2, 3, seed=1), rand(6, 3, 1, 1, seed=2), rand(6, seed=3)
+    if bias:
+        assert torch.autograd.gradcheck(lambda x, w, b: masked_conv.masked_conv2d(x, w, b, spec), (x, w, b))
+    else:
+        assert torch.autograd.gradcheck(lambda x, w: masked_conv.masked_conv2d(x, w, None, spec), (x, w))

@@ -119,3 +119,18 @@ def test_scan_under_no_grad_and_repeated_calls_reuse_buffers_safely():
     torch.testing.assert_close(second, reference.diagonal_bilstm_scan(a * 2, w, a, w), rtol=1e-5, atol=1e-6)
     with torch.no_grad():
         torch.testing.assert_close(diagonal_bilstm.diagonal_bilstm_scan(a, w, a, w), first.detach())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_large_pointwise_conv_uses_the_gemm_path_and_matches(monkeypatch, dtype, bias):
+    monkeypatch.setattr(masked_conv, "POINTWISE_MIN_OUTPUT", 1)  # the per-image GEMM path at a small shape
+    spec = MaskSpec((1, 1), "B", color_groups(6, 3), color_groups(9, 3))
+    x, w, b = leaves(5, dtype, ((3, 6, 4, 5), 1.0), ((9, 6, 1, 1), 0.3), ((9,), 0.3))
+    assert "PointwiseConv" in type(masked_conv.masked_conv2d(x, w, b, spec).grad_fn).__name__
+    inputs = [x, w, b] if bias else [x, w]
+    fast = (lambda *a: masked_conv.masked_conv2d(*a, spec)) if bias else (lambda x, w: masked_conv.masked_conv2d(x, w, None, spec))
+    ref = (lambda *a: reference.masked_conv2d(*a, spec)) if bias else (lambda x, w: reference.masked_conv2d(x, w, None, spec))
+    compare(fast, ref, inputs, dtype)
+    grad_w = torch.autograd.grad(masked_conv.masked_conv2d(x, w, b, spec).sum(), w)[0]
+    assert torch.equal(grad_w * (1 - spec.mask(dtype)), torch.zeros_like(grad_w))  # masked taps get no gradient
