@@ -53,6 +53,15 @@ def _zero_unwritten_(state: torch.Tensor, height: int) -> None:
     state.as_strided((d, k, height, batch), (sd, sk, st + sr, 1), state.storage_offset() + sr).zero_()
 
 
+def _column(buf: torch.Tensor, t: int, row: int, n: int) -> torch.Tensor:
+    """(D, C, n) view of a (D, T', C, H', B) buffer: column index t, the n = rows * B cells from row index ``row``.
+
+    One ``as_strided`` (slicing and viewing would be three ops, and a scan step needs a dozen views).
+    """
+    sd, st, sk, sr, _ = buf.stride()
+    return buf.as_strided((buf.shape[0], buf.shape[2], n), (sd, sk, 1), buf.storage_offset() + t * st + row * sr)
+
+
 def _state_weights(w_lr: torch.Tensor, w_rl: torch.Tensor, tap: int) -> torch.Tensor:
     """(D, 4h, h): one tap of both directions' (4h, h, 2, 1) kernels."""
     return torch.stack((w_lr[:, :, tap, 0], w_rl[:, :, tap, 0]))
@@ -86,13 +95,12 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
         for t in range(columns):
             lo, hi = max(0, t - width + 1), min(height - 1, t)
             n = (hi - lo + 1) * batch
-            g = acts[:, t, :, lo : hi + 1].view(2, four_h, n)
-            g.baddbmm_(w_above, h[:, t, :, lo : hi + 1].view(2, hidden, n))  # h(t-1, r-1)
-            g.baddbmm_(w_same, h[:, t, :, lo + 1 : hi + 2].view(2, hidden, n))  # h(t-1, r)
+            g = _column(acts, t, lo, n)
+            g.baddbmm_(w_above, _column(h, t, lo, n))  # h(t-1, r-1)
+            g.baddbmm_(w_same, _column(h, t, lo + 1, n))  # h(t-1, r)
             cell_forward_(
-                g, c[:, t, :, lo + 1 : hi + 2].view(2, hidden, n), c[:, t + 1, :, lo + 1 : hi + 2].view(2, hidden, n),
-                tanh_c[:, t, :, lo : hi + 1].view(2, hidden, n), h[:, t + 1, :, lo + 1 : hi + 2].view(2, hidden, n),
-                hidden, 1,
+                g, _column(c, t, lo + 1, n), _column(c, t + 1, lo + 1, n), _column(tanh_c, t, lo, n),
+                _column(h, t + 1, lo + 1, n), hidden, 1,
             )
         out = scratch((2, hidden, height, width, batch), dtype, device)
         out.copy_(_unskewed(h, height, width, 1, 1))
@@ -123,16 +131,15 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
         for t in reversed(range(columns)):
             lo, hi = max(0, t - width + 1), min(height - 1, t)
             n = (hi - lo + 1) * batch
-            d_g = d_acts[:, t, :, lo : hi + 1].view(2, four_h, n)
+            d_g = _column(d_acts, t, lo, n)
             cell_backward_(
-                acts[:, t, :, lo : hi + 1].view(2, four_h, n), tanh_c[:, t, :, lo : hi + 1].view(2, hidden, n),
-                c[:, t, :, lo + 1 : hi + 2].view(2, hidden, n), dh[:, t + 1, :, lo + 1 : hi + 2].view(2, hidden, n),
-                dc[:, t + 1, :, lo + 1 : hi + 2].view(2, hidden, n), d_g,
-                dc[:, t, :, lo + 1 : hi + 2].view(2, hidden, n) if t > 0 else None, hidden, 1,
+                _column(acts, t, lo, n), _column(tanh_c, t, lo, n), _column(c, t, lo + 1, n),
+                _column(dh, t + 1, lo + 1, n), _column(dc, t + 1, lo + 1, n), d_g,
+                _column(dc, t, lo + 1, n) if t > 0 else None, hidden, 1,
             )
             if t > 0:
-                dh[:, t, :, lo : hi + 1].view(2, hidden, n).baddbmm_(w_above_t, d_g)
-                dh[:, t, :, lo + 1 : hi + 2].view(2, hidden, n).baddbmm_(w_same_t, d_g)
+                _column(dh, t, lo, n).baddbmm_(w_above_t, d_g)
+                _column(dh, t, lo + 1, n).baddbmm_(w_same_t, d_g)
         # State weights: one GEMM over every pixel per direction, taps [row above | same row].
         pixels = height * width * batch
         d_gates = scratch((2, four_h, height, width, batch), h.dtype, h.device)
