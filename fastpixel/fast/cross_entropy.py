@@ -3,8 +3,9 @@
     loss[b, c, r, j] = logsumexp_l logits[b, l, c, r, j] - logits[b, x, c, r, j]     (x = target)
     d loss / d logits[b, l, ...] = softmax(logits)[b, l, ...] - [l == x]
 
-Same result as :func:`fastpixel.reference.pixel_cross_entropy`. The forward keeps only the
-log-sum-exp (one value per sub-pixel) next to the logits that autograd holds anyway; the
+Same result as :func:`fastpixel.reference.pixel_cross_entropy`. The forward runs the fused
+log-softmax kernel but keeps only the log-sum-exp (one value per sub-pixel, read off the first
+level) next to the logits that autograd holds anyway; the
 backward writes the gradient once: exp(logits - lse) scaled by the incoming gradient, then the
 target entries corrected in place (the reference's autograd graph materialises the log-softmax,
 a zero tensor scattered by ``gather``'s backward, and the log-softmax backward's temporaries).
@@ -16,7 +17,14 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from fastpixel import reference
 from fastpixel.reference.cross_entropy import REDUCTIONS
+
+#: Below this many logits the autograd.Function's Python overhead (tens of microseconds) costs more
+#: than the fused backward saves, and the reference's composition of ATen kernels runs instead
+#: (measured: 16 x 2 x 784 logits 0.20 ms reference, 0.29 ms fused; 16 x 256 x 3 x 1024 76.8 ms fused,
+#: 102.9 ms reference, forward + backward).
+FUSED_MIN_LOGITS = 1 << 16
 
 
 class PixelCrossEntropy(torch.autograd.Function):
@@ -27,8 +35,10 @@ class PixelCrossEntropy(torch.autograd.Function):
         compute_dtype = torch.promote_types(logits.dtype, torch.float32)
         work = logits.to(compute_dtype)
         index = targets.long().unsqueeze(1)
-        lse = torch.logsumexp(work, dim=1)  # (B, C, H, W)
-        loss = lse - work.gather(1, index).squeeze(1)
+        log_probs = torch.log_softmax(work, dim=1)  # one fused kernel (logsumexp is several passes on a CPU)
+        loss = log_probs.gather(1, index).squeeze(1).neg_()
+        lse = work[:, 0] - log_probs[:, 0]  # (B, C, H, W): log-sum-exp, all the backward needs
+        del log_probs
         ctx.save_for_backward(logits, index, lse)
         ctx.reduction = reduction
         if reduction == "sum":
@@ -61,4 +71,6 @@ def pixel_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: 
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if logits.numel() < FUSED_MIN_LOGITS:
+        return reference.pixel_cross_entropy(logits, targets, reduction)
     return PixelCrossEntropy.apply(logits, targets, reduction)

@@ -61,17 +61,22 @@ def test_masked_conv_matches_reference(kernel, mask_type, colors, dtype):
     compare(lambda *a: masked_conv.masked_conv2d(*a, spec), lambda *a: reference.masked_conv2d(*a, spec), [x, w, b], dtype)
 
 
+@pytest.fixture
+def fused_always(monkeypatch):
+    monkeypatch.setattr(cross_entropy, "FUSED_MIN_LOGITS", 0)  # the autograd.Function at every size
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 @pytest.mark.parametrize("levels,channels", [(2, 1), (256, 3), (7, 3)])
-def test_cross_entropy_matches_reference(levels, channels, reduction, dtype):
+def test_cross_entropy_matches_reference(levels, channels, reduction, dtype, fused_always):
     (logits,) = leaves(4, dtype, ((3, levels, channels, 5, 2), 3.0))
     targets = torch.randint(0, levels, (3, channels, 5, 2), generator=torch.Generator().manual_seed(1))
     compare(lambda x: cross_entropy.pixel_cross_entropy(x, targets, reduction),
             lambda x: reference.pixel_cross_entropy(x, targets, reduction), [logits], dtype)
 
 
-def test_cross_entropy_low_precision_logits_keep_their_dtype():
+def test_cross_entropy_low_precision_logits_keep_their_dtype(fused_always):
     logits = torch.randn(2, 4, 1, 3, 3).bfloat16().requires_grad_()
     targets = torch.randint(0, 4, (2, 1, 3, 3))
     loss = cross_entropy.pixel_cross_entropy(logits, targets, "none")
