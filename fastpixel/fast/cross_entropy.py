@@ -18,6 +18,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from fastpixel import reference
+from fastpixel.fast.guards import reject_batched_gradients
 from fastpixel.reference.cross_entropy import REDUCTIONS
 
 #: Below this many logits the autograd.Function's Python overhead (tens of microseconds) costs more
@@ -50,6 +51,7 @@ class PixelCrossEntropy(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_loss):
+        reject_batched_gradients("pixel_cross_entropy", grad_loss)
         logits, index, lse = ctx.saved_tensors
         if ctx.reduction == "none":
             scale = grad_loss.unsqueeze(1)  # (B, 1, C, H, W)

@@ -32,6 +32,7 @@ from torch.autograd.function import once_differentiable
 
 from fastpixel.fast.layout import batch_last_to_nchw, nchw_to_batch_last
 from fastpixel.fast.lstm_cell import cell_backward_, cell_forward_
+from fastpixel.fast.guards import reject_batched_gradients
 from fastpixel.fast.workspace import scratch
 
 
@@ -111,6 +112,7 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
+        reject_batched_gradients("diagonal_bilstm_scan", grad_out)
         acts, c, tanh_c, h, w_lr, w_rl = ctx.saved_tensors
         _, columns, four_h, height, batch = acts.shape
         hidden = four_h // 4

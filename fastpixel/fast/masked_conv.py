@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from fastpixel.fast.guards import reject_batched_gradients
 from fastpixel.fast.workspace import scratch
 from fastpixel.masks import MaskSpec
 
@@ -54,6 +55,7 @@ class PointwiseConv(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
+        reject_batched_gradients("masked_conv2d", grad_out)
         xs, w, mask = ctx.saved_tensors
         batch, cin, height, width = ctx.shape
         cout = w.shape[0]

@@ -18,6 +18,7 @@ from torch.autograd.function import once_differentiable
 
 from fastpixel.fast.layout import batch_last_to_nchw, nchw_to_batch_last
 from fastpixel.fast.lstm_cell import cell_backward_, cell_forward_
+from fastpixel.fast.guards import reject_batched_gradients
 from fastpixel.fast.workspace import scratch
 
 
@@ -57,6 +58,7 @@ class RowLSTMScan(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
+        reject_batched_gradients("row_lstm_scan", grad_out)
         acts, c, tanh_c, h, state_weight = ctx.saved_tensors
         four_h, height, width, batch = acts.shape
         hidden = four_h // 4

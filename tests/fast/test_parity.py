@@ -139,3 +139,17 @@ def test_large_pointwise_conv_uses_the_gemm_path_and_matches(monkeypatch, dtype,
     compare(fast, ref, inputs, dtype)
     grad_w = torch.autograd.grad(masked_conv.masked_conv2d(x, w, b, spec).sum(), w)[0]
     assert torch.equal(grad_w * (1 - spec.mask(dtype)), torch.zeros_like(grad_w))  # masked taps get no gradient
+
+
+def test_batched_gradients_get_a_clear_error():
+    gates = torch.randn(1, 4, 2, 3, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 1, 2, 1, dtype=torch.float64)
+
+    def f(g):
+        return diagonal_bilstm.diagonal_bilstm_scan(g, weight, g, weight).sum(dim=(0, 1))
+
+    with pytest.raises(RuntimeError, match="does not support vmap"):
+        torch.autograd.functional.jacobian(f, gates, vectorize=True)
+    jac = torch.autograd.functional.jacobian(f, gates, vectorize=False)  # the way out
+    torch.testing.assert_close(jac, torch.autograd.functional.jacobian(
+        lambda g: reference.diagonal_bilstm_scan(g, weight, g, weight).sum(dim=(0, 1)), gates))
