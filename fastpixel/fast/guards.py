@@ -13,8 +13,8 @@ import torch
 
 def reject_batched_gradients(op: str, grad: torch.Tensor) -> None:
     """Raise if ``grad`` is a vmap-batched tensor (see the module docstring)."""
-    legacy = torch._C._dispatch_keys(grad).has(torch._C.DispatchKey.Batched)  # is_grads_batched's vmap
-    if legacy or torch._C._functorch.is_batchedtensor(grad):
+    # "Batched": the legacy vmap of is_grads_batched; "FuncTorchBatched": torch.func.vmap
+    if "Batched" in str(torch._C._dispatch_keys(grad)):
         raise RuntimeError(
             f"{op} (fastpixel backend 'torch'): the hand-written backward does not support vmap over "
             "batched gradients (is_grads_batched=True, jacobian(vectorize=True), torch.func); use "
