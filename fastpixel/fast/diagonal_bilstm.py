@@ -14,15 +14,19 @@ the equations), up to float rounding. How it is computed:
   channel. States left of the image read as zero (the cells the scan reads but never writes are
   zeroed, as the reference's zero padding); states right of the image are never computed (they
   never reach the image).
-* **Few large ops per step.** h and c carry one zero row above row 0 and one zero column before
-  column 0, so the 2x1 state-to-state conv of a column is two ``baddbmm_`` (taps "row above" and
-  "same row"; all four gates, both directions at once: bmm over D) added in place onto the input
-  gates, followed by the in-place cell (:mod:`fastpixel.fast.lstm_cell`).
-* **Backward.** The forward saves the gate activations, c, tanh(c) and h (skewed). A reverse
-  column scan gives the gate gradients (two ``baddbmm_`` per column send them back to the
-  previous column's h); the state-weight gradients are then one GEMM over all pixels per
-  direction (both taps side by side), and the input-gate gradients are read out of the skewed
-  gradient buffer.
+* **Few large ops per step.** Column t's rows read the previous column's h at rows r - 1 and r
+  (the 2x1 state-to-state conv). h is kept in a buffer ``taps`` that stores, for every row r of
+  column t, both ``[h(t-1, r-1) | h(t-1, r)]`` (each new h is written twice: as "same row" for
+  row r, as "row above" for row r + 1), so a column's recurrent term is one ``baddbmm_`` with
+  K = 2h: all four gates, both taps, both directions (bmm over D), added in place onto the input
+  gates; then the in-place cell (:mod:`fastpixel.fast.lstm_cell`). (Measured level with two
+  K = h products per column, which skip the duplicate write.)
+* **Backward.** The forward saves the gate activations, c, tanh(c) and the taps buffer (skewed).
+  A reverse column scan gives the gate gradients; one ``baddbmm_`` per column sends them to both
+  taps of the previous column, and dL/dh(t, r) is the "same row" gradient of row r plus the "row
+  above" gradient of row r + 1. The state-weight gradients are then one GEMM over all pixels per
+  direction (the taps buffer read unskewed is exactly the GEMM's other operand), and the
+  input-gate gradients are read out of the skewed gradient buffer.
 """
 
 from __future__ import annotations
@@ -52,6 +56,13 @@ def _zero_unwritten_(state: torch.Tensor, height: int) -> None:
     d, _, k, _, batch = state.shape
     sd, st, sk, sr, _ = state.stride()
     state.as_strided((d, k, height, batch), (sd, sk, st + sr, 1), state.storage_offset() + sr).zero_()
+
+
+def _zero_diagonal_(buf: torch.Tensor, height: int) -> None:
+    """Zero [t, :, t] of a (D, T + 1, k, H + 1, B) buffer for t < H (row t at column t - 1: left of the image)."""
+    d, _, k, _, batch = buf.shape
+    sd, st, sk, sr, _ = buf.stride()
+    buf.as_strided((d, k, height, batch), (sd, sk, st + sr, 1), buf.storage_offset()).zero_()
 
 
 def _column(buf: torch.Tensor, t: int, row: int, n: int) -> torch.Tensor:
@@ -85,71 +96,74 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
             rows = nchw_to_batch_last(gates)  # (4h, H, W, B)
             rows[3 * hidden :].mul_(2.0)  # g pre-activations doubled: tanh(x) = 2 sigmoid(2x) - 1
             view[d].copy_(rows)
-        h = scratch((2, columns + 1, hidden, height + 1, batch), dtype, device)
-        c = scratch((2, columns + 1, hidden, height + 1, batch), dtype, device)
-        _zero_unwritten_(h, height)
+        # taps[:, t, :, r] = [h(t-1, r-1) | h(t-1, r)]: what row r of column t reads, both 2x1-conv
+        # taps side by side, so the state-to-state product is one baddbmm with K = 2h.
+        taps = scratch((2, columns + 1, 2 * hidden, height + 1, batch), dtype, device)
+        above, same = taps[:, :, :hidden], taps[:, :, hidden:]
+        above[:, :, :, 0].zero_()  # h(t-1, -1): the row above the image
+        _zero_diagonal_(same, height)  # h(t-1, t): left of the image
+        c = scratch((2, columns + 1, hidden, height + 1, batch), dtype, device)  # c(t-1, r-1) at [t, :, r]
         _zero_unwritten_(c, height)
         tanh_c = scratch((2, columns, hidden, height, batch), dtype, device)
-        w_above, w_same = _state_weights(w_lr, w_rl, 0), _state_weights(w_lr, w_rl, 1)  # (D, 4h, h)
-        w_above[:, 3 * hidden :].mul_(2.0)
-        w_same[:, 3 * hidden :].mul_(2.0)
+        w_taps = torch.cat((_state_weights(w_lr, w_rl, 0), _state_weights(w_lr, w_rl, 1)), dim=2)  # (D, 4h, 2h)
+        w_taps[:, 3 * hidden :].mul_(2.0)
         for t in range(columns):
             lo, hi = max(0, t - width + 1), min(height - 1, t)
             n = (hi - lo + 1) * batch
             g = _column(acts, t, lo, n)
-            g.baddbmm_(w_above, _column(h, t, lo, n))  # h(t-1, r-1)
-            g.baddbmm_(w_same, _column(h, t, lo + 1, n))  # h(t-1, r)
+            g.baddbmm_(w_taps, _column(taps, t, lo, n))
+            h_new = _column(same, t + 1, lo, n)  # h(t, r) as read by row r of column t + 1
             cell_forward_(
-                g, _column(c, t, lo + 1, n), _column(c, t + 1, lo + 1, n), _column(tanh_c, t, lo, n),
-                _column(h, t + 1, lo + 1, n), hidden, 1,
+                g, _column(c, t, lo + 1, n), _column(c, t + 1, lo + 1, n), _column(tanh_c, t, lo, n), h_new, hidden, 1,
             )
+            _column(above, t + 1, lo + 1, n).copy_(h_new)  # ... and by row r + 1
         out = scratch((2, hidden, height, width, batch), dtype, device)
-        out.copy_(_unskewed(h, height, width, 1, 1))
+        out.copy_(_unskewed(same, height, width, 1, 0))
         out[0, :, 1:].add_(out[1, :, : height - 1].flip(2))  # + h_rl(r - 1, j)
-        ctx.save_for_backward(acts, c, tanh_c, h, w_lr, w_rl)
+        ctx.save_for_backward(acts, c, tanh_c, taps, w_lr, w_rl)
         return batch_last_to_nchw(out[0])
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         reject_batched_gradients("diagonal_bilstm_scan", grad_out)
-        acts, c, tanh_c, h, w_lr, w_rl = ctx.saved_tensors
+        acts, c, tanh_c, taps, w_lr, w_rl = ctx.saved_tensors
         _, columns, four_h, height, batch = acts.shape
         hidden = four_h // 4
         width = columns - height + 1
-        # dL/dh, skewed like h: the output's gradient (shifted up a row for the right-to-left map,
-        # which was shifted down), plus the recurrent terms added by the scan.
-        dh = scratch(tuple(h.shape), h.dtype, h.device)
-        dh_view = _unskewed(dh, height, width, 1, 1)
+        # d_taps[:, t, :, r]: dL/d[h(t-1, r-1) | h(t-1, r)] through row r of column t (one baddbmm per
+        # column). The "same row" half starts as the output's gradient (shifted up a row for the
+        # right-to-left map, which was shifted down); the "row above" half starts at zero.
+        d_taps = scratch(tuple(taps.shape), taps.dtype, taps.device)
+        d_above, d_same = d_taps[:, :, :hidden], d_taps[:, :, hidden:]
+        d_above.zero_()
         grad = nchw_to_batch_last(grad_out)  # (h, H, W, B)
-        dh_view[0].copy_(grad)
-        dh_view[1, :, : height - 1].copy_(grad[:, 1:].flip(2))
-        dh_view[1, :, height - 1].zero_()
+        ext = _unskewed(d_same, height, width, 1, 0)
+        ext[0].copy_(grad)
+        ext[1, :, : height - 1].copy_(grad[:, 1:].flip(2))
+        ext[1, :, height - 1].zero_()
         dc = scratch(tuple(c.shape), c.dtype, c.device)  # dL/dc flowing leftwards; zero after the last pixel of every row
         _unskewed(dc, height, 1, width, 1).zero_()
         d_acts = scratch(tuple(acts.shape), acts.dtype, acts.device)
-        w_above_t = _state_weights(w_lr, w_rl, 0).transpose(1, 2)  # (D, h, 4h)
-        w_same_t = _state_weights(w_lr, w_rl, 1).transpose(1, 2)
+        w_taps_t = torch.cat((_state_weights(w_lr, w_rl, 0), _state_weights(w_lr, w_rl, 1)), dim=2).transpose(1, 2)
         for t in reversed(range(columns)):
             lo, hi = max(0, t - width + 1), min(height - 1, t)
             n = (hi - lo + 1) * batch
+            dh = _column(d_same, t + 1, lo, n).add_(_column(d_above, t + 1, lo + 1, n))  # dL/dh(t, r)
             d_g = _column(d_acts, t, lo, n)
             cell_backward_(
-                _column(acts, t, lo, n), _column(tanh_c, t, lo, n), _column(c, t, lo + 1, n),
-                _column(dh, t + 1, lo + 1, n), _column(dc, t + 1, lo + 1, n), d_g,
-                _column(dc, t, lo + 1, n) if t > 0 else None, hidden, 1,
+                _column(acts, t, lo, n), _column(tanh_c, t, lo, n), _column(c, t, lo + 1, n), dh,
+                _column(dc, t + 1, lo + 1, n), d_g, _column(dc, t, lo + 1, n) if t > 0 else None, hidden, 1,
             )
             if t > 0:
-                _column(dh, t, lo, n).baddbmm_(w_above_t, d_g)
-                _column(dh, t, lo + 1, n).baddbmm_(w_same_t, d_g)
+                _column(d_taps, t, lo, n).baddbmm_(w_taps_t, d_g)
         # State weights: one GEMM over every pixel per direction, taps [row above | same row].
         pixels = height * width * batch
-        d_gates = scratch((2, four_h, height, width, batch), h.dtype, h.device)
+        d_gates = scratch((2, four_h, height, width, batch), acts.dtype, acts.device)
         d_gates.copy_(_unskewed(d_acts, height, width, 0, 0))
-        taps = scratch((2, 2 * hidden, height, width, batch), h.dtype, h.device)
-        taps[:, :hidden].copy_(_unskewed(h, height, width, 0, 0))  # h(r - 1, j)
-        taps[:, hidden:].copy_(_unskewed(h, height, width, 0, 1))  # h(r, j - 1)
-        d_w = torch.bmm(d_gates.view(2, four_h, pixels), taps.view(2, 2 * hidden, pixels).transpose(1, 2))
+        reads = scratch((2, 2 * hidden, height, width, batch), acts.dtype, acts.device)
+        reads.copy_(_unskewed(taps, height, width, 0, 0))  # [h(r - 1, j) | h(r, j - 1)]
+        d_w = torch.bmm(d_gates.view(2, four_h, pixels), reads.view(2, 2 * hidden, pixels).transpose(1, 2))
         d_w = d_w.view(2, four_h, 2, hidden).transpose(2, 3).unsqueeze(-1).contiguous()  # (D, 4h, h, 2, 1)
         grad_lr = batch_last_to_nchw(d_gates[0])
         grad_rl = batch_last_to_nchw(d_gates[1]).flip(3)
