@@ -32,6 +32,7 @@ import triton
 import triton.language as tl
 
 from fastpixel.backend import triton_interpreter_enabled
+from fastpixel.kernels._common import cast_floating, register_autocast_rule
 
 
 @triton.jit
@@ -327,19 +328,90 @@ def diagonal_bilstm_backward(dout, pre, c, h, w_lr, w_rl):
     return dgates[0], dw[0], dgates[1], dw[1]
 
 
-class DiagonalBiLSTMScan(torch.autograd.Function):
-    """autograd.Function over the Triton forward scan, reverse scan and weight-gradient GEMMs."""
+# -- registered ops ----------------------------------------------------------------------------
+# fastpixel::diagonal_bilstm_scan_forward / _backward wrap the launchers above as opaque custom ops
+# (docs/architecture.md, "Kernels as PyTorch ops"); the fakes give the launchers' allocations
+# (shapes, strides, dtypes) and must follow them if they change (tests/kernels/test_custom_ops.py
+# runs torch.library.opcheck on both).
+Tensor = torch.Tensor
 
-    @staticmethod
-    def forward(ctx, gates_lr, w_lr, gates_rl, w_rl):
-        out, pre, c, h = diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl)
-        ctx.save_for_backward(pre, c, h, w_lr, w_rl)
-        return out
 
-    @staticmethod
-    def backward(ctx, dout):
-        pre, c, h, w_lr, w_rl = ctx.saved_tensors
-        return diagonal_bilstm_backward(dout, pre, c, h, w_lr, w_rl)
+@torch.library.custom_op("fastpixel::diagonal_bilstm_scan_forward", mutates_args=())
+def diagonal_bilstm_scan_forward(
+    gates_lr: Tensor, w_lr: Tensor, gates_rl: Tensor, w_rl: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """-> (out (B, h, H, W), pre (2, B, H, W, 4h), c, h (2, B, H, W, h)): see diagonal_bilstm_forward."""
+    return diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl)
+
+
+@diagonal_bilstm_scan_forward.register_fake
+def _(gates_lr, w_lr, gates_rl, w_rl):
+    batch, four_h, height, width = gates_lr.shape
+    acc = _acc_dtype(gates_lr.dtype)
+    out = gates_lr.new_empty((batch, height, width, four_h // 4)).permute(0, 3, 1, 2)
+    pre = gates_lr.new_empty((2, batch, height, width, four_h), dtype=acc)
+    c = gates_lr.new_empty((2, batch, height, width, four_h // 4), dtype=acc)
+    return out, pre, c, torch.empty_like(c)
+
+
+def _one_buffer(a: Tensor, b: Tensor) -> Tensor:
+    """The two directions' tensors a, b as one (2, ...) tensor: a view when b lies at a fixed offset
+    from a in the same storage with a's strides (how the launcher allocates them), else a stack."""
+    same = a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype
+    if same and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr():
+        step = b.storage_offset() - a.storage_offset()
+        if step > 0:
+            return a.as_strided((2, *a.shape), (step, *a.stride()), a.storage_offset())
+    return torch.stack((a, b))
+
+
+@torch.library.custom_op("fastpixel::diagonal_bilstm_scan_backward", mutates_args=())
+def diagonal_bilstm_scan_backward(
+    dout: Tensor, pre: Tensor, c: Tensor, h: Tensor, w_lr: Tensor, w_rl: Tensor
+) -> tuple[Tensor, Tensor]:
+    """-> (d gates (2, B, 4h, H, W), d state weights (2, 4h, h, 2, 1)), direction lr first.
+
+    (A custom op's outputs may not alias each other, so the two directions come as one tensor each.)"""
+    dg_lr, dw_lr, dg_rl, dw_rl = diagonal_bilstm_backward(dout, pre, c, h, w_lr, w_rl)
+    return _one_buffer(dg_lr, dg_rl), _one_buffer(dw_lr, dw_rl)
+
+
+@diagonal_bilstm_scan_backward.register_fake
+def _(dout, pre, c, h, w_lr, w_rl):
+    _, batch, height, width, four_h = pre.shape
+    dg = dout.new_empty((2, batch, height, width, four_h)).permute(0, 1, 4, 2, 3)
+    return dg, w_lr.new_empty((2, *w_lr.shape))
+
+
+def _setup_context(ctx, inputs, output):
+    _, w_lr, _, w_rl = inputs
+    _, pre, c, h = output
+    ctx.save_for_backward(pre, c, h, w_lr, w_rl)
+
+
+def _backward(ctx, dout, _d_pre, _d_c, _d_h):
+    pre, c, h, w_lr, w_rl = ctx.saved_tensors
+    dg, dw = diagonal_bilstm_scan_backward(dout, pre, c, h, w_lr, w_rl)
+    return dg[0], dw[0], dg[1], dw[1]
+
+
+diagonal_bilstm_scan_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _autocast_rule(dtype: torch.dtype, args: tuple):
+    # As the reference under autocast: its einsums run in the autocast dtype and the sums with the
+    # gates promote, so out comes back in promote(gates, autocast dtype); the kernel gets all four
+    # inputs in the autocast dtype (saved maps stay float32).
+    out_dtype = args[0].dtype if args[0].dtype == torch.float64 else torch.promote_types(args[0].dtype, dtype)
+
+    def finish(result):
+        out, *saved = result
+        return (out.to(out_dtype) if out.dtype != out_dtype else out, *saved)
+
+    return tuple(cast_floating(t, dtype) for t in args), finish
+
+
+register_autocast_rule(diagonal_bilstm_scan_forward, _autocast_rule)
 
 
 def diagonal_bilstm_scan(
@@ -352,5 +424,6 @@ def diagonal_bilstm_scan(
 
     input_gates_*: (B, 4h, H, W) [o | f | i | g], bias included, any strides;
     state_weight_*: (4h, h, 2, 1) -> (B, h, H, W) = h_lr + h_rl shifted down one row.
+    Runs ``fastpixel::diagonal_bilstm_scan_forward``.
     """
-    return DiagonalBiLSTMScan.apply(input_gates_lr, state_weight_lr, input_gates_rl, state_weight_rl)
+    return diagonal_bilstm_scan_forward(input_gates_lr, state_weight_lr, input_gates_rl, state_weight_rl)[0]

@@ -40,6 +40,7 @@ import triton
 import triton.language as tl
 
 from fastpixel.backend import triton_interpreter_enabled
+from fastpixel.kernels._common import cast_floating, register_autocast_rule
 
 # The state stays in registers (and the 12 (BH, BH) weight slices are loaded once, before the row
 # loop) up to this many weight bytes and row width; beyond, the tiled variant runs. The sm_90
@@ -607,26 +608,74 @@ def _state_weight_grad(
     return partial.sum(0).to(state_weight.dtype).view(four_h, hid, 1, 3)
 
 
-class RowLSTMScan(torch.autograd.Function):
-    """h = row_lstm_scan(input_gates, state_weight); forward and backward both run Triton.
+# -- registered ops ----------------------------------------------------------------------------
+# fastpixel::row_lstm_scan_forward / _backward wrap the launchers above as opaque custom ops
+# (docs/architecture.md, "Kernels as PyTorch ops"); the fakes give the launchers' allocations
+# (shapes, strides, dtypes) and must follow them if they change (tests/kernels/test_custom_ops.py
+# runs torch.library.opcheck on both).
+Tensor = torch.Tensor
 
-    Saves input_gates, state_weight, h and c (c in float32); the backward recomputes the gate
-    activations from them instead of storing the 4h gates per pixel."""
 
-    @staticmethod
-    def forward(ctx, input_gates: torch.Tensor, state_weight: torch.Tensor) -> torch.Tensor:
-        h, c = row_lstm_forward(input_gates, state_weight)
-        ctx.save_for_backward(input_gates, state_weight, h, c)
-        return h
+@torch.library.custom_op("fastpixel::row_lstm_scan_forward", mutates_args=())
+def row_lstm_scan_forward(input_gates: Tensor, state_weight: Tensor) -> tuple[Tensor, Tensor]:
+    """input_gates (B, 4h, H, W), state_weight (4h, h, 1, 3) -> (h (B, h, H, W) in the input dtype,
+    c (B, h, H, W) float32, float64 for float64 inputs; saved for the backward)."""
+    return row_lstm_forward(input_gates, state_weight)
 
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_h: torch.Tensor):
-        input_gates, state_weight, h, c = ctx.saved_tensors
-        dx, dw = row_lstm_backward(
-            input_gates, state_weight, h, c, grad_h, need_weight_grad=ctx.needs_input_grad[1]
-        )
-        return (dx if ctx.needs_input_grad[0] else None), dw
+
+@row_lstm_scan_forward.register_fake
+def _(input_gates, state_weight):
+    batch, four_h, height, width = input_gates.shape
+    acc = torch.float64 if input_gates.dtype == torch.float64 else torch.float32
+    h = input_gates.new_empty((batch, four_h // 4, height, width))
+    return h, input_gates.new_empty((batch, four_h // 4, height, width), dtype=acc)
+
+
+@torch.library.custom_op("fastpixel::row_lstm_scan_backward", mutates_args=())
+def row_lstm_scan_backward(
+    input_gates: Tensor, state_weight: Tensor, h: Tensor, c: Tensor, grad_h: Tensor, need_weight_grad: bool
+) -> tuple[Tensor, Tensor]:
+    """-> (d input_gates (B, 4h, H, W), d state_weight (4h, h, 1, 3), or an empty (0,) tensor
+    when not need_weight_grad)."""
+    dx, dw = row_lstm_backward(input_gates, state_weight, h, c, grad_h, need_weight_grad=need_weight_grad)
+    return dx, (dw if dw is not None else state_weight.new_empty(0))
+
+
+@row_lstm_scan_backward.register_fake
+def _(input_gates, state_weight, h, c, grad_h, need_weight_grad):
+    dw = state_weight.new_empty(state_weight.shape) if need_weight_grad else state_weight.new_empty(0)
+    return input_gates.new_empty(input_gates.shape), dw
+
+
+def _setup_context(ctx, inputs, output):
+    input_gates, state_weight = inputs
+    ctx.save_for_backward(input_gates, state_weight, *output)
+
+
+def _backward(ctx, grad_h, _grad_c):
+    input_gates, state_weight, h, c = ctx.saved_tensors
+    need_x, need_w = ctx.needs_input_grad
+    dx, dw = row_lstm_scan_backward(input_gates, state_weight, h, c, grad_h, need_w)
+    return (dx if need_x else None), (dw if need_w else None)
+
+
+row_lstm_scan_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _autocast_rule(dtype: torch.dtype, args: tuple):
+    # The reference's conv1d runs in the autocast dtype and its sum with the input gates promotes:
+    # h comes back in promote(input_gates, autocast dtype). The kernel gets both in the autocast dtype.
+    input_gates, state_weight = args
+    out_dtype = torch.promote_types(input_gates.dtype, dtype) if input_gates.dtype != torch.float64 else torch.float64
+
+    def finish(out):
+        h, c = out
+        return (h.to(out_dtype) if h.dtype != out_dtype else h), c
+
+    return (cast_floating(input_gates, dtype), cast_floating(state_weight, dtype)), finish
+
+
+register_autocast_rule(row_lstm_scan_forward, _autocast_rule)
 
 
 def row_lstm_scan(input_gates: torch.Tensor, state_weight: torch.Tensor) -> torch.Tensor:
@@ -634,5 +683,7 @@ def row_lstm_scan(input_gates: torch.Tensor, state_weight: torch.Tensor) -> torc
 
     input_gates: (B, 4h, H, W) input-to-state gates [o | f | i | g], bias included;
     state_weight: (4h, h, 1, 3) -> h: (B, h, H, W). Differentiable in both arguments.
+    Runs ``fastpixel::row_lstm_scan_forward`` (h and a float32 c saved; the backward recomputes
+    the gate activations from them instead of storing the 4h gates per pixel).
     """
-    return RowLSTMScan.apply(input_gates, state_weight)
+    return row_lstm_scan_forward(input_gates, state_weight)[0]

@@ -69,7 +69,7 @@ def test_parity_with_reference(device, batch, height, width, hidden, dtype, stri
     cotangent = torch.randn(batch, hidden, height, width, generator=gen, dtype=torch.float64).to(device, dtype)
     out_ref, grads_ref = _forward_backward(inputs, "reference", cotangent)
     out, grads = _forward_backward(inputs, "triton", cotangent)
-    assert out.grad_fn is not None and "DiagonalBiLSTMScan" in out.grad_fn.name()
+    assert out.grad_fn is not None and "fastpixel_diagonal_bilstm_scan_forward" in out.grad_fn.name()
     assert out.shape == (batch, hidden, height, width) and out.dtype == dtype
     torch.testing.assert_close(out, out_ref, **TOL[dtype])
     for name, g, g_ref in zip(("gates_lr", "w_lr", "gates_rl", "w_rl"), grads, grads_ref):

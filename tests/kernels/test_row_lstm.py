@@ -73,7 +73,7 @@ def test_triton_backend_runs_the_kernel(device):
     """backend="triton" must not route to the reference: the graph node is the kernel's Function."""
     x, w, _ = _inputs(1, 3, 2, 3, torch.float32, device)
     h = row_lstm_scan(x.requires_grad_(), w, backend="triton")
-    assert type(h.grad_fn).__name__ == "RowLSTMScanBackward"
+    assert "fastpixel_row_lstm_scan_forward" in h.grad_fn.name()
 
 
 @pytest.mark.parametrize("variant", ["resident", "registers", "tiled"])
