@@ -402,7 +402,8 @@ def _autocast_rule(dtype: torch.dtype, args: tuple):
     # As the reference under autocast: its einsums run in the autocast dtype and the sums with the
     # gates promote, so out comes back in promote(gates, autocast dtype); the kernel gets all four
     # inputs in the autocast dtype (saved maps stay float32).
-    out_dtype = args[0].dtype if args[0].dtype == torch.float64 else torch.promote_types(args[0].dtype, dtype)
+    gates = torch.promote_types(args[0].dtype, args[2].dtype)
+    out_dtype = gates if gates == torch.float64 else torch.promote_types(gates, dtype)
 
     def finish(result):
         out, *saved = result

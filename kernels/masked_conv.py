@@ -453,10 +453,17 @@ def _autocast_rule(dtype: torch.dtype, args: tuple):
 register_autocast_rule(masked_conv2d_op, _autocast_rule)
 
 
-@functools.lru_cache(maxsize=256)
+_MASK_ARGS: dict[MaskSpec, tuple[list[int], list[int], bool]] = {}
+
+
 def _mask_args(spec: MaskSpec) -> tuple[list[int], list[int], bool]:
-    """What the op needs of a MaskSpec, as plain values (computed once per spec)."""
-    return list(spec.center_limit()), list(spec.center), spec.mask_type is not None
+    """What the op needs of a MaskSpec, as plain values, computed once per spec. (A plain dict, not
+    functools.lru_cache: dynamo reads the dict as a constant, but traces through an lru_cache.)"""
+    try:
+        return _MASK_ARGS[spec]
+    except KeyError:
+        args = _MASK_ARGS[spec] = (list(spec.center_limit()), list(spec.center), spec.mask_type is not None)
+        return args
 
 
 def masked_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: MaskSpec) -> torch.Tensor:
