@@ -11,8 +11,8 @@ import os
 
 from bench.backends import BACKENDS
 
-MARKERS = {"eager": "o", "compile": "s", "triton": "^"}
-COLORS = {"eager": "tab:blue", "compile": "tab:orange", "triton": "tab:green"}
+MARKERS = {"eager": "o", "compile": "s", "compile+triton": "D", "triton": "^"}
+COLORS = {"eager": "tab:blue", "compile": "tab:orange", "compile+triton": "tab:red", "triton": "tab:green"}
 
 
 def roofline_png(doc: dict, path: str) -> int:
