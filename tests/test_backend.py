@@ -64,3 +64,29 @@ def test_import_needs_neither_triton_nor_a_gpu():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "torch.Size([1, 2, 1, 2, 2])" in out
     assert "triton package is not installed" in out
+
+
+def test_dispatch_table_names_one_function_per_op_and_backend():
+    from fastpixel import dispatch, reference
+    from fastpixel.reference import row_lstm as reference_row_lstm
+
+    assert dispatch.implementation("row_lstm", "reference") is reference_row_lstm.row_lstm_scan
+    assert dispatch.implementation("diagonal_bilstm", "reference") is reference.diagonal_bilstm_scan
+    assert dispatch.TABLE["row_lstm"]["reference"] is reference_row_lstm.row_lstm_scan
+    for op, function in dispatch.FUNCTIONS.items():
+        assert dispatch.has_implementation(op, "reference")
+        assert getattr(reference, function) is dispatch.implementation(op, "reference")
+    assert not dispatch.has_implementation("no_such_op", "reference")
+    with pytest.raises(KeyError, match="no implementation of op 'no_such_op'"):
+        dispatch.implementation("no_such_op", "reference")
+
+
+def test_use_backend_restores_the_previous_default_after_an_error():
+    with pytest.raises(RuntimeError):
+        with fastpixel.use_backend("reference"):
+            raise RuntimeError("boom")
+    with fastpixel.use_backend("auto"):
+        with pytest.raises(RuntimeError):
+            with fastpixel.use_backend("reference"):
+                raise RuntimeError("boom")
+        assert requested_backend() == "auto"

@@ -1,4 +1,4 @@
-"""The public ops. Each takes ``backend=`` ("reference", "triton", "auto"; see fastpixel.backend)."""
+"""The public ops. Each takes ``backend=`` ("reference", "torch", "triton", "auto"; see fastpixel.backend)."""
 
 from fastpixel.ops.cross_entropy import pixel_cross_entropy
 from fastpixel.ops.diagonal_bilstm import diagonal_bilstm_scan

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from fastpixel import reference
 from fastpixel.backend import resolve_backend
+from fastpixel.dispatch import implementation
 from fastpixel.ops._checks import check_float_tensor
 from fastpixel.reference.cross_entropy import REDUCTIONS
 
@@ -29,6 +29,7 @@ def pixel_cross_entropy(
       device sync: before the reference runs (host min/max), or after the Triton kernel, which
       counts bad targets on the device. validate=False: no sync at all (CUDA-graph safe); the
       Triton kernel then gives a bad target a NaN loss, the reference fails inside ``gather``.
+      Inside ``torch.compile`` the check is skipped (as with validate=False): a graph has no syncs.
     inplace_backward: Triton only (the reference ignores it): write the gradient over ``logits``
       in the forward, saving an L*N buffer; the logits' values are lost and the graph can be
       back-propagated once.
@@ -47,13 +48,14 @@ def pixel_cross_entropy(
         )
     if targets.device != logits.device:
         raise ValueError(f"pixel_cross_entropy: targets on {targets.device} but logits on {logits.device}")
-    if resolve_backend(backend, logits, op="cross_entropy") == "triton":
-        from fastpixel.kernels.cross_entropy import pixel_cross_entropy as kernel
-
+    chosen = resolve_backend(backend, logits, op="cross_entropy")
+    validate = validate and not torch.compiler.is_compiling()  # a sync has no place in a graph
+    if chosen == "triton":
+        kernel = implementation("cross_entropy", "triton")
         return kernel(logits, targets, reduction, validate=validate, inplace_backward=inplace_backward)
     if validate and targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= levels):
         raise ValueError(
             f"pixel_cross_entropy: targets must lie in [0, {levels}), got values in "
             f"[{int(targets.min())}, {int(targets.max())}]"
         )
-    return reference.pixel_cross_entropy(logits, targets, reduction)
+    return implementation("cross_entropy", chosen)(logits, targets, reduction)

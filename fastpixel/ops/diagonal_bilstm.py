@@ -1,11 +1,11 @@
-"""Public Diagonal BiLSTM scan op: validates, then runs the reference or the Triton kernel."""
+"""Public Diagonal BiLSTM scan op: validates, then runs the chosen backend (see fastpixel.dispatch)."""
 
 from __future__ import annotations
 
 import torch
 
-from fastpixel import reference
 from fastpixel.backend import resolve_backend
+from fastpixel.dispatch import implementation
 from fastpixel.ops._checks import check_float_tensor, check_same_device_dtype
 
 
@@ -38,8 +38,4 @@ def diagonal_bilstm_scan(
             f"(4h, h, 2, 1), got {[tuple(t.shape) for t in tensors]}"
         )
     check_same_device_dtype("diagonal_bilstm_scan", tensors)
-    if resolve_backend(backend, *tensors, op="diagonal_bilstm") == "triton":
-        from fastpixel.kernels.diagonal_bilstm import diagonal_bilstm_scan as kernel
-
-        return kernel(*tensors)
-    return reference.diagonal_bilstm_scan(*tensors)
+    return implementation("diagonal_bilstm", resolve_backend(backend, *tensors, op="diagonal_bilstm"))(*tensors)

@@ -1,11 +1,11 @@
-"""Public masked-convolution op: validates, then runs the reference or the Triton kernel."""
+"""Public masked-convolution op: validates, then runs the chosen backend (see fastpixel.dispatch)."""
 
 from __future__ import annotations
 
 import torch
 
-from fastpixel import reference
 from fastpixel.backend import resolve_backend
+from fastpixel.dispatch import implementation
 from fastpixel.masks import MaskSpec
 from fastpixel.ops._checks import check_float_tensor, check_same_device_dtype
 
@@ -33,8 +33,4 @@ def masked_conv2d(
     if bias is not None and tuple(bias.shape) != (spec.out_channels,):
         raise ValueError(f"masked_conv2d: bias must have shape ({spec.out_channels},), got {tuple(bias.shape)}")
     check_same_device_dtype("masked_conv2d", tensors)
-    if resolve_backend(backend, *tensors, op="masked_conv") == "triton":
-        from fastpixel.kernels.masked_conv import masked_conv2d as kernel
-
-        return kernel(x, weight, bias, spec)
-    return reference.masked_conv2d(x, weight, bias, spec)
+    return implementation("masked_conv", resolve_backend(backend, *tensors, op="masked_conv"))(x, weight, bias, spec)

@@ -1,11 +1,11 @@
-"""Public Row LSTM scan op: validates, then runs the reference or the Triton kernel."""
+"""Public Row LSTM scan op: validates, then runs the chosen backend (see fastpixel.dispatch)."""
 
 from __future__ import annotations
 
 import torch
 
-from fastpixel import reference
 from fastpixel.backend import resolve_backend
+from fastpixel.dispatch import implementation
 from fastpixel.ops._checks import check_float_tensor, check_same_device_dtype
 
 
@@ -23,8 +23,5 @@ def row_lstm_scan(input_gates: torch.Tensor, state_weight: torch.Tensor, *, back
             f"{tuple(input_gates.shape)} and {tuple(state_weight.shape)}"
         )
     check_same_device_dtype("row_lstm_scan", [input_gates, state_weight])
-    if resolve_backend(backend, input_gates, state_weight, op="row_lstm") == "triton":
-        from fastpixel.kernels.row_lstm import row_lstm_scan as kernel
-
-        return kernel(input_gates, state_weight)
-    return reference.row_lstm_scan(input_gates, state_weight)
+    chosen = resolve_backend(backend, input_gates, state_weight, op="row_lstm")
+    return implementation("row_lstm", chosen)(input_gates, state_weight)

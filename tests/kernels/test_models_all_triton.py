@@ -28,15 +28,17 @@ def test_model_on_triton_matches_the_reference(name, channels, levels, dtype, de
 
 
 def test_the_triton_backend_really_runs_kernels(monkeypatch):
-    """A spy on every kernel entry point: the model's triton path calls each of them."""
+    """A spy on every kernel entry point of the dispatch table: the model's triton path calls each."""
     import fastpixel.kernels.cross_entropy as ce
     import fastpixel.kernels.diagonal_bilstm as dl
     import fastpixel.kernels.masked_conv as mc
+    from fastpixel import dispatch
 
     calls = []
-    for module, fn in ((ce, "pixel_cross_entropy"), (dl, "diagonal_bilstm_scan"), (mc, "masked_conv2d")):
-        real = getattr(module, fn)
-        monkeypatch.setattr(module, fn, lambda *a, _real=real, _fn=fn, **k: calls.append(_fn) or _real(*a, **k))
+    for op, module in (("cross_entropy", ce), ("diagonal_bilstm", dl), ("masked_conv", mc)):
+        real = dispatch.implementation(op, "triton")
+        assert real is getattr(module, dispatch.FUNCTIONS[op])  # the table holds the kernels' entry points
+        monkeypatch.setitem(dispatch.TABLE[op], "triton", lambda *a, _real=real, _op=op, **k: calls.append(_op) or _real(*a, **k))
     model = fastpixel.create_model("diagonal_bilstm", channels=1, levels=2, hidden=3, layers=1)
     model.log_prob(torch.randint(0, 2, (1, 1, 2, 3)), backend="triton")
-    assert {"pixel_cross_entropy", "diagonal_bilstm_scan", "masked_conv2d"} <= set(calls)
+    assert {"cross_entropy", "diagonal_bilstm", "masked_conv"} <= set(calls)
