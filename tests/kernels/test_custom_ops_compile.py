@@ -87,6 +87,33 @@ def test_compiled_model_matches_eager_with_every_gradient(name, compiler, device
         torch.testing.assert_close(got_grads[key], grad, rtol=1e-5, atol=1e-6, msg=lambda m, k=key: f"{k}: {m}")
 
 
+@pytest.mark.parametrize("name", ["row_lstm", "diagonal_bilstm"])
+def test_compiled_under_autocast_matches_eager(name, device):
+    """Autocast inside the compiled region (float16 on CPU through the interpreter, bf16 on a GPU):
+    the ops' autocast rules are traced (casts in the graph), same loss, dtypes and gradients as eager."""
+    dtype = torch.float16 if device == "cpu" else torch.bfloat16
+    model = _build(name, device)
+    x = torch.randint(0, 4, (2, 3, 3, 4), device=device)
+
+    def loss_fn(x):
+        with torch.autocast(device, dtype=dtype):
+            logits = model(x, validate=False)
+            return fastpixel.ops.pixel_cross_entropy(logits, x, "mean", validate=False), logits
+
+    with fastpixel.use_backend("triton"):
+        assert torch._dynamo.explain(loss_fn)(x).graph_break_count == 0
+        torch._dynamo.reset()
+        results = []
+        for fn in (loss_fn, torch.compile(loss_fn, fullgraph=True, backend="aot_eager")):
+            loss, logits = fn(x)
+            results.append((loss.detach(), logits.dtype, torch.autograd.grad(loss, list(model.parameters()))))
+    (want, want_dtype, want_grads), (got, got_dtype, got_grads) = results
+    assert got_dtype == want_dtype == dtype and got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    for g, w in zip(got_grads, want_grads):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", MODELS)
 def test_gpu_inductor_bf16_autocast_training_step(name):
