@@ -32,7 +32,7 @@ def _model(name: str, levels: int = 16) -> torch.nn.Module:
 
 def _step(model, optimizer, x, autocast_dtype):
     """One training step with every op on the triton backend and no host sync."""
-    with torch.autocast("cuda", dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+    with torch.autocast("cuda", dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
         loss = -model.log_prob(x, backend="triton", validate=False).mean()
     loss.backward()
     optimizer.step()
@@ -117,27 +117,34 @@ def test_naive_sampling_step_captured_and_replayed(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_cached_sampling_step_captured_and_replayed(name):
-    """The cached sampler's per-pixel step (every layer's state update and the logits of pixel (r, j)):
-    captured after a warm-up, replayed on an engine with the same written sub-pixels as an eager twin."""
+    """The cached sampler's per-pixel step (every layer's state update and the logits of pixel (r, j)),
+    captured after a warm-up and replayed after new sub-pixels are written into the engine's buffers
+    in place; an eager twin given the same sub-pixels gives the same logits. (Within a row the
+    engine's buffers are fixed; ``start_row``/``end_row`` rebind some of them, so a graph is valid
+    for the steps of the row it was captured in.)"""
     model = _model(name).eval()
     images = torch.zeros(4, 3, 8, 8, dtype=torch.long, device="cuda")
-    values = [torch.randint(0, 16, (4,), device="cuda") for _ in range(3)]
+    first = [torch.randint(0, 16, (4,), device="cuda") for _ in range(2)]
+    second = [torch.randint(0, 16, (4,), device="cuda") for _ in range(2)]
 
-    def prepare(engine):
+    def start(engine, values):
         engine.start_row(0)
-        for c, v in enumerate(values[:2]):
+        write(engine, values)
+
+    def write(engine, values):
+        for c, v in enumerate(values):
             engine.write(0, 0, c, v)
 
     with torch.no_grad():
         engine, twin = CachedEngine(model, images), CachedEngine(model, images)
-        prepare(engine)
+        start(engine, first)
         _warm_up(lambda: engine.logits(0, 0))
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             static_logits = engine.logits(0, 0)
-        prepare(engine)
+        write(engine, second)  # in place, into the buffers the graph reads
         graph.replay()
-        prepare(twin)
+        start(twin, second)
         eager_logits = twin.logits(0, 0)
     torch.cuda.synchronize()
     torch.testing.assert_close(static_logits, eager_logits, rtol=1e-6, atol=1e-6)
