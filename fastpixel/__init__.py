@@ -8,7 +8,8 @@
 Layers for your own models: MaskedConv2d, RowLSTM, DiagonalBiLSTM, ResidualConvBlock,
 ResidualLSTMBlock. Ops with a ``backend=`` switch live in :mod:`fastpixel.ops`; the readable
 ground truth in :mod:`fastpixel.reference`; Triton kernels in :mod:`fastpixel.kernels`.
-Importing fastpixel needs neither a GPU nor triton.
+Train from Python with ``fastpixel.fit(model, images, steps=...)``; the commands live in
+:mod:`fastpixel.cli`. Importing fastpixel needs neither a GPU nor triton.
 """
 
 from fastpixel.backend import BackendUnavailableError, use_backend
@@ -17,6 +18,7 @@ from fastpixel.masks import MaskSpec, color_groups
 from fastpixel.metrics import bits_per_dim, nats_per_image
 from fastpixel.models import MultiScalePixelRNN, create_model
 from fastpixel.sampling import complete, sample
+from fastpixel.training import fit
 
 __version__ = "0.1.0"
 
@@ -33,6 +35,7 @@ __all__ = [
     "color_groups",
     "complete",
     "create_model",
+    "fit",
     "nats_per_image",
     "sample",
     "use_backend",

@@ -16,6 +16,12 @@ DEFAULTS: dict[str, Any] = dict(
     train_limit=None, test_limit=None,
     batch_size=16, eval_batch_size=256, steps=1000, lr=1e-3, clip_grad=1.0, ema=0.0, bf16=False,
     seed=0, log_every=50, eval_every=500, checkpoint_every=500,
+    # learning-rate schedule (fastpixel.training.schedule): constant, cosine or step, after a linear warmup
+    lr_schedule="constant", warmup_steps=0, lr_step_every=None, lr_gamma=0.1,
+    # Multi-Scale PixelRNN (model="multiscale") only: the networks' kind, subsampling factor, small net, c
+    kind=None, factor=None, small_hidden=None, small_layers=None, condition_features=None,
+    # what a run keeps and shows: last N checkpoints, sample grid size at each evaluation (0: none)
+    keep=1, sample_grid=16, tensorboard=False,
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
