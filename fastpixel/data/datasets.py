@@ -22,6 +22,11 @@ from fastpixel.data.png import read_png_folder
 DATASETS = ("builtin_mnist", "mnist", "fashion_mnist", "binarized_mnist", "cifar10", "imagenet32", "imagenet64", "png")
 GREY_8BIT = ("builtin_mnist", "mnist", "fashion_mnist")
 BINARIZE = ("none", "fixed", "dynamic")
+#: Image side (height = width) of each named data set; "png" folders have whatever size their files have.
+IMAGE_SIZES = {
+    "builtin_mnist": 28, "mnist": 28, "fashion_mnist": 28, "binarized_mnist": 28,
+    "cifar10": 32, "imagenet32": 32, "imagenet64": 64,
+}
 
 
 @dataclass(frozen=True)
