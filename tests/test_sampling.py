@@ -200,7 +200,8 @@ def test_inverse_cdf_never_returns_a_zero_probability_level():
 
 
 # -- argument errors -------------------------------------------------------------------------------
-@pytest.mark.parametrize("temperature,error", [(0.0, ValueError), (-1.0, ValueError), (float("inf"), ValueError),
+@pytest.mark.parametrize("temperature,error", [(-1e-9, ValueError), (-1.0, ValueError), (float("inf"), ValueError),
+                                               (float("nan"), ValueError),
                                                ("1", TypeError)])
 def test_bad_temperature(temperature, error):
     with pytest.raises(error, match="temperature"):
