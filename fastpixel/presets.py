@@ -12,7 +12,7 @@ from typing import Any
 #: Values every preset starts from.
 DEFAULTS: dict[str, Any] = dict(
     model="pixelcnn", hidden=8, layers=2, output_hidden=None, skip=False,
-    dataset="builtin_mnist", data_dir=None, binarize="none", binarize_seed=0, allow_pickle=False,
+    dataset="builtin_mnist", data_dir=None, binarize="none", binarize_seed=0, allow_pickle=False, png_convert=False,
     train_limit=None, test_limit=None,
     batch_size=16, eval_batch_size=256, steps=1000, lr=1e-3, clip_grad=1.0, ema=0.0, bf16=False,
     seed=0, log_every=50, eval_every=500, checkpoint_every=500,

@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=DATASETS, default=None, help="override the data set the model records")
     p.add_argument("--binarize", choices=BINARIZE, default=None, help="override the recorded binarization")
     p.add_argument("--data-dir", default=None, help="override the data folder recorded in the checkpoint")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="read CIFAR-10's python (pickle) version; unpickling runs code from the file")
     p.add_argument("--batch-size", type=int_at_least(1), default=256)
     p.add_argument("--limit", type=int_at_least(1), default=None, help="score only the first N images (not the protocol)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -47,7 +49,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     binarize = args.binarize or (recorded.get("binarize", "none") if dataset == recorded.get("dataset") else "none")
     data = load_dataset(
         dataset, args.split, data_dir=args.data_dir or recorded.get("data_dir"), binarize=binarize,
-        binarize_seed=recorded.get("binarize_seed", 0), allow_pickle=recorded.get("allow_pickle", False),
+        binarize_seed=recorded.get("binarize_seed", 0), allow_pickle=args.allow_pickle,
         limit=args.limit,
     )
     model = loaded.model

@@ -57,9 +57,11 @@ def build_parser(preset: str = "cpu_tiny") -> argparse.ArgumentParser:
     setting(g, "--dataset", choices=DATASETS)
     setting(g, "--data-dir")
     setting(g, "--binarize", "8-bit grey sets only (builtin_mnist, mnist, fashion_mnist)", choices=BINARIZE)
-    setting(g, "--binarize-seed", type=int)
+    setting(g, "--binarize-seed", type=int_at_least(0))
     g.add_argument("--allow-pickle", action="store_const", const=True, default=None,
                    help="read CIFAR-10's python (pickle) version; unpickling runs code from the file")
+    g.add_argument("--png-convert", action="store_const", const=True, default=None,
+                   help="--dataset png: convert 16-bit grey, alpha and mixed colour modes instead of refusing them")
     setting(g, "--train-limit", "train on the first N images only", type=int_at_least(1))
     setting(g, "--test-limit", "evaluate on the first N test images only (not the protocol)", type=int_at_least(1))
     setting(g, "--batch-size", "global batch (split over processes)", type=int_at_least(1))

@@ -25,7 +25,8 @@ def model_options(config: dict[str, Any]) -> dict[str, Any]:
         options.update(extra)
     elif extra:
         flags = ", ".join("--" + k.replace("_", "-") for k in sorted(extra))
-        raise ValueError(f"{flags} apply only to --model multiscale, not {config['model']!r}")
+        verb = "applies" if len(extra) == 1 else "apply"
+        raise ValueError(f"{flags} {verb} only to --model multiscale, not {config['model']!r}")
     return options
 
 
@@ -38,7 +39,7 @@ def train(config: dict[str, Any], *, on_step: Callable[[int], None] | None = Non
     check_settings(config)
     options = model_options(config)
     data_kw = dict(data_dir=config["data_dir"], binarize=config["binarize"], binarize_seed=config["binarize_seed"],
-                   allow_pickle=config["allow_pickle"])
+                   allow_pickle=config["allow_pickle"], png_convert=config.get("png_convert", False))
     train_set = load_dataset(config["dataset"], "train", limit=config["train_limit"], **data_kw)
     test_set = load_dataset(config["dataset"], "test", limit=config["test_limit"], **data_kw)
     info = init_distributed(config["device"])

@@ -49,6 +49,7 @@ from fastpixel.training.schedule import check_schedule, learning_rate
 
 #: Settings a resumed run must share with its checkpoint (they shape the trajectory).
 TRAJECTORY_KEYS = ("model", "hidden", "layers", "output_hidden", "skip", "dataset", "binarize", "binarize_seed",
+                   "png_convert",
                    "train_limit", "batch_size", "lr", "clip_grad", "ema", "seed", "lr_schedule", "warmup_steps",
                    "lr_step_every", "lr_gamma", "kind", "factor", "small_hidden", "small_layers",
                    "condition_features")
@@ -282,7 +283,8 @@ def train_loop(model: torch.nn.Module, train_set: ImageSet, test_set: ImageSet |
             path = files.save_kept_checkpoint(run_dir, {
                 "format": FORMAT, "step": at, "model_config": getattr(model, "config", None),
                 "train_config": train_config | {"preset": config.get("preset")},
-                "image_size": [int(height), int(width)], "levels": levels,
+                "data": {"height": int(height), "width": int(width), "channels": int(train_set.channels),
+                         "levels": levels},
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "ema": ema.state_dict() if ema is not None else None, "running": running.cpu(),
                 "rng": rng_state(), "world_size": info.world,
