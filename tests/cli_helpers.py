@@ -18,10 +18,11 @@ def tiny_config(run_dir, **overrides) -> dict:
     """A run of a few steps of a 4-wide PixelCNN on 32 built-in digits (seconds on one core)."""
     settings = dict(hidden=4, layers=1, output_hidden=8, batch_size=8, train_limit=32, test_limit=16, steps=6,
                     lr=1e-2, eval_every=3, checkpoint_every=2, log_every=1, ema=0.9, clip_grad=0.5, sample_grid=0)
-    settings.update(overrides)
+    settings.update({k: v for k, v in overrides.items() if k in presets.DEFAULTS})
     config = presets.resolve("cpu_tiny", settings)
     config.update(run_dir=str(run_dir), resume=False, overwrite=False, backend="reference", device="cpu",
                   progress=False, quiet=True)
+    config.update({k: v for k, v in overrides.items() if k not in presets.DEFAULTS})
     return config
 
 
