@@ -35,7 +35,7 @@ def as_image_set(data: Any, *, channels: int, levels: int, split: str = "train")
         data = torch.from_numpy(np.ascontiguousarray(data))
     if isinstance(data, torch.Tensor):
         images, what = data, f"{split} images"
-    elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+    elif hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, bytes, dict)):
         if len(data) == 0:
             raise ValueError(f"{split} data: the Dataset is empty")
         items = [_as_tensor(data[i], f"{split} data item {i}") for i in range(len(data))]
