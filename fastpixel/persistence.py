@@ -127,12 +127,12 @@ def resolve_pretrained(path_or_name: str | os.PathLike) -> Path:
     text = os.fspath(path_or_name)
     if isinstance(text, str) and text.startswith(HUB_PREFIX):
         return _download_from_hub(text[len(HUB_PREFIX):])
+    names = pretrained_names()
+    if isinstance(text, str) and text in names:  # a bare shipped name; "./digits" means a local directory
+        return PRETRAINED_DIR / text
     path = Path(text)
     if path.is_dir():
         return path
-    names = pretrained_names()
-    if isinstance(text, str) and text in names:
-        return PRETRAINED_DIR / text
     if path.exists():
         raise NotADirectoryError(f"{path}: not a directory; a saved model is a directory holding {CONFIG_NAME} "
                                  f"and {WEIGHTS_NAME} (written by save_pretrained)")
@@ -214,8 +214,9 @@ def from_pretrained(
 ) -> torch.nn.Module:
     """Load a model written by :func:`save_pretrained`, in eval mode.
 
-    path_or_name: a directory; the name of a model shipped with fastpixel (``pretrained_names()``,
-      e.g. "digits"); or "hf://owner/repo[@revision]" on the Hugging Face Hub (needs the ``hub`` extra).
+    path_or_name: the name of a model shipped with fastpixel (``pretrained_names()``, e.g. "digits";
+      a bare shipped name always means that model: write "./digits" for a local directory of that
+      name); a directory; or "hf://owner/repo[@revision]" on the Hugging Face Hub (``hub`` extra).
     device: where to put the model (default: the CPU). backend: the model's ops backend (None: the
       global choice, see fastpixel.backend).
     The returned model's ``pretrained_info`` is config.json's ``info`` (data set, image size, ...).

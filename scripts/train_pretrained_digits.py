@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-hidden", type=int, default=64)
     p.add_argument("--skip", action="store_true")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--clip-grad", type=float, default=1.0)
