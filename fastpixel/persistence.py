@@ -100,8 +100,11 @@ def _write_atomically(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp (and a writer that recreates the file) leave 0600
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -124,12 +127,12 @@ def resolve_pretrained(path_or_name: str | os.PathLike) -> Path:
     text = os.fspath(path_or_name)
     if isinstance(text, str) and text.startswith(HUB_PREFIX):
         return _download_from_hub(text[len(HUB_PREFIX):])
+    names = pretrained_names()
+    if isinstance(text, str) and text in names:  # a bare shipped name; "./digits" means a local directory
+        return PRETRAINED_DIR / text
     path = Path(text)
     if path.is_dir():
         return path
-    names = pretrained_names()
-    if isinstance(text, str) and text in names:
-        return PRETRAINED_DIR / text
     if path.exists():
         raise NotADirectoryError(f"{path}: not a directory; a saved model is a directory holding {CONFIG_NAME} "
                                  f"and {WEIGHTS_NAME} (written by save_pretrained)")
@@ -211,8 +214,9 @@ def from_pretrained(
 ) -> torch.nn.Module:
     """Load a model written by :func:`save_pretrained`, in eval mode.
 
-    path_or_name: a directory; the name of a model shipped with fastpixel (``pretrained_names()``,
-      e.g. "digits"); or "hf://owner/repo[@revision]" on the Hugging Face Hub (needs the ``hub`` extra).
+    path_or_name: the name of a model shipped with fastpixel (``pretrained_names()``, e.g. "digits";
+      a bare shipped name always means that model: write "./digits" for a local directory of that
+      name); a directory; or "hf://owner/repo[@revision]" on the Hugging Face Hub (``hub`` extra).
     device: where to put the model (default: the CPU). backend: the model's ops backend (None: the
       global choice, see fastpixel.backend).
     The returned model's ``pretrained_info`` is config.json's ``info`` (data set, image size, ...).
