@@ -271,3 +271,28 @@ def test_readme_commands_parse():
             parsers[name].parse_args(argv)
     completions = [rest for name, rest in lines if name == "sample" and "--complete" in rest]
     assert completions and all("--num" in rest for rest in completions)
+
+
+# -- --pretrained ----------------------------------------------------------------------------------------
+def test_pretrained_model_in_sample_and_evaluate(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = fastpixel.create_model("pixelcnn", channels=1, levels=2, hidden=2, layers=1)
+    model.save_pretrained(tmp_path / "saved", info={"dataset": "builtin_mnist", "binarize": "fixed",
+                                                     "height": 28, "width": 28})
+    drawn = sample_cli.run(["--pretrained", str(tmp_path / "saved"), "--num", "2", "--out", str(tmp_path / "p.png"),
+                            "--backend", "reference"])
+    assert tuple(drawn["images"].shape) == (2, 1, 28, 28)
+    expected = fastpixel.sample(model, 2, height=28, width=28, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(drawn["images"], expected)
+    scored = evaluate_cli.run(["--pretrained", str(tmp_path / "saved"), "--limit", "3", "--backend", "reference"])
+    assert "fixed, seed 0" in capsys.readouterr().out and scored["images"] == 3
+    one_line_error(sample_cli.main, ["--pretrained", str(tmp_path / "saved"), "--weights", "ema"], capsys,
+                   "fastpixel-sample", "--weights ema applies to --checkpoint only")
+    one_line_error(sample_cli.main, ["--pretrained", "no_such_model"], capsys, "fastpixel-sample", "no_such_model")
+
+
+@pytest.mark.skipif("digits" not in __import__("fastpixel.persistence").persistence.pretrained_names(),
+                    reason="the shipped digits model is not in this tree yet")
+def test_pretrained_digits_samples_28x28(tmp_path):
+    drawn = sample_cli.run(["--pretrained", "digits", "--num", "1", "--out", str(tmp_path / "d.png")])
+    assert tuple(drawn["images"].shape[2:]) == (28, 28)

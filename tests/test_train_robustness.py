@@ -77,8 +77,12 @@ def test_stale_temporary_files_are_removed_on_start(tmp_path):
     stale.write_bytes(b"x" * 1000)
     live = tmp_path / f".checkpoint.pt.tmp-{os.getppid()}"  # a running writer's file is left alone
     live.write_bytes(b"y")
+    (tmp_path / "samples").mkdir()
+    torn_plots = [tmp_path / "loss.png.tmp", tmp_path / "samples" / "step-0000002-model.png.tmp"]
+    for path in torn_plots:
+        path.write_bytes(b"\x89PNG half")
     train(tiny_config(tmp_path, steps=1, eval_every=0, overwrite=True))
-    assert not stale.exists() and live.exists()
+    assert not stale.exists() and live.exists() and not any(p.exists() for p in torn_plots)
 
 
 def test_torn_last_metrics_line_is_tolerated(tmp_path, capsys):

@@ -82,7 +82,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temporary_files(run_dir: str | os.PathLike) -> list[Path]:
-    """Delete the ``.<name>.tmp-<pid>`` files of writers that are no longer running; return them."""
+    """Delete the ``.<name>.tmp-<pid>`` files of writers that are no longer running and half-written
+    ``*.png.tmp`` files; return them."""
     run_dir = Path(run_dir)
     removed = []
     if not run_dir.is_dir():
@@ -92,6 +93,10 @@ def remove_stale_temporary_files(run_dir: str | os.PathLike) -> list[Path]:
         if match and path.is_file() and not _pid_alive(int(match.group(1))):
             path.unlink(missing_ok=True)
             removed.append(path)
+    # half-written plots and grids (*.png.tmp) of a run killed while drawing: only the run writes them
+    for path in [*run_dir.glob("*.png.tmp"), *(run_dir / SAMPLES).glob("*.png.tmp")]:
+        path.unlink(missing_ok=True)
+        removed.append(path)
     return removed
 
 
