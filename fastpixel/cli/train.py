@@ -22,7 +22,7 @@ from fastpixel.cli.args import CommandError, Parser, int_at_least, number, resol
 from fastpixel.data import DATASETS
 from fastpixel.data.datasets import BINARIZE, GREY_8BIT
 from fastpixel.models import MODELS
-from fastpixel.training.from_config import MULTISCALE_OPTIONS, model_options, train
+from fastpixel.training.from_config import model_options, train
 from fastpixel.training.loop import check_run_dir, check_settings
 from fastpixel.training.schedule import SCHEDULES
 

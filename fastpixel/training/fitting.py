@@ -59,6 +59,7 @@ def fit(
       the end; the last ``keep``), sample grids (``sample_grid`` images at every evaluation, 0: none)
       and loss.png go; None: nothing is written. resume / overwrite: as ``--resume`` / ``--overwrite``.
     eval_every: test NLL every N steps when test_data is given (0: only at the end).
+    Like the command, it seeds torch's, numpy's and Python's global generators with ``seed``.
     Returns {"step", "train": last train record, "test": last test record (None without test_data),
     "history": every metrics record, "run_dir"}.
     """

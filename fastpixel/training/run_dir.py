@@ -56,9 +56,12 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
 def truncate_metrics(path: str | os.PathLike, step: int) -> list[dict[str, Any]]:
     """Keep the records up to ``step`` (those a killed run wrote after its checkpoint are redone)."""
     path = Path(path)
-    keep = [r for r in read_metrics(path) if r["step"] <= step]
-    if path.is_file():
-        path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    records = read_metrics(path)
+    keep = [r for r in records if r["step"] <= step]
+    if path.is_file() and (len(keep) != len(records) or not path.read_text().endswith("\n")):
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # replaced atomically: a kill keeps the old file
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        os.replace(tmp, path)
     return keep
 
 
