@@ -134,8 +134,9 @@ def resolve_pretrained(path_or_name: str | os.PathLike) -> Path:
     if path.is_dir():
         return path
     if path.exists():
+        hint = "; a training checkpoint loads with fastpixel.load_checkpoint" if path.suffix == ".pt" else ""
         raise NotADirectoryError(f"{path}: not a directory; a saved model is a directory holding {CONFIG_NAME} "
-                                 f"and {WEIGHTS_NAME} (written by save_pretrained)")
+                                 f"and {WEIGHTS_NAME} (written by save_pretrained){hint}")
     if isinstance(text, str) and os.sep not in text and "/" not in text and not text.startswith("."):
         raise ValueError(f"unknown pretrained model {text!r}: no such directory, and the models shipped with "
                          f"fastpixel are {names}; Hugging Face Hub repositories are written 'hf://owner/repo'")

@@ -137,6 +137,9 @@ def test_missing_directory_and_files(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError, match="not a directory"):
         fastpixel.from_pretrained(tmp_path / "file")
+    (tmp_path / "checkpoint.pt").write_text("x")
+    with pytest.raises(NotADirectoryError, match="fastpixel.load_checkpoint"):
+        fastpixel.from_pretrained(tmp_path / "checkpoint.pt")
 
 
 def test_unknown_pretrained_name_lists_the_known_ones():
