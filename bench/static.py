@@ -160,14 +160,15 @@ def _compile(launch: _Launch):
     bound, specialization, options = binder(*launch.args, **kwargs)
     options, signature, constexprs, attrs = fn._pack_args(backend, kwargs, bound, specialization, options)
     log = io.StringIO()
-    old = knobs.nvidia.dump_ptxas_log
+    old = knobs.nvidia.dump_ptxas_log, knobs.compilation.always_compile
     knobs.nvidia.dump_ptxas_log = True
+    knobs.compilation.always_compile = True  # a cached kernel would skip ptxas, and with it the log
     try:
         with contextlib.redirect_stdout(log):
             kernel = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target,
                                     options=options.__dict__)
     finally:
-        knobs.nvidia.dump_ptxas_log = old
+        knobs.nvidia.dump_ptxas_log, knobs.compilation.always_compile = old
     names = {k[0]: v for k, v in constexprs.items() if len(k) == 1}
     named = {fn.arg_names[i]: (v if isinstance(v, (int, float, str, bool)) else str(v)) for i, v in names.items()
              if fn.arg_names[i].isupper()}  # the meta-parameters (BLOCK sizes, flags), not 1-valued ints

@@ -147,3 +147,39 @@ def test_float32_on_gpu_matches_reference():
     out, grads = _forward_backward(inputs, "triton", cot)
     for got, want in zip((out, *grads), (out_ref, *grads_ref)):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6 * max(1.0, want.abs().max().item()))
+
+
+def test_packed_weights_follow_in_place_updates(device):
+    """The packed weight layout is cached on the weight's version: reused while the weight is
+    unchanged, repacked after an in-place (optimizer-style) update."""
+    from fastpixel.kernels import diagonal_bilstm as kernels
+
+    gates_lr, w_lr, gates_rl, w_rl = (t.detach() for t in _inputs(1, 3, 4, 3, torch.float64, device, seed=8))
+    kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl)
+    first = w_lr._fastpixel_packed["fwd"][1]
+    kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl)
+    assert w_lr._fastpixel_packed["fwd"][1] is first  # no repack while the weights are unchanged
+    with torch.no_grad():
+        w_rl.mul_(-0.5)  # an optimizer step on the other direction's weight
+    out = kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl)[0]
+    assert w_lr._fastpixel_packed["fwd"][1] is not first
+    torch.testing.assert_close(out, reference.diagonal_bilstm_scan(gates_lr, w_lr, gates_rl, w_rl),
+                               **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("split", [1, 2, 5])
+def test_weight_grad_split_k(split, device):
+    """The split-K weight-gradient GEMM gives the reference's gradients however the pixels are
+    chunked (the GPU launcher splits to fill the GPU; the interpreter default does not)."""
+    from fastpixel.kernels import diagonal_bilstm as kernels
+
+    inputs = _inputs(3, 3, 4, 3, torch.float64, device, seed=9)
+    cotangent = torch.randn(3, 3, 3, 4, dtype=torch.float64, device=device)
+    _, grads_ref = _forward_backward(inputs, "reference", cotangent)
+    gates_lr, w_lr, gates_rl, w_rl = (t.detach() for t in inputs)
+    _, pre, c, h = kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl)
+    dgates_lr, _, dgates_rl, _ = kernels.diagonal_bilstm_backward(cotangent, pre, c, h, w_lr, w_rl)
+    dg = torch.stack((dgates_lr, dgates_rl)).permute(0, 1, 3, 4, 2)  # (2, B, H, W, 4h)
+    dw = kernels._state_weight_grad(dg, h, torch.float64, split=split)
+    torch.testing.assert_close(dw[0], grads_ref[1], **TOL[torch.float64])
+    torch.testing.assert_close(dw[1], grads_ref[3], **TOL[torch.float64])
