@@ -392,7 +392,8 @@ def diagonal_bilstm_backward(dout, pre, c, h, w_lr, w_rl):
         batch, height, width, hidden, triton.cdiv(hidden, block_n),
         *dout.stride(),
         BR=block_r, BK=block_k, BN=block_n, DOT_PRECISION="ieee",
-        num_warps=_num_warps(block_k),
+        num_warps=_num_warps(block_k), num_stages=2,  # 2 chunks of 64 units at h = 128: one tile in flight;
+        # three stages of the [4*BK, BN] weight tiles would need 328 KB of shared memory (one stage: spills)
     )
     dw = _state_weight_grad(dg, h, w_lr.dtype)
     dgates = dg.permute(0, 1, 4, 2, 3)  # (2, B, 4h, H, W) views of the channels-last buffer
