@@ -77,6 +77,8 @@ class KernelReport:
     loop_loads_by_width: dict[str, int]
     barriers_per_step: int
     inner_loops: int
+    spin_loops: int = 0
+    grid_sync: bool = False
     constexprs: dict[str, object] = field(default_factory=dict)
 
 
@@ -110,23 +112,49 @@ def _capture_launches():
         JITFunction.run = real_run
 
 
-def _record_scans(batch: int, size: int, hidden: int, dtype) -> list[tuple[str, _Launch]]:
-    """Run the four scan launchers on meta tensors; return (scan, launch) for every kernel launch."""
+@contextlib.contextmanager
+def _as_if_on_gpu(sms: int):
+    """The launchers' choice of CTAs per scan (kernels/_group_sync.py) made as on a GPU with ``sms``
+    multiprocessors, for the meta tensors the launchers run on here."""
     import torch
 
-    from kernels import diagonal_bilstm, row_lstm
+    from fastpixel.kernels import _group_sync
+
+    real_size, real_count = _group_sync.group_size, _group_sync.sm_count
+
+    def group_size(n_groups, chunks, device, requested=None):
+        return real_size(n_groups, chunks, torch.device("cuda"), requested)
+
+    _group_sync.sm_count = lambda device: sms
+    modules = [m for m in list(sys.modules.values()) if getattr(m, "group_size", None) is real_size]
+    for m in modules:
+        m.group_size = group_size
+    try:
+        yield
+    finally:
+        _group_sync.sm_count = real_count
+        for m in modules:
+            m.group_size = real_size
+
+
+def _record_scans(batch: int, size: int, hidden: int, dtype, sms: int = 132) -> list[tuple[str, _Launch]]:
+    """Run the four scan launchers on meta tensors as on a GPU with ``sms`` multiprocessors (the
+    H200's 132 by default); return (scan, launch) for every kernel launch."""
+    import torch
+
+    from fastpixel.kernels import diagonal_bilstm, row_lstm
 
     def t(*shape, dt=dtype):
         return torch.empty(*shape, device="meta", dtype=dt)
 
     b, s, h = batch, size, hidden
     out: list[tuple[str, _Launch]] = []
-    with _capture_launches() as launches:
+    with _as_if_on_gpu(sms), _capture_launches() as launches:
         gates, w = t(b, 4 * h, s, s), t(4 * h, h, 2, 1)
         y, *saved = diagonal_bilstm.diagonal_bilstm_forward(gates, w, gates, w)
         diagonal_bilstm.diagonal_bilstm_backward(t(b, h, s, s), *saved, w, w)
     out += [("diagonal_bilstm", x) for x in launches]
-    with _capture_launches() as launches:
+    with _as_if_on_gpu(sms), _capture_launches() as launches:
         gates, w = t(b, 4 * h, s, s), t(4 * h, h, 1, 3)
         hs, *saved = row_lstm.row_lstm_forward(gates, w)
         row_lstm.row_lstm_backward(gates, w, hs, *saved, t(b, h, s, s))
@@ -172,7 +200,8 @@ def _compile(launch: _Launch):
     names = {k[0]: v for k, v in constexprs.items() if len(k) == 1}
     named = {fn.arg_names[i]: (v if isinstance(v, (int, float, str, bool)) else str(v)) for i, v in names.items()
              if fn.arg_names[i].isupper()}  # the meta-parameters (BLOCK sizes, flags), not 1-valued ints
-    return kernel, log.getvalue(), named
+    ints = {k: v for k, v in bound.items() if isinstance(v, int) and not isinstance(v, bool)}
+    return kernel, log.getvalue(), named, ints
 
 
 def _ptxas_numbers(log: str) -> dict[str, int]:
@@ -191,6 +220,7 @@ def _ptxas_numbers(log: str) -> dict[str, int]:
 
 
 _BARRIER = re.compile(r"\bBAR\.(SYNC|RED|ARV)\b")
+_ATOMIC = re.compile(r"\b(ATOMG|ATOM|RED)\b")
 _GLOBAL_LOAD = re.compile(r"\b(LDG|LDGSTS)((?:\.[A-Z0-9_]+)*)\s")
 _TMA = re.compile(r"\bUTMALDG\b|\bUBLKCP\b")
 
@@ -228,11 +258,21 @@ def _load_width(suffix: str) -> str:
     return "32"
 
 
-def _step_loop_counts(lines: list[str], inner_trips: dict[int, int]) -> tuple[dict[str, int], int, int]:
-    """(global loads by width, barriers, nested loops) per step of the step loop (module docstring)."""
+def _step_loop_counts(lines: list[str], inner_trips: dict[int, int]) -> tuple[dict[str, int], int, int, int]:
+    """(global loads by width, barriers, nested loops, spin loops) per step of the step loop
+    (module docstring). A short nested loop whose only global accesses are atomics or GPU-scope
+    acquire loads is a group barrier's wait (kernels/_group_sync.py; ``atomic_add(p, 0, acquire)``
+    compiles to ``LDG.E.STRONG.GPU``): counted once, and not as a nesting level of the step's own
+    loops."""
     loops = _loops(lines)
     if not loops:
-        return {}, 0, 0
+        return {}, 0, 0, 0
+
+    def is_spin(lp):  # a short loop whose only global accesses are atomics or GPU-scope strong loads
+        body = lines[lp[0]:lp[1] + 1]
+        loads = [x for x in body if _GLOBAL_LOAD.search(x)]
+        atomics = [x for x in body if _ATOMIC.search(x)]
+        return len(body) <= 40 and bool(loads or atomics) and all(".STRONG." in x for x in loads)
 
     def contains(outer, inner):
         return outer[0] <= inner[0] and inner[1] <= outer[1] and outer != inner
@@ -241,7 +281,8 @@ def _step_loop_counts(lines: list[str], inner_trips: dict[int, int]) -> tuple[di
     with_barrier = [lp for lp in outermost if any(_BARRIER.search(lines[i]) for i in range(lp[0], lp[1] + 1))]
     candidates = with_barrier or outermost
     step = max(candidates, key=lambda lp: lp[1] - lp[0])
-    nested = [lp for lp in loops if contains(step, lp)]
+    spins = [lp for lp in loops if contains(step, lp) and is_spin(lp)]
+    nested = [lp for lp in loops if contains(step, lp) and not is_spin(lp)]
 
     def weight(i: int) -> int:
         depth = sum(1 for lp in nested if lp[0] <= i <= lp[1])
@@ -260,7 +301,7 @@ def _step_loop_counts(lines: list[str], inner_trips: dict[int, int]) -> tuple[di
         if _BARRIER.search(line):
             barriers += weight(i)
     return dict(sorted(loads.items(), key=lambda kv: (kv[0] == "tma", int(kv[0]) if kv[0].isdigit() else 0))), \
-        barriers, len(nested)
+        barriers, len(nested), len(spins)
 
 
 def _mma_kind(lines: list[str]) -> str:
@@ -296,16 +337,21 @@ def _mma_replication(ttgir: str) -> float:
 
 # ------------------------------------------------------------------------------------------ reports
 
-# Trip counts of the loops nested in a kernel's step loop, by nesting depth, as functions of the
-# shapes (a kernel absent here has no nested loops, or they are unrolled at compile time).
+# Trip counts of the loops nested in a kernel's step loop, by nesting depth, from the launch's
+# integer arguments and constexprs (a kernel absent here has no nested loops, or they are unrolled
+# at compile time). NCG: chunks of hidden units per CTA (all chunks when the kernel has no NCG:
+# before the CTA groups).
+def _chunks(a: dict, block: str) -> int:
+    return a["NCG"] if "NCG" in a else math.ceil(a["HID"] / a[block])
+
+
 INNER_TRIPS = {
-    # before issue 11 (kept so the "before" table can be regenerated from an old checkout)
-    "_diagonal_bilstm_fwd_kernel": lambda s, h, cx: {1: math.ceil(h / cx.get("BN", h))},
-    "_diagonal_bilstm_bwd_kernel": lambda s, h, cx: {1: math.ceil(h / cx.get("BN", h)), 2: 8},
-    "_row_lstm_fwd_tiled_kernel": lambda s, h, cx: {1: math.ceil(s / cx["BJ"]), 2: math.ceil(h / cx["BU"]),
-                                                    3: math.ceil(h / cx["BK"])},
-    "_row_lstm_bwd_tiled_kernel": lambda s, h, cx: {1: math.ceil(s / cx["BJ"]), 2: math.ceil(h / cx["BU"]),
-                                                    3: math.ceil(h / cx["BK"])},
+    "_diagonal_bilstm_fwd_kernel": lambda a: {1: _chunks(a, "BN")},
+    "_diagonal_bilstm_bwd_kernel": lambda a: {1: _chunks(a, "BN"), 2: 8},  # depth 2: before, 8 (tap, gate) dots
+    "_row_lstm_fwd_tiled_kernel": lambda a: {1: math.ceil(a["W"] / a["BJ"]), 2: _chunks(a, "BU"),
+                                             3: math.ceil(a["HID"] / a["BK"])},
+    "_row_lstm_bwd_tiled_kernel": lambda a: {1: math.ceil(a["W"] / a["BJ"]), 2: _chunks(a, "BU"),
+                                             3: math.ceil(a["HID"] / a["BK"])},
 }
 
 
@@ -326,7 +372,7 @@ def analyse(preset: str = "cifar", dtype: str = "bfloat16", *, batch=None, size=
     launches = _record_scans(cfg["batch"], cfg["size"], cfg["hidden"], torch_dtype)
     reports: dict[tuple, KernelReport] = {}
     for scan, launch in launches:
-        kernel, log, constexprs = _compile(launch)
+        kernel, log, constexprs, ints = _compile(launch)
         key = (scan, launch.fn.__name__, kernel.hash)
         grid = launch.grid if not callable(launch.grid) else (0,)
         ctas = math.prod(grid)
@@ -337,26 +383,27 @@ def analyse(preset: str = "cifar", dtype: str = "bfloat16", *, batch=None, size=
             progress(f"compiled {launch.fn.__name__}")
         lines = _sass_lines(kernel.asm["cubin"])
         trips_of = INNER_TRIPS.get(launch.fn.__name__)
-        inner_trips = trips_of(cfg["size"], cfg["hidden"], constexprs) if trips_of else {}
-        loads, barriers, inner = _step_loop_counts(lines, inner_trips)
+        inner_trips = trips_of({**ints, **constexprs}) if trips_of else {}
+        loads, barriers, inner, spins = _step_loop_counts(lines, inner_trips)
         reports[key] = KernelReport(
             name=_short_name(launch.fn.__name__), scan=scan, ctas=ctas, launches=1,
             num_warps=kernel.metadata.num_warps, **_ptxas_numbers(log), shared_bytes=kernel.metadata.shared,
             mma=_mma_kind(lines), mma_replication=_mma_replication(kernel.asm["ttgir"]),
-            loop_loads_by_width=loads, barriers_per_step=barriers, inner_loops=inner, constexprs=constexprs,
+            loop_loads_by_width=loads, barriers_per_step=barriers, inner_loops=inner, spin_loops=spins,
+            grid_sync=bool(constexprs.get("GRID_SYNC", False)), constexprs=constexprs,
         )
     return list(reports.values())
 
 
 def format_table(reports: list[KernelReport]) -> str:
     head = ["kernel", "ctas", "launches", "warps", "regs", "spill B", "smem B", "mma", "mma x",
-            "step-loop global loads (bits: n)", "barriers/step", "inner loops"]
+            "step-loop global loads (bits: n)", "barriers/step", "inner loops", "group sync"]
     rows = [head, ["---"] * len(head)]
     for r in reports:
         loads = ", ".join(f"{w}: {n}" for w, n in r.loop_loads_by_width.items()) or "-"
         rows.append([r.name, str(r.ctas), str(r.launches), str(r.num_warps), str(r.registers), str(r.spill_bytes),
                      str(r.shared_bytes), r.mma, f"{r.mma_replication:g}", loads, str(r.barriers_per_step),
-                     str(r.inner_loops)])
+                     str(r.inner_loops), "yes" if r.grid_sync else "-"])
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 

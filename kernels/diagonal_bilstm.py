@@ -39,6 +39,7 @@ import triton
 import triton.language as tl
 
 from fastpixel.backend import triton_interpreter_enabled
+from fastpixel.kernels._group_sync import group_barrier, group_size, launch_scan
 
 
 @triton.jit
@@ -55,11 +56,14 @@ def _tanh(x):
 
 @triton.jit
 def _fwd_direction_step(t, i_d, p_gin, p_wp, p_pre, p_c, p_h,
-                        H, W, HID, NCH,
+                        H, W, HID, NCH, ch_begin, ch_end,
                         s_g_c, s_g_h, s_g_w,
-                        BR: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, DOT_PRECISION: tl.constexpr):
-    # column step t of direction i_d; p_gin points at this image's gates, p_wp at this direction's
-    # packed weights, p_pre/p_c/p_h at this image and direction's maps
+                        BR: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                        CACHE: tl.constexpr):
+    # column step t of direction i_d for the hidden units of chunks [ch_begin, ch_end); p_gin points
+    # at this image's gates, p_wp at this direction's packed weights, p_pre/p_c/p_h at this image and
+    # direction's maps. The neighbours' h of every unit were written by this CTA's group one step
+    # earlier (CACHE ".cg": read from L2 when other CTAs wrote them)
     ACC = p_c.dtype.element_ty
     DT = p_wp.dtype.element_ty
     o_r = tl.arange(0, BR)
@@ -75,12 +79,13 @@ def _fwd_direction_step(t, i_d, p_gin, p_wp, p_pre, p_c, p_h,
     o_src = tl.where(o_tap[None, :] == 0, (o_pix - W)[:, None], (o_pix - o_col + o_left)[:, None])
     m_src = m_r[:, None] & (o_k < HID)[None, :] & tl.where(
         o_tap[None, :] == 0, (o_r >= 1)[:, None], (o_j >= 1)[:, None])
-    b_hh = tl.load(p_h + o_src * HID + o_k[None, :], mask=m_src, other=0.0).to(DT)  # [BR, 2*BK]
+    b_hh = tl.load(p_h + o_src * HID + o_k[None, :], mask=m_src, other=0.0,
+                   cache_modifier=CACHE).to(DT)  # [BR, 2*BK]
     o_u = tl.arange(0, BN)
     o_q = tl.arange(0, 4 * BN)  # packed weight column u*4 + gate
     p_w = p_wp + o_kk[:, None] * (4 * BN) + o_q[None, :]  # [2*BK, 4*BN], contiguous rows
     m_left_r = m_r & (o_j >= 1)
-    for ch in range(0, NCH):
+    for ch in range(ch_begin, ch_end):
         # the four gates of BN hidden units, one dot: [BR, 2*BK] x [2*BK, 4*BN], column u*4 + gate
         b_s = tl.dot(b_hh, tl.load(p_w + ch * (2 * BK * 4 * BN)), input_precision=DOT_PRECISION)
         b_even, b_odd = tl.split(tl.reshape(b_s, [BR, BN, 2, 2]))  # gates (0, 2) and (1, 3)
@@ -109,16 +114,21 @@ def _fwd_direction_step(t, i_d, p_gin, p_wp, p_pre, p_c, p_h,
 
 @triton.jit
 def _diagonal_bilstm_fwd_kernel(
-    p_gin_lr, p_gin_rl, p_wp, p_pre, p_c, p_h, p_out, p_done,  # gates (B, 4h, H, W) x 2 (channels-last);
-    # wp (2, NCH, 2*BK, 4*BN) packed (_pack_forward); saved maps (2, B, H, W, 4h | h | h) channels-last;
-    # out (B, h, H, W); done (B,) int32 zeros
-    B, H, W, HID, NCH,
+    p_gin_lr, p_gin_rl, p_wp, p_pre, p_c, p_h, p_out, p_done, p_count,  # gates (B, 4h, H, W) x 2
+    # (channels-last); wp (2, NCH, 2*BK, 4*BN) packed (_pack_forward); saved maps (2, B, H, W, 4h | h | h)
+    # channels-last; out (B, h, H, W); done (B, G) and count (2, B) int32 zeros
+    B, H, W, HID, NCH, NCG, G,
     s_g_b, s_g_c, s_g_h, s_g_w,
     s_o_b, s_o_c, s_o_h, s_o_w,
+    T_BEGIN, T_END,
     BR: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    GRID_SYNC: tl.constexpr, CACHE: tl.constexpr,
 ):
+    # grid (B, 2 directions, G): CTA i_g of the group of (image, direction) owns the hidden units of
+    # chunks [i_g * NCG, i_g * NCG + NCG) and runs steps [T_BEGIN, T_END) (_group_sync.py)
     i_b = tl.program_id(0).to(tl.int64)
     i_d = tl.program_id(1)  # 0: left to right, 1: right to left (mirrored)
+    i_g = tl.program_id(2)
     if i_d == 0:
         p_gin = p_gin_lr + i_b * s_g_b
     else:
@@ -127,53 +137,64 @@ def _diagonal_bilstm_fwd_kernel(
     o_rl = (B + i_b) * H * W
     o_map = o_lr + i_d * (o_rl - o_lr)
     p_wd = p_wp + i_d * NCH * (2 * BK * 4 * BN)
-    for t in range(0, W + H - 1):
+    ch_begin = i_g * NCG
+    ch_end = tl.minimum(ch_begin + NCG, NCH)
+    for t in range(T_BEGIN, T_END):
         _fwd_direction_step(
             t, i_d, p_gin, p_wd, p_pre + o_map * 4 * HID, p_c + o_map * HID, p_h + o_map * HID,
-            H, W, HID, NCH, s_g_c, s_g_h, s_g_w,
-            BR, BK, BN, DOT_PRECISION)
-        tl.debug_barrier()  # step t + 1 reads the states this step wrote
-    # epilogue, run by whichever direction of this image finishes second (the atomic is acq_rel at
-    # GPU scope, after a CTA barrier): out[r] = h_lr[r] + h_rl[r - 1]
-    n_done = tl.atomic_add(p_done + i_b, 1, sem="acq_rel", scope="gpu")
-    if n_done == 1:
-        o_r = tl.arange(0, BR)
-        for n0 in range(0, HID, BN):
-            o_n = n0 + tl.arange(0, BN)
-            m_rn = (o_r < H)[:, None] & (o_n < HID)[None, :]
-            m_up = m_rn & (o_r >= 1)[:, None]
-            for col in range(0, W):
-                o_pix = o_r[:, None] * W + col  # [BR, 1]
-                b_lr = tl.load(p_h + (o_lr + o_pix) * HID + o_n[None, :], mask=m_rn, other=0.0,
-                               cache_modifier=".cg")  # [BR, BN]
-                b_rl = tl.load(p_h + (o_rl + o_pix - W) * HID + o_n[None, :], mask=m_up, other=0.0,
-                               cache_modifier=".cg")
-                p_o = p_out + i_b * s_o_b + o_n[None, :] * s_o_c + o_r[:, None] * s_o_h + col * s_o_w
-                tl.store(p_o, (b_lr + b_rl).to(p_out.dtype.element_ty), mask=m_rn)
+            H, W, HID, NCH, ch_begin, ch_end, s_g_c, s_g_h, s_g_w,
+            BR, BK, BN, DOT_PRECISION, CACHE)
+        # step t + 1 reads the states this step wrote (this CTA's and its group's)
+        group_barrier(p_count + i_d * B + i_b, (t + 1) * G, GRID_SYNC)
+    if T_END == W + H - 1:
+        # epilogue for this CTA's units, run by whichever direction finishes them second (the
+        # atomic is acq_rel at GPU scope, after a CTA barrier): out[r] = h_lr[r] + h_rl[r - 1]
+        n_done = tl.atomic_add(p_done + i_b * G + i_g, 1, sem="acq_rel", scope="gpu")
+        if n_done == 1:
+            o_r = tl.arange(0, BR)
+            for ch in range(ch_begin, ch_end):
+                o_n = ch * BN + tl.arange(0, BN)
+                m_rn = (o_r < H)[:, None] & (o_n < HID)[None, :]
+                m_up = m_rn & (o_r >= 1)[:, None]
+                for col in range(0, W):
+                    o_pix = o_r[:, None] * W + col  # [BR, 1]
+                    b_lr = tl.load(p_h + (o_lr + o_pix) * HID + o_n[None, :], mask=m_rn, other=0.0,
+                                   cache_modifier=".cg")  # [BR, BN]
+                    b_rl = tl.load(p_h + (o_rl + o_pix - W) * HID + o_n[None, :], mask=m_up, other=0.0,
+                                   cache_modifier=".cg")
+                    p_o = p_out + i_b * s_o_b + o_n[None, :] * s_o_c + o_r[:, None] * s_o_h + col * s_o_w
+                    tl.store(p_o, (b_lr + b_rl).to(p_out.dtype.element_ty), mask=m_rn)
 
 
 @triton.jit
 def _diagonal_bilstm_bwd_kernel(
-    p_dout, p_pre, p_c, p_wt, p_dg, p_dcf,  # dout (B, h, H, W); saved maps; wt (2, 2, NCH, 4*BK, BN)
-    # packed transposed weights (_pack_backward); dg (2, B, H, W, 4h), dcf (2, B, H, W, h) maps
-    B, H, W, HID, NCH,
+    p_dout, p_pre, p_c, p_wt, p_dg, p_dcf, p_count,  # dout (B, h, H, W); saved maps; wt (2, 2, NCH, BN, 4*BK)
+    # packed transposed weights (_pack_backward); dg (2, B, H, W, 4h), dcf (2, B, H, W, h) maps;
+    # count (2, B) int32 zeros
+    B, H, W, HID, NCH, NCG, G,
     s_do_b, s_do_c, s_do_h, s_do_w,
-    BR: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    T_BEGIN, T_END,
+    BR: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, KQ: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    GRID_SYNC: tl.constexpr, CACHE: tl.constexpr,
 ):
+    # grid (B, 2 directions, G) as the forward; reverse step i_t is column step W + H - 2 - i_t
     i_b = tl.program_id(0).to(tl.int64)
     i_d = tl.program_id(1)  # 0: left to right, 1: right to left (mirrored, output shifted down a row)
+    i_g = tl.program_id(2)
     ACC = p_c.dtype.element_ty
     DT = p_wt.dtype.element_ty
     o_r = tl.arange(0, BR)
     o_u = tl.arange(0, BN)
-    o_q = tl.arange(0, 4 * BK)  # column gate*BK + k of a neighbour's gate gradients
+    o_q = tl.arange(0, KQ * BK)  # row gate*BK + k of KQ gates of a neighbour's (transposed) gate gradients
     o_qg = o_q // BK
     o_qk = o_q % BK
     m_q = o_qk < HID
     o_map = (i_d * B + i_b) * H * W  # first pixel of this image and direction in the maps
     TILE: tl.constexpr = 4 * BK * BN
-    p_w = p_wt + i_d * 2 * NCH * TILE + o_q[:, None] * BN + o_u[None, :]  # [4*BK, BN] tap 0, chunk 0
-    for i_t in range(0, W + H - 1):
+    p_w = p_wt + i_d * 2 * NCH * TILE + o_u[:, None] * (4 * BK) + o_q[None, :]  # [BN, KQ*BK] tap 0, chunk 0
+    ch_begin = i_g * NCG
+    ch_end = tl.minimum(ch_begin + NCG, NCH)
+    for i_t in range(T_BEGIN, T_END):
         t = W + H - 2 - i_t
         o_j = t - o_r  # [BR]
         m_r = (o_r < H) & (o_j >= 0) & (o_j < W)
@@ -183,24 +204,28 @@ def _diagonal_bilstm_bwd_kernel(
         o_pix = o_map + o_r * W + o_col  # [BR]
         m_below = m_r & (o_r + 1 < H)
         m_right = m_r & (o_j + 1 < W)
-        # all four gates' gradients at the two neighbours that read (r, j): [BR, 4*BK] each,
-        # tap 0 = (r + 1, j), tap 1 = (r, j + 1); written by the previous step (before the barrier)
-        o_gq = o_qg[None, :] * HID + o_qk[None, :]
-        b_da = tl.load(p_dg + (o_pix + W)[:, None] * 4 * HID + o_gq,
-                       mask=m_below[:, None] & m_q[None, :], other=0.0).to(DT)
-        b_ds = tl.load(p_dg + (o_pix - o_col + o_right)[:, None] * 4 * HID + o_gq,
-                       mask=m_right[:, None] & m_q[None, :], other=0.0).to(DT)
-        for ch in range(0, NCH):
+        for ch in range(ch_begin, ch_end):
             o_k = ch * BN + o_u
             m_k = o_k < HID
             m_rk = m_r[:, None] & m_k[None, :]
-            # dL/dh(r, j): from the output, and one dot per tap over all four gates of the neighbour
+            # dL/dh(r, j): from the output, and from all four gates' gradients at the two neighbours
+            # that read (r, j), tap 0 = (r + 1, j), tap 1 = (r, j + 1) (written one step earlier by
+            # this CTA's group): per tap one dot, transposed ([BN, BR]) so that each warp computes
+            # its own MMA tiles
+            b_dht = tl.zeros([BN, BR], dtype=ACC)
+            for q0 in tl.static_range(0, 4, KQ):  # KQ gates per dot (4: one dot per tap)
+                o_gq = ((q0 + o_qg) * HID + o_qk)[:, None]  # [KQ*BK, 1]
+                b_da = tl.load(p_dg + (o_pix + W)[None, :] * 4 * HID + o_gq,
+                               mask=m_q[:, None] & m_below[None, :], other=0.0, cache_modifier=CACHE).to(DT)
+                b_ds = tl.load(p_dg + (o_pix - o_col + o_right)[None, :] * 4 * HID + o_gq,
+                               mask=m_q[:, None] & m_right[None, :], other=0.0, cache_modifier=CACHE).to(DT)
+                p_wq = p_w + q0 * BK
+                b_dht += tl.dot(tl.load(p_wq + ch * TILE), b_da, input_precision=DOT_PRECISION).to(ACC)
+                b_dht += tl.dot(tl.load(p_wq + (NCH + ch) * TILE), b_ds, input_precision=DOT_PRECISION).to(ACC)
             m_out = m_rk & (o_r + i_d < H)[:, None]
             p_do = (p_dout + i_b * s_do_b + o_k[None, :] * s_do_c + (o_r + i_d)[:, None] * s_do_h
                     + o_col[:, None] * s_do_w)
-            b_dh = tl.load(p_do, mask=m_out, other=0.0).to(ACC)  # [BR, BN]
-            b_dh += tl.dot(b_da, tl.load(p_w + ch * TILE), input_precision=DOT_PRECISION).to(ACC)
-            b_dh += tl.dot(b_ds, tl.load(p_w + (NCH + ch) * TILE), input_precision=DOT_PRECISION).to(ACC)
+            b_dh = tl.load(p_do, mask=m_out, other=0.0).to(ACC) + tl.trans(b_dht).to(ACC)  # [BR, BN]
             # the cell at (r, j), from its saved pre-activations and c
             p_pre_pix = p_pre + o_pix[:, None] * 4 * HID + o_k[None, :]
             b_o = _sigmoid(tl.load(p_pre_pix, mask=m_rk, other=0.0))
@@ -220,7 +245,8 @@ def _diagonal_bilstm_bwd_kernel(
             tl.store(p_dg_pix + 2 * HID, (b_dc * b_g * b_i * (1.0 - b_i)).to(DG), mask=m_rk)
             tl.store(p_dg_pix + 3 * HID, (b_dc * b_i * (1.0 - b_g * b_g)).to(DG), mask=m_rk)
             tl.store(p_dcf + o_pix[:, None] * HID + o_k[None, :], b_dc * b_f, mask=m_rk)
-        tl.debug_barrier()  # step t - 1 reads the gradients this step wrote
+        # step t - 1 reads the gradients this step wrote (this CTA's and its group's)
+        group_barrier(p_count + i_d * B + i_b, (i_t + 1) * G, GRID_SYNC)
 
 
 @triton.jit
@@ -328,14 +354,14 @@ def _pack_forward(w_lr: torch.Tensor, w_rl: torch.Tensor, block_k: int, block_n:
 
 
 def _pack_backward(w_lr: torch.Tensor, w_rl: torch.Tensor, block_k: int, block_n: int) -> torch.Tensor:
-    """State weights (4h, h, 2, 1) x 2 -> (2, 2 taps, NCH, 4*BK, BN): the transposed conv's operand,
-    tile (d, tap, ch) contiguous, row ``gate*BK + k``, column ``u`` = w[gate*h + k, ch*BN + u, tap]."""
+    """State weights (4h, h, 2, 1) x 2 -> (2, 2 taps, NCH, BN, 4*BK): the transposed conv's operand,
+    tile (d, tap, ch) contiguous, row ``u``, column ``gate*BK + k`` = w[gate*h + k, ch*BN + u, tap]."""
     hid = w_lr.shape[1]
     nch = triton.cdiv(hid, block_n)
     w = torch.stack((w_lr, w_rl))[..., 0].view(2, 4, hid, hid, 2)  # [d, gate, k, u, tap]
-    wt = torch.zeros((2, 2, 4, block_k, nch * block_n), device=w.device, dtype=w.dtype)  # [d, tap, gate, k, u]
-    wt[:, :, :, :hid, :hid] = w.permute(0, 4, 1, 2, 3)
-    return wt.view(2, 2, 4, block_k, nch, block_n).permute(0, 1, 4, 2, 3, 5).contiguous()
+    wt = torch.zeros((2, 2, nch * block_n, 4, block_k), device=w.device, dtype=w.dtype)  # [d, tap, u, gate, k]
+    wt[:, :, :hid, :, :hid] = w.permute(0, 4, 3, 1, 2)
+    return wt.view(2, 2, nch, block_n, 4 * block_k).contiguous()
 
 
 def _channels_last(gates: torch.Tensor) -> torch.Tensor:
@@ -343,57 +369,68 @@ def _channels_last(gates: torch.Tensor) -> torch.Tensor:
     return gates if gates.stride(1) == 1 else gates.contiguous(memory_format=torch.channels_last)
 
 
-def diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl):
+def diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl, *, ctas_per_scan: int | None = None):
     """Launch the forward scan. Returns (out (B, h, H, W), pre (2, B, H, W, 4h), c, h (2, B, H, W, h)).
 
     pre, c, h are the saved maps (channels-last; float32, or float64 for float64 inputs), direction 0
-    left to right, direction 1 right to left, both in image coordinates.
+    left to right, direction 1 right to left, both in image coordinates. ``ctas_per_scan`` (tests)
+    forces G, the CTAs sharing one (image, direction); default: _group_sync.group_size.
     """
     batch, four_h, height, width = gates_lr.shape
     hidden = four_h // 4
     acc = _acc_dtype(gates_lr.dtype)
-    pre = torch.empty((2, batch, height, width, four_h), device=gates_lr.device, dtype=acc)
-    c = torch.empty((2, batch, height, width, hidden), device=gates_lr.device, dtype=acc)
-    h = torch.empty((2, batch, height, width, hidden), device=gates_lr.device, dtype=acc)
-    out = torch.empty((batch, height, width, hidden), device=gates_lr.device, dtype=gates_lr.dtype).permute(0, 3, 1, 2)
+    device = gates_lr.device
+    pre = torch.empty((2, batch, height, width, four_h), device=device, dtype=acc)
+    c = torch.empty((2, batch, height, width, hidden), device=device, dtype=acc)
+    h = torch.empty((2, batch, height, width, hidden), device=device, dtype=acc)
+    out = torch.empty((batch, height, width, hidden), device=device, dtype=gates_lr.dtype).permute(0, 3, 1, 2)
     gates_lr, gates_rl = _channels_last(gates_lr), _channels_last(gates_rl)
     if gates_rl.stride() != gates_lr.stride():  # the kernel takes one set of gate strides
         gates_lr, gates_rl = gates_lr.contiguous(), gates_rl.contiguous()
     block_r, block_k, block_n = _blocks(height, hidden)
     wp = _cached("fwd", w_lr, w_rl, (block_k, block_n), lambda: _pack_forward(w_lr, w_rl, block_k, block_n))
-    done = torch.zeros(batch, device=gates_lr.device, dtype=torch.int32)  # directions finished per image
+    chunks = triton.cdiv(hidden, block_n)
+    group = group_size(2 * batch, chunks, device, ctas_per_scan)
+    per_cta = triton.cdiv(chunks, group)
+    done = torch.zeros((batch, group), device=device, dtype=torch.int32)  # directions finished per unit slice
+    count = torch.zeros((2, batch), device=device, dtype=torch.int32)  # group barrier arrivals
     # float32: three TF32 MMAs per product (~1e-6 relative): an sm_90 compile of this kernel with IEEE
     # float32 dots trips an assertion in LLVM's SLP vectorizer (triton 3.9); bf16/fp16/fp64 ignore it
     precision = "tf32x3" if gates_lr.dtype == torch.float32 else "ieee"
-    _diagonal_bilstm_fwd_kernel[(batch, 2)](
-        gates_lr, gates_rl, wp, pre, c, h, out, done,
-        batch, height, width, hidden, triton.cdiv(hidden, block_n),
-        *gates_lr.stride(), *out.stride(),
-        BR=block_r, BK=block_k, BN=block_n, DOT_PRECISION=precision,
-        num_warps=_num_warps(block_k),
+    launch_scan(
+        _diagonal_bilstm_fwd_kernel, (batch, 2, group), width + height - 1,
+        (gates_lr, gates_rl, wp, pre, c, h, out, done, count,
+         batch, height, width, hidden, chunks, per_cta, group,
+         *gates_lr.stride(), *out.stride()),
+        dict(BR=block_r, BK=block_k, BN=block_n, DOT_PRECISION=precision, num_warps=_num_warps(block_k)),
+        group,
     )
     return out, pre, c, h
 
 
-def diagonal_bilstm_backward(dout, pre, c, h, w_lr, w_rl):
+def diagonal_bilstm_backward(dout, pre, c, h, w_lr, w_rl, *, ctas_per_scan: int | None = None):
     """Launch the reverse scan and the weight-gradient GEMMs. Returns (dgates_lr, dw_lr, dgates_rl, dw_rl)."""
     _, batch, height, width, four_h = pre.shape
     hidden = four_h // 4
-    dg = torch.empty((2, batch, height, width, four_h), device=dout.device, dtype=dout.dtype)
-    dcf = torch.empty((2, batch, height, width, hidden), device=dout.device, dtype=c.dtype)  # dL/dc * f
+    device = dout.device
+    dg = torch.empty((2, batch, height, width, four_h), device=device, dtype=dout.dtype)
+    dcf = torch.empty((2, batch, height, width, hidden), device=device, dtype=c.dtype)  # dL/dc * f
     block_r, block_k, block_n = _blocks(height, hidden)
-    # the backward's two dots per chunk, [BR, 4*BK] x [4*BK, BN], feed one accumulator, so triton
-    # lays their warps along the longer side of [BR, BN]: BN = 64 > BR puts the 8 warps along BN,
-    # each with its own m16n8 tiles (with BN <= BR they would all run down BR, computing copies)
-    block_n = 64 if _num_warps(block_k) == 8 and block_r <= 32 else block_n
     wt = _cached("bwd", w_lr, w_rl, (block_k, block_n), lambda: _pack_backward(w_lr, w_rl, block_k, block_n))
-    _diagonal_bilstm_bwd_kernel[(batch, 2)](
-        dout, pre, c, wt, dg, dcf,
-        batch, height, width, hidden, triton.cdiv(hidden, block_n),
-        *dout.stride(),
-        BR=block_r, BK=block_k, BN=block_n, DOT_PRECISION="ieee",
-        num_warps=_num_warps(block_k), num_stages=2,  # 2 chunks of 64 units at h = 128: one tile in flight;
-        # three stages of the [4*BK, BN] weight tiles would need 328 KB of shared memory (one stage: spills)
+    chunks = triton.cdiv(hidden, block_n)
+    group = group_size(2 * batch, chunks, device, ctas_per_scan)
+    count = torch.zeros((2, batch), device=device, dtype=torch.int32)  # group barrier arrivals
+    # the transposed dh dots are [BN, KQ*BK] x [KQ*BK, BR] = [16, 32]: 4 warps, each with its own m16n8
+    # tiles; two gates per dot and no software pipelining (sm_90 compile, h = 128 bf16, G = 4: 184
+    # registers, no spill, 40 KB shared; four gates per dot or 2 stages: 251-255 registers, or spills)
+    launch_scan(
+        _diagonal_bilstm_bwd_kernel, (batch, 2, group), width + height - 1,
+        (dout, pre, c, wt, dg, dcf, count,
+         batch, height, width, hidden, chunks, triton.cdiv(chunks, group), group,
+         *dout.stride()),
+        dict(BR=block_r, BK=block_k, BN=block_n, KQ=2, DOT_PRECISION="ieee",
+             num_warps=1 if triton_interpreter_enabled() else 4, num_stages=1),
+        group,
     )
     dw = _state_weight_grad(dg, h, w_lr.dtype)
     dgates = dg.permute(0, 1, 4, 2, 3)  # (2, B, 4h, H, W) views of the channels-last buffer

@@ -183,3 +183,25 @@ def test_weight_grad_split_k(split, device):
     dw = kernels._state_weight_grad(dg, h, torch.float64, split=split)
     torch.testing.assert_close(dw[0], grads_ref[1], **TOL[torch.float64])
     torch.testing.assert_close(dw[1], grads_ref[3], **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("batch,height,width,hidden,ctas,dtype", [
+    (1, 3, 4, 20, 2, torch.float64),  # two chunks of 16 units, one per CTA
+    (2, 4, 2, 40, 2, torch.float32),  # three chunks over two CTAs: 2 + 1
+    (1, 2, 3, 40, 3, torch.float64),  # one chunk per CTA, the last one partial
+])
+def test_hidden_units_split_over_ctas(batch, height, width, hidden, ctas, dtype, device):
+    """Each scan's hidden units split over several CTAs that exchange every step's state (the
+    cooperative path on a GPU; under the interpreter one launch per step runs the same step body):
+    forward and every gradient still match the reference."""
+    from fastpixel.kernels import diagonal_bilstm as kernels
+
+    inputs = _inputs(batch, height, width, hidden, dtype, device, seed=10)
+    cotangent = torch.randn(batch, hidden, height, width, dtype=torch.float64).to(device, dtype)
+    out_ref, grads_ref = _forward_backward(inputs, "reference", cotangent)
+    gates_lr, w_lr, gates_rl, w_rl = (t.detach() for t in inputs)
+    out, pre, c, h = kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl, ctas_per_scan=ctas)
+    grads = kernels.diagonal_bilstm_backward(cotangent, pre, c, h, w_lr, w_rl, ctas_per_scan=ctas)
+    torch.testing.assert_close(out, out_ref, **TOL[dtype])
+    for name, g, g_ref in zip(("gates_lr", "w_lr", "gates_rl", "w_rl"), grads, grads_ref):
+        torch.testing.assert_close(g, g_ref, **TOL[dtype], msg=lambda m, name=name: f"d{name}: {m}")
