@@ -46,6 +46,7 @@ import triton
 import triton.language as tl
 
 from fastpixel.backend import triton_interpreter_enabled
+from fastpixel.kernels._group_sync import group_barrier, group_size, launch_scan
 
 # The state stays in registers (and the 12 (BH, BH) weight slices are loaded once, before the row
 # loop) up to this many weight bytes and row width; beyond, the tiled variant runs. The sm_90
@@ -253,11 +254,13 @@ def _split_gates(b_s, BJ: tl.constexpr, BU: tl.constexpr):
 
 @triton.jit
 def _state_conv_gates(wp_ptr, hs_ptr, o_hs_row, o_j, m_j, m_prev, ch, HID, W, NCH, KP,
-                      BJ: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr):
+                      BJ: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr,
+                      CACHE: tl.constexpr):
     # [BJ, 4*BU] = conv1d(h_{i-1}, K^ss) for the four gates of hidden units ch*BU .. ch*BU + BU,
     # column u*4 + gate: per BK-chunk of h_{i-1}, one dot per tap over all four gates. h_{i-1} is
-    # read from the channels-last state map hs (row offset o_hs_row, written by the previous row:
-    # .cg loads skip the non-coherent L1), the weights from the packed (3, NCH, KP, 4*BU) tiles.
+    # read from the channels-last state map hs (row offset o_hs_row, written by the previous row,
+    # by this CTA's whole group: CACHE ".cg" reads it from L2), the weights from the packed
+    # (3, NCH, KP, 4*BU) tiles.
     o_k = tl.arange(0, BK)
     o_q = tl.arange(0, 4 * BU)
     m_jl = m_prev & m_j & (o_j >= 1)  # column j-1 exists
@@ -269,9 +272,9 @@ def _state_conv_gates(wp_ptr, hs_ptr, o_hs_row, o_j, m_j, m_prev, ch, HID, W, NC
         o_v = v0 + o_k
         m_v = o_v < HID
         p_h = hs_ptr + o_hs_row + o_j[:, None] * HID + o_v[None, :]  # [BJ, BK]
-        b_hl = tl.load(p_h - HID, mask=m_jl[:, None] & m_v[None, :], other=0.0, cache_modifier=".cg")
-        b_hm = tl.load(p_h, mask=m_jm[:, None] & m_v[None, :], other=0.0, cache_modifier=".cg")
-        b_hr = tl.load(p_h + HID, mask=m_jr[:, None] & m_v[None, :], other=0.0, cache_modifier=".cg")
+        b_hl = tl.load(p_h - HID, mask=m_jl[:, None] & m_v[None, :], other=0.0, cache_modifier=CACHE)
+        b_hm = tl.load(p_h, mask=m_jm[:, None] & m_v[None, :], other=0.0, cache_modifier=CACHE)
+        b_hr = tl.load(p_h + HID, mask=m_jr[:, None] & m_v[None, :], other=0.0, cache_modifier=CACHE)
         p_w = wp_ptr + (ch * KP + o_v[:, None]) * (4 * BU) + o_q[None, :]  # [BK, 4*BU] tap 0, contiguous
         b_s += tl.dot(b_hl, tl.load(p_w), input_precision=PRECISION)
         b_s += tl.dot(b_hm, tl.load(p_w + TAP), input_precision=PRECISION)
@@ -281,29 +284,35 @@ def _state_conv_gates(wp_ptr, hs_ptr, o_hs_row, o_j, m_j, m_prev, ch, HID, W, NC
 
 @triton.jit
 def _row_lstm_fwd_tiled_kernel(
-    x_ptr, wp_ptr, h_ptr, c_ptr, hs_ptr,
-    H, W, HID, NCH, KP,
+    x_ptr, wp_ptr, h_ptr, c_ptr, hs_ptr, count_ptr,
+    H, W, HID, NCH, KP, NCG, G,
     stride_xb, stride_xc, stride_xh, stride_xw,
     stride_hb, stride_hc, stride_hh, stride_hw,
+    T_BEGIN, T_END,
     BJ: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr,
-    ACC: tl.constexpr, PRECISION: tl.constexpr,
+    ACC: tl.constexpr, PRECISION: tl.constexpr, GRID_SYNC: tl.constexpr, CACHE: tl.constexpr,
 ):
     # Large h or W. x (B, 4h, H, W) any strides; wp the packed weights (_pack_forward); h, c
     # (B, h, H, W) outputs with the same strides; hs (B, H, W, h) channels-last copy of h, the
-    # state the next row's conv reads (its shifted taps stay 16-byte aligned). Per row, column tile
-    # and chunk of BU hidden units: the gates from _state_conv_gates, the input gates, the cell.
-    # A CTA barrier ends every row so that row i sees all of row i-1's stores.
+    # state the next row's conv reads (its shifted taps stay 16-byte aligned). Grid (B, G): CTA i_g
+    # of image i_b's group owns chunks [i_g * NCG, i_g * NCG + NCG) of BU hidden units and runs rows
+    # [T_BEGIN, T_END) (_group_sync.py). Per row, column tile and chunk: the gates from
+    # _state_conv_gates, the input gates, the cell. A group barrier ends every row so that row i
+    # sees all of row i-1's stores (count: (B,) int32 zeros).
     i_b = tl.program_id(0).to(tl.int64)
+    i_g = tl.program_id(1)
+    ch_begin = i_g * NCG
+    ch_end = tl.minimum(ch_begin + NCG, NCH)
     o_u = tl.arange(0, BU)
-    for i in range(0, H):
+    for i in range(T_BEGIN, T_END):
         m_prev = tl.full([BJ], i, dtype=tl.int32) > 0  # [BJ] row i-1 exists
         o_hs_row = (i_b * H + i - 1) * W * HID
         for j0 in range(0, W, BJ):
             o_j = j0 + tl.arange(0, BJ)
             m_j = o_j < W
-            for ch in range(0, NCH):
+            for ch in range(ch_begin, ch_end):
                 b_s = _state_conv_gates(wp_ptr, hs_ptr, o_hs_row, o_j, m_j, m_prev, ch, HID, W, NCH, KP,
-                                        BJ, BU, BK, PRECISION)
+                                        BJ, BU, BK, PRECISION, CACHE)
                 b_so, b_sf, b_si, b_sg = _split_gates(b_s, BJ, BU)
                 o_n = ch * BU + o_u
                 m_jn = m_j[:, None] & (o_n < HID)[None, :]  # [BJ, BU]
@@ -321,33 +330,38 @@ def _row_lstm_fwd_tiled_kernel(
                 tl.store(c_ptr + o_hc + i * stride_hh, b_c.to(c_ptr.dtype.element_ty), mask=m_jn)
                 p_hs = hs_ptr + o_hs_row + W * HID + o_j[:, None] * HID + o_n[None, :]
                 tl.store(p_hs, b_h.to(hs_ptr.dtype.element_ty), mask=m_jn)
-        tl.debug_barrier()
+        group_barrier(count_ptr + i_b, (i + 1) * G, GRID_SYNC)
 
 
 @triton.jit
 def _row_lstm_bwd_tiled_kernel(
-    x_ptr, wp_ptr, wt_ptr, hs_ptr, c_ptr, dh_ptr, dx_ptr, dc_ptr, dgs_ptr,
-    B, H, W, HID, NCH, KP,
+    x_ptr, wp_ptr, wt_ptr, hs_ptr, c_ptr, dh_ptr, dx_ptr, dc_ptr, dgs_ptr, count_ptr,
+    B, H, W, HID, NCH, KP, NCG, G,
     stride_xb, stride_xc, stride_xh, stride_xw,
     stride_cb, stride_cc, stride_ch, stride_cw,
     stride_dhb, stride_dhc, stride_dhh, stride_dhw,
     stride_dxb, stride_dxc, stride_dxh, stride_dxw,
+    T_BEGIN, T_END,
     BJ: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr,
-    ACC: tl.constexpr, PRECISION: tl.constexpr,
+    ACC: tl.constexpr, PRECISION: tl.constexpr, GRID_SYNC: tl.constexpr, CACHE: tl.constexpr,
 ):
     # wp / wt: the packed forward / transposed weights (_pack_forward, _pack_backward); hs (B, H, W, h)
     # channels-last h; dc (2, B, W, h) and dgs (2, B, W, 4h) scratch for the carried dc and row i+1's
     # d gates (channels-last, so the transposed conv's shifted taps stay aligned), double-buffered by
     # step parity (read slot t%2, write slot (t+1)%2: no read-after-write within a step). Both are
-    # written by this kernel, so they are read with .cg (from L2); a CTA barrier ends every row.
+    # written by this kernel, so they are read with .cg (from L2). Grid (B, G) as the forward; a
+    # group barrier ends every row.
     i_b = tl.program_id(0).to(tl.int64)
+    i_g = tl.program_id(1)
+    ch_begin = i_g * NCG
+    ch_end = tl.minimum(ch_begin + NCG, NCH)
     o_u = tl.arange(0, BU)
     o_q = tl.arange(0, 4 * BK)  # gate*BK + k: the transposed conv's reduction over all four gates
     o_qg = o_q // BK
     o_qk = o_q % BK
     NV = KP // BK
     TAPT = NCH * NV * BU * 4 * BK
-    for t in range(0, H):
+    for t in range(T_BEGIN, T_END):
         i = H - 1 - t
         m_prev = tl.full([BJ], i, dtype=tl.int32) > 0  # [BJ] row i-1 exists
         m_next = tl.full([BJ], t, dtype=tl.int32) > 0  # [BJ] row i+1 exists
@@ -357,10 +371,10 @@ def _row_lstm_bwd_tiled_kernel(
         for j0 in range(0, W, BJ):
             o_j = j0 + tl.arange(0, BJ)
             m_j = o_j < W
-            for ch in range(0, NCH):
+            for ch in range(ch_begin, ch_end):
                 # recompute row i's pre-activations from the saved h_{i-1}
                 b_s = _state_conv_gates(wp_ptr, hs_ptr, o_hs_row, o_j, m_j, m_prev, ch, HID, W, NCH, KP,
-                                        BJ, BU, BK, PRECISION)
+                                        BJ, BU, BK, PRECISION, "")
                 b_so, b_sf, b_si, b_sg = _split_gates(b_s, BJ, BU)
                 o_n = ch * BU + o_u
                 m_jn = m_j[:, None] & (o_n < HID)[None, :]  # [BJ, BU]
@@ -378,10 +392,10 @@ def _row_lstm_bwd_tiled_kernel(
                     m_q = o_v < HID
                     p_d = dgs_ptr + (o_rd * W + o_j[None, :]) * 4 * HID + (o_qg * HID + o_v)[:, None]  # [4*BK, BJ]
                     b_d0 = tl.load(p_d + 4 * HID, mask=m_q[:, None] & (m_next & (o_j + 1 < W))[None, :], other=0.0,
-                                   cache_modifier=".cg")
-                    b_d1 = tl.load(p_d, mask=m_q[:, None] & (m_next & m_j)[None, :], other=0.0, cache_modifier=".cg")
+                                   cache_modifier=CACHE)
+                    b_d1 = tl.load(p_d, mask=m_q[:, None] & (m_next & m_j)[None, :], other=0.0, cache_modifier=CACHE)
                     b_d2 = tl.load(p_d - 4 * HID, mask=m_q[:, None] & (m_next & m_j & (o_j >= 1))[None, :],
-                                   other=0.0, cache_modifier=".cg")
+                                   other=0.0, cache_modifier=CACHE)
                     p_wt = wt_ptr + ((ch * NV + v0 // BK) * BU + o_u[:, None]) * (4 * BK) + o_q[None, :]  # [BU, 4*BK]
                     b_dht += tl.dot(tl.load(p_wt), b_d0, input_precision=PRECISION).to(ACC)
                     b_dht += tl.dot(tl.load(p_wt + TAPT), b_d1, input_precision=PRECISION).to(ACC)
@@ -414,7 +428,7 @@ def _row_lstm_bwd_tiled_kernel(
                 tl.store(p_dgs + 2 * HID, b_dai.to(DS), mask=m_jn)
                 tl.store(p_dgs + 3 * HID, b_dag.to(DS), mask=m_jn)
                 tl.store(p_dc + o_wr * W * HID, b_dc * b_f, mask=m_jn)
-        tl.debug_barrier()
+        group_barrier(count_ptr + i_b, (t + 1) * G, GRID_SYNC)
 
 
 @triton.jit
@@ -566,12 +580,16 @@ def _channels_last_h(h: torch.Tensor) -> torch.Tensor:
     return h.permute(0, 2, 3, 1).contiguous()
 
 
-def row_lstm_forward(input_gates: torch.Tensor, state_weight: torch.Tensor, *, variant: str | None = None):
+def row_lstm_forward(
+    input_gates: torch.Tensor, state_weight: torch.Tensor, *, variant: str | None = None,
+    ctas_per_scan: int | None = None,
+):
     """Forward scan. input_gates (B, 4h, H, W), state_weight (4h, h, 1, 3)
     -> h (B, h, H, W) in the input dtype, c (B, h, H, W) in float32 (float64 for float64 inputs).
 
     ``variant`` ('resident', 'registers', 'tiled'; see :func:`_variant`) forces a kernel variant;
-    None picks by size.
+    None picks by size. ``ctas_per_scan`` (tests) forces G, the CTAs sharing one image in the tiled
+    variant; default: _group_sync.group_size.
     """
     batch, four_h, height, width = input_gates.shape
     hid = four_h // 4
@@ -589,11 +607,16 @@ def row_lstm_forward(input_gates: torch.Tensor, state_weight: torch.Tensor, *, v
         bj, bu, bk = _tiles(width, hid, w.dtype)
         wp = _cached("fwd", w, (bu, bk), lambda: _pack_forward(w, bu, bk))
         hs = torch.empty(batch, height, width, hid, device=x.device, dtype=x.dtype)  # channels-last state
-        _row_lstm_fwd_tiled_kernel[(batch,)](
-            x, wp, h, c, hs,
-            height, width, hid, triton.cdiv(hid, bu), triton.cdiv(hid, bk) * bk,
-            *x_strides, *h_strides,
-            BJ=bj, BU=bu, BK=bk, **meta, num_warps=_num_warps(), num_stages=1
+        chunks = triton.cdiv(hid, bu)
+        group = group_size(batch, chunks, x.device, ctas_per_scan)
+        count = torch.zeros(batch, device=x.device, dtype=torch.int32)  # group barrier arrivals
+        launch_scan(
+            _row_lstm_fwd_tiled_kernel, (batch, group), height,
+            (x, wp, h, c, hs, count,
+             height, width, hid, chunks, triton.cdiv(hid, bk) * bk, triton.cdiv(chunks, group), group,
+             *x_strides, *h_strides),
+            dict(BJ=bj, BU=bu, BK=bk, **meta, num_warps=_num_warps(), num_stages=1),
+            group,
         )
     else:
         bw, bh = _block(width), _block(hid)
@@ -615,6 +638,7 @@ def row_lstm_backward(
     *,
     need_weight_grad: bool = True,
     variant: str | None = None,
+    ctas_per_scan: int | None = None,
 ):
     """Backward of :func:`row_lstm_forward` given h, c (its outputs) and grad_h (B, h, H, W)
     -> (d input_gates (B, 4h, H, W), d state_weight (4h, h, 1, 3) or None)."""
@@ -642,11 +666,16 @@ def row_lstm_backward(
         wt = _cached("bwd", w, (bu, bk), lambda: _pack_backward(w, bu, bk))
         dc = torch.empty(2, batch, width, hid, device=x.device, dtype=c.dtype)  # carried dc, 2 buffers
         dgs = torch.empty(2, batch, width, four_h, device=x.device, dtype=dx.dtype)  # row i+1's d gates
-        _row_lstm_bwd_tiled_kernel[(batch,)](
-            x, wp, wt, hs, c, dy, dx, dc, dgs,
-            batch, height, width, hid, triton.cdiv(hid, bu), triton.cdiv(hid, bk) * bk,
-            *strides[:4], c.stride(0), c.stride(1), c.stride(2), c.stride(3), *strides[11:],
-            BJ=bj, BU=bu, BK=bk, **meta, num_warps=_num_warps(), num_stages=1,
+        chunks = triton.cdiv(hid, bu)
+        group = group_size(batch, chunks, x.device, ctas_per_scan)
+        count = torch.zeros(batch, device=x.device, dtype=torch.int32)  # group barrier arrivals
+        launch_scan(
+            _row_lstm_bwd_tiled_kernel, (batch, group), height,
+            (x, wp, wt, hs, c, dy, dx, dc, dgs, count,
+             batch, height, width, hid, chunks, triton.cdiv(hid, bk) * bk, triton.cdiv(chunks, group), group,
+             *strides[:4], c.stride(0), c.stride(1), c.stride(2), c.stride(3), *strides[11:]),
+            dict(BJ=bj, BU=bu, BK=bk, **meta, num_warps=_num_warps(), num_stages=1),
+            group,
         )
     else:
         bw, bh = _block(width), _block(hid)

@@ -238,3 +238,23 @@ def test_packed_weights_follow_in_place_updates(device):
     h, _ = row_lstm_forward(x, w, variant="tiled")
     assert w._fastpixel_packed["fwd"][1] is not first
     _assert_close(h, reference.row_lstm_scan(x, w), dtype)
+
+
+@pytest.mark.parametrize("batch,hid,height,width,ctas,dtype", [
+    (1, 20, 3, 4, 2, torch.float64),  # two chunks of 16 units, one per CTA
+    (2, 40, 4, 3, 2, torch.float32),  # three chunks over two CTAs: 2 + 1
+    (1, 40, 2, 5, 3, torch.float64),  # one chunk per CTA, the last one partial
+])
+def test_hidden_units_split_over_ctas(batch, hid, height, width, ctas, dtype, device):
+    """The tiled variant with each image's hidden units split over several CTAs that exchange every
+    row's state (the cooperative path on a GPU; under the interpreter one launch per row runs the
+    same row body): h and both gradients still match the reference."""
+    from fastpixel.kernels.row_lstm import row_lstm_backward, row_lstm_forward
+
+    x, w, dy = _inputs(batch, hid, height, width, dtype, device, seed=10)
+    h, c = row_lstm_forward(x, w, variant="tiled", ctas_per_scan=ctas)
+    dx, dw = row_lstm_backward(x, w, h, c, dy, variant="tiled", ctas_per_scan=ctas)
+    h_r, dx_r, dw_r = _run(reference.row_lstm_scan, x, w, dy)
+    _assert_close(h, h_r, dtype)
+    _assert_close(dx, dx_r, dtype)
+    _assert_close(dw, dw_r, dtype)
