@@ -174,7 +174,7 @@ def _diagonal_bilstm_bwd_kernel(
     B, H, W, HID, NCH, NCG, G,
     s_do_b, s_do_c, s_do_h, s_do_w,
     T_BEGIN, T_END,
-    BR: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, KQ: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BR: tl.constexpr, BK: tl.constexpr, BN: tl.constexpr, KS: tl.constexpr, DOT_PRECISION: tl.constexpr,
     GRID_SYNC: tl.constexpr, CACHE: tl.constexpr,
 ):
     # grid (B, 2 directions, G) as the forward; reverse step i_t is column step W + H - 2 - i_t
@@ -185,13 +185,10 @@ def _diagonal_bilstm_bwd_kernel(
     DT = p_wt.dtype.element_ty
     o_r = tl.arange(0, BR)
     o_u = tl.arange(0, BN)
-    o_q = tl.arange(0, KQ * BK)  # row gate*BK + k of KQ gates of a neighbour's (transposed) gate gradients
-    o_qg = o_q // BK
-    o_qk = o_q % BK
-    m_q = o_qk < HID
+    o_q = tl.arange(0, KS)  # KS rows gate*BK + k of a neighbour's (transposed) gate gradients
     o_map = (i_d * B + i_b) * H * W  # first pixel of this image and direction in the maps
     TILE: tl.constexpr = 4 * BK * BN
-    p_w = p_wt + i_d * 2 * NCH * TILE + o_u[:, None] * (4 * BK) + o_q[None, :]  # [BN, KQ*BK] tap 0, chunk 0
+    p_w = p_wt + i_d * 2 * NCH * TILE + o_u[:, None] * (4 * BK) + o_q[None, :]  # [BN, KS] tap 0, chunk 0
     ch_begin = i_g * NCG
     ch_end = tl.minimum(ch_begin + NCG, NCH)
     for i_t in range(T_BEGIN, T_END):
@@ -213,13 +210,16 @@ def _diagonal_bilstm_bwd_kernel(
             # this CTA's group): per tap one dot, transposed ([BN, BR]) so that each warp computes
             # its own MMA tiles
             b_dht = tl.zeros([BN, BR], dtype=ACC)
-            for q0 in tl.static_range(0, 4, KQ):  # KQ gates per dot (4: one dot per tap)
-                o_gq = ((q0 + o_qg) * HID + o_qk)[:, None]  # [KQ*BK, 1]
+            for q0 in tl.static_range(0, 4 * BK, KS):  # KS of the 4*BK reduction rows per dot
+                o_qg = (q0 + o_q) // BK
+                o_qk = (q0 + o_q) % BK
+                m_q = o_qk < HID
+                o_gq = (o_qg * HID + o_qk)[:, None]  # [KS, 1]
                 b_da = tl.load(p_dg + (o_pix + W)[None, :] * 4 * HID + o_gq,
                                mask=m_q[:, None] & m_below[None, :], other=0.0, cache_modifier=CACHE).to(DT)
                 b_ds = tl.load(p_dg + (o_pix - o_col + o_right)[None, :] * 4 * HID + o_gq,
                                mask=m_q[:, None] & m_right[None, :], other=0.0, cache_modifier=CACHE).to(DT)
-                p_wq = p_w + q0 * BK
+                p_wq = p_w + q0
                 b_dht += tl.dot(tl.load(p_wq + ch * TILE), b_da, input_precision=DOT_PRECISION).to(ACC)
                 b_dht += tl.dot(tl.load(p_wq + (NCH + ch) * TILE), b_ds, input_precision=DOT_PRECISION).to(ACC)
             m_out = m_rk & (o_r + i_d < H)[:, None]
@@ -302,6 +302,13 @@ def _blocks(height: int, hidden: int) -> tuple[int, int, int]:
     return max(16, triton.next_power_of_2(height)), max(16, triton.next_power_of_2(hidden)), 16
 
 
+def _reduction_step(block_k: int, dtype: torch.dtype) -> int:
+    """KS, the backward's reduction rows (of 4*BK: four gates x BK units) per dot: two gates in
+    16-bit (tensor cores), 32 rows on the FMA path of float32/float64 (whose dot operands are held
+    in registers: larger steps spill in the sm_90 compile)."""
+    return 2 * block_k if dtype.itemsize == 2 else min(32, 4 * block_k)
+
+
 def _num_warps(block_k: int) -> int:
     if triton_interpreter_enabled():
         return 1
@@ -369,12 +376,14 @@ def _channels_last(gates: torch.Tensor) -> torch.Tensor:
     return gates if gates.stride(1) == 1 else gates.contiguous(memory_format=torch.channels_last)
 
 
-def diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl, *, ctas_per_scan: int | None = None):
+def diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl, *, ctas_per_scan: int | None = None,
+                            num_stages: int | None = None):
     """Launch the forward scan. Returns (out (B, h, H, W), pre (2, B, H, W, 4h), c, h (2, B, H, W, h)).
 
     pre, c, h are the saved maps (channels-last; float32, or float64 for float64 inputs), direction 0
     left to right, direction 1 right to left, both in image coordinates. ``ctas_per_scan`` (tests)
     forces G, the CTAs sharing one (image, direction); default: _group_sync.group_size.
+    ``num_stages`` (GPU tests) overrides triton's software-pipelining depth of the step's chunk loop.
     """
     batch, four_h, height, width = gates_lr.shape
     hidden = four_h // 4
@@ -402,7 +411,8 @@ def diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl, *, ctas_per_scan: in
         (gates_lr, gates_rl, wp, pre, c, h, out, done, count,
          batch, height, width, hidden, chunks, per_cta, group,
          *gates_lr.stride(), *out.stride()),
-        dict(BR=block_r, BK=block_k, BN=block_n, DOT_PRECISION=precision, num_warps=_num_warps(block_k)),
+        dict(BR=block_r, BK=block_k, BN=block_n, DOT_PRECISION=precision, num_warps=_num_warps(block_k),
+             **({} if num_stages is None else {"num_stages": num_stages})),
         group,
     )
     return out, pre, c, h
@@ -420,15 +430,16 @@ def diagonal_bilstm_backward(dout, pre, c, h, w_lr, w_rl, *, ctas_per_scan: int 
     chunks = triton.cdiv(hidden, block_n)
     group = group_size(2 * batch, chunks, device, ctas_per_scan)
     count = torch.zeros((2, batch), device=device, dtype=torch.int32)  # group barrier arrivals
-    # the transposed dh dots are [BN, KQ*BK] x [KQ*BK, BR] = [16, 32]: 4 warps, each with its own m16n8
-    # tiles; two gates per dot and no software pipelining (sm_90 compile, h = 128 bf16, G = 4: 184
-    # registers, no spill, 40 KB shared; four gates per dot or 2 stages: 251-255 registers, or spills)
+    # the transposed dh dots are [BN, KS] x [KS, BR] = [16, 32]: 4 warps, each with its own m16n8
+    # tiles; KS = two gates per dot in bf16 and no software pipelining (sm_90 compile, h = 128, G = 4:
+    # 184 registers, no spill, 40 KB shared; four gates per dot or 2 stages: 251-255 registers, or
+    # spills); float32: 32 rows per dot, 198 registers, no spill
     launch_scan(
         _diagonal_bilstm_bwd_kernel, (batch, 2, group), width + height - 1,
         (dout, pre, c, wt, dg, dcf, count,
          batch, height, width, hidden, chunks, triton.cdiv(chunks, group), group,
          *dout.stride()),
-        dict(BR=block_r, BK=block_k, BN=block_n, KQ=2, DOT_PRECISION="ieee",
+        dict(BR=block_r, BK=block_k, BN=block_n, KS=_reduction_step(block_k, dout.dtype), DOT_PRECISION="ieee",
              num_warps=1 if triton_interpreter_enabled() else 4, num_stages=1),
         group,
     )

@@ -5,9 +5,12 @@ Computes exactly :func:`fastpixel.reference.row_lstm_scan`:
     gates_i = input_gates[:, :, i] + conv1d(h_{i-1}, state_weight[:, :, 0], padding=1)   [o|f|i|g]
     c_i = sigmoid(f) c_{i-1} + sigmoid(i) tanh(g);   h_i = sigmoid(o) tanh(c_i);   h_{-1} = c_{-1} = 0
 
-Design (see docs/kernels.md, "Row LSTM scan"). Every kernel has grid (B,): one program owns whole
-rows (all W columns, all h units) of one image, so the 1x3 conv's column halo never leaves the
-program and no cross-program synchronisation is needed. It loops over the H rows.
+Design (see docs/kernels.md, "Row LSTM scan"). The register variants have grid (B,): one program
+owns whole rows (all W columns, all h units) of one image, so the 1x3 conv's column halo never
+leaves the program. The tiled variant has grid (B, G): the G CTAs of an image's group own whole
+rows of a share of the hidden units each and exchange every row's h through L2 behind a
+release/acquire group barrier (``_group_sync.py``; G = 1, no atomics, when the GPU cannot hold
+them all at once). Every kernel loops over the H rows.
 
 * Register variants (``resident`` for small h and W; ``registers`` only when forced): h and c stay
   in registers. The conv is, per gate, three ``tl.dot`` of [h_{i-1} at j-1 | j | j+1] (BW, BH) with
@@ -20,7 +23,7 @@ program and no cross-program synchronisation is needed. It loops over the H rows
   ``unit*4 + gate``, read with 16-byte loads; cached on the weight's ``_version`` so optimizer steps
   repack); h_{i-1} is re-read from a channels-last copy of h (B, H, W, h) that the kernel writes
   beside the (B, h, H, W) output, so the three shifted taps stay 16-byte aligned; c_{i-1} from the
-  c output. A CTA barrier (``tl.debug_barrier``) ends each row and ``num_stages=1`` keeps loads
+  c output. A barrier of the CTA group (``_group_sync.group_barrier``) ends each row and ``num_stages=1`` keeps loads
   from being pipelined across it.
 * Saved for the backward: h (the output) and c (float32); the gate activations are recomputed.
 * Backward scan, rows in reverse (same variants): recomputes the gate pre-activations of row i from
@@ -582,14 +585,16 @@ def _channels_last_h(h: torch.Tensor) -> torch.Tensor:
 
 def row_lstm_forward(
     input_gates: torch.Tensor, state_weight: torch.Tensor, *, variant: str | None = None,
-    ctas_per_scan: int | None = None,
+    ctas_per_scan: int | None = None, num_stages: int | None = 1,
 ):
     """Forward scan. input_gates (B, 4h, H, W), state_weight (4h, h, 1, 3)
     -> h (B, h, H, W) in the input dtype, c (B, h, H, W) in float32 (float64 for float64 inputs).
 
     ``variant`` ('resident', 'registers', 'tiled'; see :func:`_variant`) forces a kernel variant;
     None picks by size. ``ctas_per_scan`` (tests) forces G, the CTAs sharing one image in the tiled
-    variant; default: _group_sync.group_size.
+    variant; default: _group_sync.group_size. ``num_stages``: the tiled kernel's software pipelining
+    (pinned to 1: no load is hoisted across a row's barrier; None = triton's default, for the GPU
+    test that compares the two bit for bit).
     """
     batch, four_h, height, width = input_gates.shape
     hid = four_h // 4
@@ -615,7 +620,8 @@ def row_lstm_forward(
             (x, wp, h, c, hs, count,
              height, width, hid, chunks, triton.cdiv(hid, bk) * bk, triton.cdiv(chunks, group), group,
              *x_strides, *h_strides),
-            dict(BJ=bj, BU=bu, BK=bk, **meta, num_warps=_num_warps(), num_stages=1),
+            dict(BJ=bj, BU=bu, BK=bk, **meta, num_warps=_num_warps(),
+                 **({} if num_stages is None else {"num_stages": num_stages})),
             group,
         )
     else:

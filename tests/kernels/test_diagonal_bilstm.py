@@ -205,3 +205,47 @@ def test_hidden_units_split_over_ctas(batch, height, width, hidden, ctas, dtype,
     torch.testing.assert_close(out, out_ref, **TOL[dtype])
     for name, g, g_ref in zip(("gates_lr", "w_lr", "gates_rl", "w_rl"), grads, grads_ref):
         torch.testing.assert_close(g, g_ref, **TOL[dtype], msg=lambda m, name=name: f"d{name}: {m}")
+
+
+def _cifar_layer_on_gpu(seed):
+    """bf16 inputs of the paper's CIFAR-10 layer (B=16, 32x32, h=128) and a cotangent, on the GPU."""
+    gates_lr, w_lr, gates_rl, w_rl = (t.detach().to(torch.bfloat16) for t in _inputs(16, 32, 32, 128, torch.float32,
+                                                                                      "cuda", seed=seed))
+    cot = torch.randn(16, 128, 32, 32, device="cuda").to(torch.bfloat16)
+    return gates_lr, w_lr, gates_rl, w_rl, cot
+
+
+@pytest.mark.gpu
+def test_gpu_split_over_ctas_is_bitwise_one_cta_per_scan():
+    """The launcher's default on a large GPU splits each (image, direction) over co-resident CTAs
+    synchronised by flags; one persistent CTA per (image, direction) does the same per-chunk
+    arithmetic, so every output must be bit-for-bit equal. Repeated, so that a missing
+    release/acquire (a stale neighbour state) has several chances to show."""
+    from fastpixel.kernels import diagonal_bilstm as kernels
+    from fastpixel.kernels._group_sync import group_size
+
+    gates_lr, w_lr, gates_rl, w_rl, cot = _cifar_layer_on_gpu(seed=11)
+    if group_size(32, 8, torch.device("cuda")) == 1:
+        pytest.skip("this GPU has too few SMs for a split at B=16")
+    one = kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl, ctas_per_scan=1)
+    one_grads = kernels.diagonal_bilstm_backward(cot, *one[1:], w_lr, w_rl, ctas_per_scan=1)
+    for _ in range(3):
+        split = kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl)
+        split_grads = kernels.diagonal_bilstm_backward(cot, *split[1:], w_lr, w_rl)
+        for name, a, b in zip(("out", "pre", "c", "h", "dg_lr", "dw_lr", "dg_rl", "dw_rl"),
+                              (*one, *one_grads), (*split, *split_grads)):
+            assert torch.equal(a, b), name
+
+
+@pytest.mark.gpu
+def test_gpu_pipelining_depth_is_bitwise_neutral():
+    """Software pipelining (triton's default num_stages) must never move a neighbour-state load
+    across a step's barrier: the forward with num_stages=1 and with the default agree bit for bit."""
+    from fastpixel.kernels import diagonal_bilstm as kernels
+
+    gates_lr, w_lr, gates_rl, w_rl, _ = _cifar_layer_on_gpu(seed=12)
+    for ctas in (1, None):
+        pinned = kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl, ctas_per_scan=ctas, num_stages=1)
+        default = kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl, ctas_per_scan=ctas)
+        for a, b in zip(pinned, default):
+            assert torch.equal(a, b), ctas
