@@ -19,6 +19,9 @@ boundary is the group barrier), with the same kernel and per-step body and ``GRI
 
 from __future__ import annotations
 
+import functools
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -45,15 +48,29 @@ def sm_count(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
+@functools.cache
+def cooperative_launch_supported() -> bool:
+    """Whether this triton's CUDA backend takes ``launch_cooperative_grid`` (triton >= 3.3)."""
+    try:
+        from triton.backends.nvidia.compiler import CUDAOptions
+    except ImportError:
+        return False
+    return "launch_cooperative_grid" in getattr(CUDAOptions, "__dataclass_fields__", {})
+
+
 def group_size(n_groups: int, chunks: int, device: torch.device, requested: int | None = None) -> int:
     """CTAs per scan. ``requested`` (tests) is taken as given, capped at ``chunks`` (the units are
     split by whole chunks); under the interpreter the default is 1; on a GPU, the largest power of
-    two <= chunks with n_groups * G <= the SM count (co-resident at one CTA per SM), else 1."""
+    two <= chunks with n_groups * G <= the SM count (co-resident at one CTA per SM), else 1; also 1
+    when triton cannot launch cooperatively or ``FASTPIXEL_SCAN_GROUPS=0`` is set (the persistent
+    one-CTA-per-scan kernels only, e.g. to rule the group barrier out when debugging on a GPU)."""
     if requested is not None:
         if requested < 1:
             raise ValueError(f"CTAs per scan must be >= 1, got {requested}")
         return min(requested, chunks)
-    if triton_interpreter_enabled() or device.type != "cuda":
+    if triton_interpreter_enabled() or device.type != "cuda" or os.environ.get("FASTPIXEL_SCAN_GROUPS") == "0":
+        return 1
+    if not cooperative_launch_supported():
         return 1
     sms = sm_count(device)
     g = 1
