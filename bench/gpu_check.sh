@@ -7,6 +7,8 @@
 # Steps, each under its own `timeout` (less if the overall 285 s deadline is nearer), the scans first:
 #   1. versions, device, date, commit                      -> env.txt
 #   2. the scan kernels' GPU tests, one file per timeout    -> pytest_<name>.xml (junit)
+#      (if one times out, e.g. a hung CTA-group barrier, the steps after it run with
+#      FASTPIXEL_SCAN_GROUPS=0: the persistent one-CTA-per-scan kernels)
 #      (bench.pin_autotune: every autotuned kernel runs its first config only, no sweeps in tests)
 #   3. the rest of the GPU test tier                        -> pytest_others.xml
 #   4. bench.static under the GPU's triton                   -> static_cifar.json
@@ -54,8 +56,11 @@ step() {
   t0=$(date +%s)
   timeout -k 5 "$limit" "$@" >> "$LOG" 2>&1 || rc=$?
   echo "| $name | $rc | $(($(date +%s) - t0)) |" >> "$SUMMARY"
+  LAST_RC=$rc
   return 0
 }
+LAST_RC=0
+HUNG=0
 
 # 1. what ran where
 step "env" 20 bash -c "
@@ -68,7 +73,15 @@ step "env" 20 bash -c "
 #    CIFAR layer), one timeout per test file
 PYTEST=("$PY" -m pytest -q -p no:cacheprovider -p bench.pin_autotune -m gpu)
 step "tests diagonal_bilstm" 75 "${PYTEST[@]}" tests/kernels/test_diagonal_bilstm.py --junitxml="$OUT/pytest_diagonal_bilstm.xml"
+((LAST_RC == 124 || LAST_RC == 137)) && HUNG=1
 step "tests row_lstm" 75 "${PYTEST[@]}" tests/kernels/test_row_lstm.py --junitxml="$OUT/pytest_row_lstm.xml"
+((LAST_RC == 124 || LAST_RC == 137)) && HUNG=1
+if ((HUNG)); then
+  # a scan test timed out: most likely the cooperative CTA groups' barrier hanging. The remaining
+  # steps run the persistent one-CTA-per-scan kernels instead, so that they still measure something.
+  export FASTPIXEL_SCAN_GROUPS=0
+  echo "| (scan tests timed out: FASTPIXEL_SCAN_GROUPS=0 for the steps below) | - | - |" >> "$SUMMARY"
+fi
 
 # 3. the rest of the GPU tier (masked conv, cross-entropy, training)
 step "tests others" 45 "${PYTEST[@]}" tests --junitxml="$OUT/pytest_others.xml" \
