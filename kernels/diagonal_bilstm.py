@@ -37,6 +37,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from torch.utils.weak import WeakIdKeyDictionary
 
 from fastpixel.backend import triton_interpreter_enabled
 from fastpixel.kernels._group_sync import group_barrier, group_size, launch_scan
@@ -319,6 +320,10 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+# packed weight layouts by weight tensor (dropped with it): {kind: (version key, packed)}
+_PACKED: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
 def _version_key(*tensors: torch.Tensor):
     """(storage, version) of each tensor, or None where the tensor keeps no version counter
     (inference tensors) or a CUDA graph is being captured (the packing must then be captured too)."""
@@ -337,14 +342,11 @@ def _cached(kind: str, w_lr: torch.Tensor, w_rl: torch.Tensor, blocks: tuple, pa
         if key is None or w_lr.device.type == "meta":
             return pack()
         key = (kind, blocks, key)
-        cache = getattr(w_lr, "_fastpixel_packed", {})
+        cache = _PACKED.get(w_lr, {})
         if cache.get(kind, (None,))[0] == key:
             return cache[kind][1]
         packed = pack()
-    try:
-        w_lr._fastpixel_packed = {**cache, kind: (key, packed)}
-    except (AttributeError, RuntimeError):  # tensors that take no attributes: no cache
-        pass
+    _PACKED[w_lr] = {**cache, kind: (key, packed)}
     return packed
 
 

@@ -47,6 +47,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from torch.utils.weak import WeakIdKeyDictionary
 
 from fastpixel.backend import triton_interpreter_enabled
 from fastpixel.kernels._group_sync import group_barrier, group_size, launch_scan
@@ -525,6 +526,10 @@ def _tiles(width: int, hid: int, dtype: torch.dtype) -> tuple[int, int, int]:
     return min(bj, _block(width)), min(bu, _block(hid)), min(bk, _block(hid))
 
 
+# packed weight layouts by weight tensor (dropped with it): {kind: (version key, packed)}
+_PACKED: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
 def _version_key(tensor: torch.Tensor):
     """(storage, version) of the weight, or None where it keeps no version counter (inference
     tensors) or a CUDA graph is being captured (the packing must then be captured too)."""
@@ -543,14 +548,11 @@ def _cached(kind: str, weight: torch.Tensor, blocks: tuple, pack):
         if key is None or weight.device.type == "meta":
             return pack()
         key = (blocks, key)
-        cache = getattr(weight, "_fastpixel_packed", {})
+        cache = _PACKED.get(weight, {})
         if cache.get(kind, (None,))[0] == key:
             return cache[kind][1]
         packed = pack()
-    try:
-        weight._fastpixel_packed = {**cache, kind: (key, packed)}
-    except (AttributeError, RuntimeError):  # tensors that take no attributes: no cache
-        pass
+    _PACKED[weight] = {**cache, kind: (key, packed)}
     return packed
 
 

@@ -156,13 +156,13 @@ def test_packed_weights_follow_in_place_updates(device):
 
     gates_lr, w_lr, gates_rl, w_rl = (t.detach() for t in _inputs(1, 3, 4, 3, torch.float64, device, seed=8))
     kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl)
-    first = w_lr._fastpixel_packed["fwd"][1]
+    first = kernels._PACKED[w_lr]["fwd"][1]
     kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl)
-    assert w_lr._fastpixel_packed["fwd"][1] is first  # no repack while the weights are unchanged
+    assert kernels._PACKED[w_lr]["fwd"][1] is first  # no repack while the weights are unchanged
     with torch.no_grad():
         w_rl.mul_(-0.5)  # an optimizer step on the other direction's weight
     out = kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl)[0]
-    assert w_lr._fastpixel_packed["fwd"][1] is not first
+    assert kernels._PACKED[w_lr]["fwd"][1] is not first
     torch.testing.assert_close(out, reference.diagonal_bilstm_scan(gates_lr, w_lr, gates_rl, w_rl),
                                **TOL[torch.float64])
 

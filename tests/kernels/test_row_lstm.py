@@ -225,18 +225,18 @@ def test_gpu_every_variant_float32(variant):
 def test_packed_weights_follow_in_place_updates(device):
     """The tiled variant's packed weights are cached on the weight's version: reused while the
     weight is unchanged, repacked after an in-place (optimizer-style) update."""
-    from fastpixel.kernels.row_lstm import row_lstm_forward
+    from fastpixel.kernels.row_lstm import _PACKED, row_lstm_forward
 
     dtype = torch.float64
     x, w, _ = _inputs(1, 3, 2, 3, dtype, device, seed=9)
     row_lstm_forward(x, w, variant="tiled")
-    first = w._fastpixel_packed["fwd"][1]
+    first = _PACKED[w]["fwd"][1]
     row_lstm_forward(x, w, variant="tiled")
-    assert w._fastpixel_packed["fwd"][1] is first  # no repack while the weight is unchanged
+    assert _PACKED[w]["fwd"][1] is first  # no repack while the weight is unchanged
     with torch.no_grad():
         w.mul_(-0.5)
     h, _ = row_lstm_forward(x, w, variant="tiled")
-    assert w._fastpixel_packed["fwd"][1] is not first
+    assert _PACKED[w]["fwd"][1] is not first
     _assert_close(h, reference.row_lstm_scan(x, w), dtype)
 
 
