@@ -88,7 +88,7 @@ step "tests others" 45 "${PYTEST[@]}" tests --junitxml="$OUT/pytest_others.xml" 
   --deselect tests/kernels/test_diagonal_bilstm.py --deselect tests/kernels/test_row_lstm.py
 
 # 4. the compiled code under the GPU's triton (3.6), to compare with docs/kernels.md's triton 3.9 table
-step "static" 30 "$PY" -m bench.static --preset cifar --json "$OUT/static_cifar.json"
+step "static" 35 "$PY" -m bench.static --preset cifar --others --json "$OUT/static_cifar.json"
 
 # 5. per-kernel timing of the scans vs eager and torch.compile (bf16, CIFAR preset, two sizes)
 step "op diagonal_bilstm" 35 "$PY" -m bench.compare --model diagonal_bilstm --op diagonal_bilstm --sizes 16,32 --json "$OUT/op_diagonal_bilstm.json"

@@ -96,20 +96,30 @@ class _Launch:
 @contextlib.contextmanager
 def _capture_launches():
     """Within the block, ``kernel[grid](...)`` records the launch and returns None instead of running."""
+    from triton.runtime.autotuner import Autotuner
     from triton.runtime.jit import JITFunction
 
     launches: list[_Launch] = []
-    real_run = JITFunction.run
+    real_run, real_tuner_run = JITFunction.run, Autotuner.run
 
     def record(self, *args, grid, warmup, **kwargs):
         launches.append(_Launch(self, tuple(grid) if not callable(grid) else grid, args, kwargs))
         return None
 
+    def first_config(self, *args, **kwargs):  # an autotuned kernel: its first config, no benchmarking
+        configs = self.configs
+        self.configs = configs[:1]
+        try:
+            return real_tuner_run(self, *args, **kwargs)
+        finally:
+            self.configs = configs
+
     JITFunction.run = record
+    Autotuner.run = first_config
     try:
         yield launches
     finally:
-        JITFunction.run = real_run
+        JITFunction.run, Autotuner.run = real_run, real_tuner_run
 
 
 @contextlib.contextmanager
@@ -162,6 +172,42 @@ def _record_scans(batch: int, size: int, hidden: int, dtype, sms: int = 132) -> 
     return out
 
 
+def _record_others(batch: int, size: int, hidden: int, dtype) -> list[tuple[str, _Launch]]:
+    """The forward launches of two non-scan kernels at the preset: the Diagonal BiLSTM layer's
+    input-to-state conv (1x1, mask B, 2h -> 8h, RGB groups) and the loss (3 channels, 256 levels).
+    Autotuned kernels are compiled with their first config. Best effort: these modules belong to
+    other work, so a launcher that cannot run on meta tensors is skipped (reported on stderr)."""
+    import torch
+
+    from fastpixel.masks import MaskSpec, color_groups, gate_groups
+
+    def t(*shape, dt=dtype):
+        return torch.empty(*shape, device="meta", dtype=dt)
+
+    out: list[tuple[str, _Launch]] = []
+    try:
+        from fastpixel.kernels import masked_conv
+
+        spec = MaskSpec((1, 1), "B", color_groups(2 * hidden, 3), gate_groups(2 * hidden, 3))
+        with _capture_launches() as launches:
+            masked_conv.masked_conv2d(t(batch, 2 * hidden, size, size), t(8 * hidden, 2 * hidden, 1, 1),
+                                      t(8 * hidden), spec)
+        out += [("masked_conv", x) for x in launches]
+    except Exception as exc:  # noqa: BLE001 - best effort, see the docstring
+        print(f"bench.static: masked_conv skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
+    try:
+        from fastpixel.kernels import cross_entropy
+
+        with _capture_launches() as launches:
+            cross_entropy.pixel_cross_entropy(t(batch, 256 * 3, size, size).view(batch, 256, 3, size, size),
+                                              torch.zeros(batch, 3, size, size, dtype=torch.long, device="meta"),
+                                              "sum", validate=False)
+        out += [("cross_entropy", x) for x in launches]
+    except Exception as exc:  # noqa: BLE001
+        print(f"bench.static: cross_entropy skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return out
+
+
 # ------------------------------------------------------------------------------------------ compile
 
 
@@ -201,7 +247,8 @@ def _compile(launch: _Launch):
     named = {fn.arg_names[i]: (v if isinstance(v, (int, float, str, bool)) else str(v)) for i, v in names.items()
              if fn.arg_names[i].isupper()}  # the meta-parameters (BLOCK sizes, flags), not 1-valued ints
     ints = {k: v for k, v in bound.items() if isinstance(v, int) and not isinstance(v, bool)}
-    return kernel, log.getvalue(), named, ints
+    grid = launch.grid(bound) if callable(launch.grid) else launch.grid  # autotuned kernels: grid(meta)
+    return kernel, log.getvalue(), named, ints, tuple(grid)
 
 
 def _ptxas_numbers(log: str) -> dict[str, int]:
@@ -360,8 +407,9 @@ def _short_name(fn_name: str) -> str:
 
 
 def analyse(preset: str = "cifar", dtype: str = "bfloat16", *, batch=None, size=None, hidden=None,
-            progress=None) -> list[KernelReport]:
-    """Compile every scan kernel the launchers use at the preset's shapes; one report per specialisation."""
+            others: bool = False, progress=None) -> list[KernelReport]:
+    """Compile every scan kernel the launchers use at the preset's shapes (and with ``others`` the
+    forward kernels of a masked conv and the loss); one report per specialisation."""
     import torch
 
     cfg = dict(PRESETS[preset])
@@ -370,11 +418,12 @@ def analyse(preset: str = "cifar", dtype: str = "bfloat16", *, batch=None, size=
             cfg[k] = v
     torch_dtype = getattr(torch, dtype)
     launches = _record_scans(cfg["batch"], cfg["size"], cfg["hidden"], torch_dtype)
+    if others:
+        launches += _record_others(cfg["batch"], cfg["size"], cfg["hidden"], torch_dtype)
     reports: dict[tuple, KernelReport] = {}
     for scan, launch in launches:
-        kernel, log, constexprs, ints = _compile(launch)
+        kernel, log, constexprs, ints, grid = _compile(launch)
         key = (scan, launch.fn.__name__, kernel.hash)
-        grid = launch.grid if not callable(launch.grid) else (0,)
         ctas = math.prod(grid)
         if key in reports:
             reports[key].launches += 1
@@ -414,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, help="override the preset")
     p.add_argument("--size", type=int, help="override the preset (H = W)")
     p.add_argument("--hidden", type=int, help="override the preset")
+    p.add_argument("--others", action="store_true",
+                   help="also the forward kernels of the Diagonal BiLSTM's input-to-state masked conv and the loss")
     p.add_argument("--json", help="write the reports here: {'preset', 'shape', 'dtype', 'target', 'kernels': [...]}")
     args = p.parse_args(argv)
     try:
@@ -426,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.static needs triton with its bundled NVIDIA toolchain (ptxas, cuobjdump): {exc}", file=sys.stderr)
         return 2
     reports = analyse(args.preset, args.dtype, batch=args.batch, size=args.size, hidden=args.hidden,
-                      progress=lambda m: print(m, file=sys.stderr))
+                      others=args.others, progress=lambda m: print(m, file=sys.stderr))
     cfg = dict(PRESETS[args.preset])
     cfg.update({k: v for k, v in (("batch", args.batch), ("size", args.size), ("hidden", args.hidden)) if v})
     print(f"sm_90 compile (triton {triton.__version__}), preset {args.preset}: B={cfg['batch']}, "

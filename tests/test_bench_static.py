@@ -34,7 +34,7 @@ def test_static_report_tiny_preset(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.static", "--preset", "tiny", "--json", str(out)],
+        [sys.executable, "-m", "bench.static", "--preset", "tiny", "--others", "--json", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
