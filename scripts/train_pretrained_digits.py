@@ -1,6 +1,6 @@
 """Train the built-in pretrained model ``fastpixel.from_pretrained("digits")`` and write it.
 
-    python scripts/train_pretrained_digits.py                      # the shipped model (about 1 h, 1 core)
+    python scripts/train_pretrained_digits.py                      # the shipped model (36 min on 1 shared core)
     python scripts/train_pretrained_digits.py --pilot-seconds 150 --model pixelcnn --hidden 32 --layers 8
 
 Data: the built-in digits (``load_dataset("builtin_mnist", ...)``), 9,000 training images
