@@ -115,7 +115,7 @@ def _row_lstm_fwd_kernel(
     BW: tl.constexpr, BH: tl.constexpr, RESIDENT: tl.constexpr,
     ACC: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    i_b = tl.program_id(0)
+    i_b = tl.program_id(0).to(tl.int64)
     DOT = p_w.dtype.element_ty
     o_j = tl.arange(0, BW)
     o_u = tl.arange(0, BH)
@@ -128,9 +128,9 @@ def _row_lstm_fwd_kernel(
     b_sr = (o_j[None, :] == o_j[:, None] + 1).to(DOT)  # [BW, BW]
 
     # this image's planes (int64 image offset; offsets inside an image are int32: check_int32_span)
-    p_x += i_b.to(tl.int64) * s_x_b
-    p_h += i_b.to(tl.int64) * s_h_b
-    p_c += i_b.to(tl.int64) * s_h_b  # c has h's strides
+    p_x += i_b * s_x_b
+    p_h += i_b * s_h_b
+    p_c += i_b * s_h_b  # c has h's strides
     o_x = o_j[:, None] * s_x_w + o_u[None, :] * s_x_c  # [BW, BH]
     o_h = o_j[:, None] * s_h_w + o_u[None, :] * s_h_c  # [BW, BH]
     if RESIDENT:
@@ -181,7 +181,7 @@ def _row_lstm_bwd_kernel(
     BW: tl.constexpr, BH: tl.constexpr, RESIDENT: tl.constexpr,
     ACC: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    i_b = tl.program_id(0)
+    i_b = tl.program_id(0).to(tl.int64)
     DOT = p_w.dtype.element_ty
     o_j = tl.arange(0, BW)
     o_u = tl.arange(0, BH)
@@ -195,11 +195,11 @@ def _row_lstm_bwd_kernel(
     b_sr = (o_j[None, :] == o_j[:, None] + 1).to(ACC)  # [BW, BW]
 
     # this image's planes (int64 image offset; offsets inside an image are int32: check_int32_span)
-    p_x += i_b.to(tl.int64) * s_x_b
-    p_h += i_b.to(tl.int64) * s_h_b
-    p_c += i_b.to(tl.int64) * s_h_b  # c has h's strides
-    p_dh += i_b.to(tl.int64) * s_dh_b
-    p_dx += i_b.to(tl.int64) * s_dx_b
+    p_x += i_b * s_x_b
+    p_h += i_b * s_h_b
+    p_c += i_b * s_h_b  # c has h's strides
+    p_dh += i_b * s_dh_b
+    p_dx += i_b * s_dx_b
     o_x = o_j[:, None] * s_x_w + o_u[None, :] * s_x_c  # [BW, BH]
     o_h = o_j[:, None] * s_h_w + o_u[None, :] * s_h_c  # [BW, BH]
     o_dh = o_j[:, None] * s_dh_w + o_u[None, :] * s_dh_c  # [BW, BH]
@@ -340,6 +340,7 @@ def _row_lstm_fwd_tiled_kernel(
                 b_af = tl.load(p_x_blk + 1 * HID * s_x_c, mask=m_jn, other=0.0).to(ACC) + b_sf.to(ACC)
                 b_ai = tl.load(p_x_blk + 2 * HID * s_x_c, mask=m_jn, other=0.0).to(ACC) + b_si.to(ACC)
                 b_ag = tl.load(p_x_blk + 3 * HID * s_x_c, mask=m_jn, other=0.0).to(ACC) + b_sg.to(ACC)
+                # int64 (i_b): rebasing p_h / p_c per image instead costs this kernel a register (sm_90)
                 o_hc = i_b * s_h_b + o_j[:, None] * s_h_w + o_n[None, :] * s_h_c  # [BJ, BU]
                 b_cp = tl.load(p_c + o_hc + (i - 1) * s_h_h, mask=m_jn & m_prev[:, None], other=0.0,
                                cache_modifier=".cg").to(ACC)
@@ -372,6 +373,11 @@ def _row_lstm_bwd_tiled_kernel(
     # group barrier ends every row.
     i_b = tl.program_id(0).to(tl.int64)
     i_g = tl.program_id(1)
+    # this image's planes (int64 image offset; offsets inside an image are int32: check_int32_span)
+    p_x += i_b * s_x_b
+    p_c += i_b * s_c_b
+    p_dh += i_b * s_dh_b
+    p_dx += i_b * s_dx_b
     ch_begin = i_g * NCG
     ch_end = tl.minimum(ch_begin + NCG, NCH)
     o_u = tl.arange(0, BU)
@@ -397,7 +403,7 @@ def _row_lstm_bwd_tiled_kernel(
                 b_so, b_sf, b_si, b_sg = _split_gates(b_s, BJ, BU)
                 o_n = ch * BU + o_u
                 m_jn = m_j[:, None] & (o_n < HID)[None, :]  # [BJ, BU]
-                p_x_blk = p_x + i_b * s_x_b + i * s_x_h + o_j[:, None] * s_x_w + o_n[None, :] * s_x_c
+                p_x_blk = p_x + i * s_x_h + o_j[:, None] * s_x_w + o_n[None, :] * s_x_c
                 b_o = sigmoid(tl.load(p_x_blk + 0 * HID * s_x_c, mask=m_jn, other=0.0).to(ACC) + b_so.to(ACC))
                 b_f = sigmoid(tl.load(p_x_blk + 1 * HID * s_x_c, mask=m_jn, other=0.0).to(ACC) + b_sf.to(ACC))
                 b_i = sigmoid(tl.load(p_x_blk + 2 * HID * s_x_c, mask=m_jn, other=0.0).to(ACC) + b_si.to(ACC))
@@ -420,12 +426,12 @@ def _row_lstm_bwd_tiled_kernel(
                     b_dht += tl.dot(tl.load(p_wt_blk), b_d0, input_precision=PRECISION).to(ACC)
                     b_dht += tl.dot(tl.load(p_wt_blk + TAPT), b_d1, input_precision=PRECISION).to(ACC)
                     b_dht += tl.dot(tl.load(p_wt_blk + 2 * TAPT), b_d2, input_precision=PRECISION).to(ACC)
-                o_c = i_b * s_c_b + o_j[:, None] * s_c_w + o_n[None, :] * s_c_c  # [BJ, BU]
+                o_c = o_j[:, None] * s_c_w + o_n[None, :] * s_c_c  # [BJ, BU]
                 b_c = tl.load(p_c + o_c + i * s_c_h, mask=m_jn, other=0.0).to(ACC)
                 b_cp = tl.load(p_c + o_c + (i - 1) * s_c_h, mask=m_jn & m_prev[:, None], other=0.0).to(ACC)
                 p_dc_blk = p_dc + o_j[:, None] * HID + o_n[None, :]  # [BJ, BU]
                 b_dc = tl.load(p_dc_blk + o_rd * W * HID, mask=m_jn & m_next[:, None], other=0.0, cache_modifier=".cg")
-                o_dy = i_b * s_dh_b + i * s_dh_h + o_j[:, None] * s_dh_w + o_n[None, :] * s_dh_c
+                o_dy = i * s_dh_h + o_j[:, None] * s_dh_w + o_n[None, :] * s_dh_c  # [BJ, BU]
                 b_dh = tl.trans(b_dht) + tl.load(p_dh + o_dy, mask=m_jn, other=0.0).to(ACC)
 
                 b_tc = tanh(b_c)
@@ -435,7 +441,7 @@ def _row_lstm_bwd_tiled_kernel(
                 b_dai = b_dc * b_g * b_i * (1.0 - b_i)
                 b_dag = b_dc * b_i * (1.0 - b_g * b_g)
                 DX = p_dx.dtype.element_ty
-                p_dx_blk = p_dx + i_b * s_dx_b + i * s_dx_h
+                p_dx_blk = p_dx + i * s_dx_h
                 p_dx_blk += o_j[:, None] * s_dx_w + o_n[None, :] * s_dx_c  # [BJ, BU]
                 tl.store(p_dx_blk + 0 * HID * s_dx_c, b_dao.to(DX), mask=m_jn)
                 tl.store(p_dx_blk + 1 * HID * s_dx_c, b_daf.to(DX), mask=m_jn)
