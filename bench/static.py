@@ -124,25 +124,26 @@ def _capture_launches():
 
 @contextlib.contextmanager
 def _as_if_on_gpu(sms: int):
-    """The launchers' choice of CTAs per scan (kernels/_group_sync.py) made as on a GPU with ``sms``
-    multiprocessors, for the meta tensors the launchers run on here."""
+    """The launchers' grid choices (CTAs per scan, kernels/_group_sync.py; split-K of the weight
+    gradients) made as on a GPU with ``sms`` multiprocessors, for the meta tensors the launchers run
+    on here: ``_common.assume_num_sms`` sets the SM count, and the scans' ``group_size`` is called
+    with a CUDA device (it takes G = 1 for any other)."""
     import torch
 
-    from fastpixel.kernels import _group_sync
+    from fastpixel.kernels import _common, _group_sync
 
-    real_size, real_count = _group_sync.group_size, _group_sync.sm_count
+    real_size = _group_sync.group_size
 
     def group_size(n_groups, chunks, device, requested=None):
         return real_size(n_groups, chunks, torch.device("cuda"), requested)
 
-    _group_sync.sm_count = lambda device: sms
     modules = [m for m in list(sys.modules.values()) if getattr(m, "group_size", None) is real_size]
     for m in modules:
         m.group_size = group_size
     try:
-        yield
+        with _common.assume_num_sms(sms):
+            yield
     finally:
-        _group_sync.sm_count = real_count
         for m in modules:
             m.group_size = real_size
 

@@ -9,7 +9,9 @@ One definition each, so the kernel files cannot drift apart:
   ``triton.language`` has ``tl.sigmoid`` but no portable ``tanh``; libdevice is per backend and
   absent under the interpreter).
 * :func:`num_sms` -- streaming multiprocessors of a CUDA device, queried once per device when
-  first needed (never at import; 1 for a CPU tensor under the interpreter).
+  first needed (never at import; 1 for a CPU or meta tensor, so the interpreter path is
+  deterministic). :func:`assume_num_sms` overrides it for every device within a block: how
+  ``bench.static`` makes the launchers, run on meta tensors, decide as on a 132-SM GPU.
 * :func:`check_int32_span` -- kernels index *within one image* in int32 and add the image's
   offset in int64; this host check (shapes and strides only, no device sync) rejects a tensor
   whose single image spans 2**31 elements or more, or whose pixel count passes int32.
@@ -23,6 +25,7 @@ Naming inside kernels: ``p_<tensor>`` pointers, ``s_<tensor>_<dim>`` strides, ``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Callable
 
@@ -77,12 +80,33 @@ def _cuda_sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
+_assumed_sms: int | None = None
+
+
 def num_sms(device: torch.device) -> int:
-    """Streaming multiprocessors of ``device`` (cached per device; 1 for CPU tensors)."""
+    """Streaming multiprocessors of ``device`` (cached per device; 1 for CPU and meta tensors),
+    or the count set by :func:`assume_num_sms`, whatever the device."""
+    if _assumed_sms is not None:
+        return _assumed_sms
     device = torch.device(device)
     if device.type != "cuda":
         return 1
     return _cuda_sm_count(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@contextlib.contextmanager
+def assume_num_sms(count: int):
+    """Within the block, :func:`num_sms` returns ``count`` for every device (no CUDA query): the
+    launchers then choose grids (CTA groups, split-K) as on a GPU with ``count`` SMs. For static
+    analysis without a GPU (``bench.static`` uses 132, an H100/H200) and for tests; not thread-safe."""
+    global _assumed_sms
+    if count < 1:
+        raise ValueError(f"an SM count must be >= 1, got {count}")
+    previous, _assumed_sms = _assumed_sms, count
+    try:
+        yield
+    finally:
+        _assumed_sms = previous
 
 
 def check_int32_span(op: str, t: torch.Tensor, batch_dims: int = 1) -> None:

@@ -27,6 +27,7 @@ import triton
 import triton.language as tl
 
 from fastpixel.backend import triton_interpreter_enabled
+from fastpixel.kernels._common import num_sms
 
 
 @triton.jit
@@ -43,11 +44,6 @@ def group_barrier(p_count, target, GRID_SYNC: tl.constexpr):
         tl.debug_barrier()
 
 
-def sm_count(device: torch.device) -> int:
-    """Streaming multiprocessors of a CUDA device (torch caches the properties: no sync)."""
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
 @functools.cache
 def cooperative_launch_supported() -> bool:
     """Whether this triton's CUDA backend takes ``launch_cooperative_grid`` (triton >= 3.3)."""
@@ -61,9 +57,10 @@ def cooperative_launch_supported() -> bool:
 def group_size(n_groups: int, chunks: int, device: torch.device, requested: int | None = None) -> int:
     """CTAs per scan. ``requested`` (tests) is taken as given, capped at ``chunks`` (the units are
     split by whole chunks); under the interpreter the default is 1; on a GPU, the largest power of
-    two <= chunks with n_groups * G <= the SM count (co-resident at one CTA per SM), else 1; also 1
-    when triton cannot launch cooperatively or ``FASTPIXEL_SCAN_GROUPS=0`` is set (the persistent
-    one-CTA-per-scan kernels only, e.g. to rule the group barrier out when debugging on a GPU)."""
+    two <= chunks with n_groups * G <= the SM count (``_common.num_sms``: co-resident at one CTA
+    per SM), else 1; also 1 when triton cannot launch cooperatively or ``FASTPIXEL_SCAN_GROUPS=0``
+    is set (the persistent one-CTA-per-scan kernels only, e.g. to rule the group barrier out when
+    debugging on a GPU)."""
     if requested is not None:
         if requested < 1:
             raise ValueError(f"CTAs per scan must be >= 1, got {requested}")
@@ -72,7 +69,7 @@ def group_size(n_groups: int, chunks: int, device: torch.device, requested: int 
         return 1
     if not cooperative_launch_supported():
         return 1
-    sms = sm_count(device)
+    sms = num_sms(device)
     g = 1
     while 2 * g <= chunks and n_groups * 2 * g <= sms:
         g *= 2

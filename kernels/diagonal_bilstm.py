@@ -40,20 +40,16 @@ import triton.language as tl
 from torch.utils.weak import WeakIdKeyDictionary
 
 from fastpixel.backend import triton_interpreter_enabled
-from fastpixel.kernels._common import cast_floating, register_autocast_rule
+from fastpixel.kernels._common import (
+    acc_dtype,
+    cast_floating,
+    check_int32_span,
+    num_sms,
+    register_autocast_rule,
+    sigmoid,
+    tanh,
+)
 from fastpixel.kernels._group_sync import group_barrier, group_size, launch_scan
-
-
-@triton.jit
-def _sigmoid(x):
-    return 1.0 / (1.0 + tl.exp(-x))
-
-
-@triton.jit
-def _tanh(x):
-    e = tl.exp(-2.0 * tl.abs(x))
-    t = (1.0 - e) / (1.0 + e)
-    return tl.where(x >= 0, t, -t)
 
 
 @triton.jit
@@ -103,8 +99,8 @@ def _fwd_direction_step(t, i_d, p_gin, p_wp, p_pre, p_c, p_h,
         b_pre_g = tl.load(p_gq + 3 * HID * s_g_c, mask=m_rn, other=0.0).to(ACC) + b_sg.to(ACC)
         b_cl = tl.load(p_c + (o_pix - o_col + o_left)[:, None] * HID + o_n[None, :],
                        mask=m_left_r[:, None] & m_n[None, :], other=0.0)
-        b_c = _sigmoid(b_pre_f) * b_cl + _sigmoid(b_pre_i) * _tanh(b_pre_g)
-        b_h = _sigmoid(b_pre_o) * _tanh(b_c)
+        b_c = sigmoid(b_pre_f) * b_cl + sigmoid(b_pre_i) * tanh(b_pre_g)
+        b_h = sigmoid(b_pre_o) * tanh(b_c)
         p_pre_pix = p_pre + o_pix[:, None] * 4 * HID + o_n[None, :]
         tl.store(p_pre_pix, b_pre_o, mask=m_rn)
         tl.store(p_pre_pix + HID, b_pre_f, mask=m_rn)
@@ -230,11 +226,11 @@ def _diagonal_bilstm_bwd_kernel(
             b_dh = tl.load(p_do, mask=m_out, other=0.0).to(ACC) + tl.trans(b_dht).to(ACC)  # [BR, BN]
             # the cell at (r, j), from its saved pre-activations and c
             p_pre_pix = p_pre + o_pix[:, None] * 4 * HID + o_k[None, :]
-            b_o = _sigmoid(tl.load(p_pre_pix, mask=m_rk, other=0.0))
-            b_f = _sigmoid(tl.load(p_pre_pix + HID, mask=m_rk, other=0.0))
-            b_i = _sigmoid(tl.load(p_pre_pix + 2 * HID, mask=m_rk, other=0.0))
-            b_g = _tanh(tl.load(p_pre_pix + 3 * HID, mask=m_rk, other=0.0))
-            b_tc = _tanh(tl.load(p_c + o_pix[:, None] * HID + o_k[None, :], mask=m_rk, other=0.0))
+            b_o = sigmoid(tl.load(p_pre_pix, mask=m_rk, other=0.0))
+            b_f = sigmoid(tl.load(p_pre_pix + HID, mask=m_rk, other=0.0))
+            b_i = sigmoid(tl.load(p_pre_pix + 2 * HID, mask=m_rk, other=0.0))
+            b_g = tanh(tl.load(p_pre_pix + 3 * HID, mask=m_rk, other=0.0))
+            b_tc = tanh(tl.load(p_c + o_pix[:, None] * HID + o_k[None, :], mask=m_rk, other=0.0))
             m_left = m_rk & (o_j >= 1)[:, None]
             b_cl = tl.load(p_c + (o_pix - o_col + o_left)[:, None] * HID + o_k[None, :], mask=m_left, other=0.0)
             b_dcf = tl.load(p_dcf + (o_pix - o_col + o_right)[:, None] * HID + o_k[None, :],
@@ -317,10 +313,6 @@ def _num_warps(block_k: int) -> int:
     return 8 if block_k >= 64 else 4
 
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 # packed weight layouts by weight tensor (dropped with it): {kind: (version key, packed)}
 _PACKED: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
@@ -390,7 +382,7 @@ def diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl, *, ctas_per_scan: in
     """
     batch, four_h, height, width = gates_lr.shape
     hidden = four_h // 4
-    acc = _acc_dtype(gates_lr.dtype)
+    acc = acc_dtype(gates_lr.dtype)
     device = gates_lr.device
     pre = torch.empty((2, batch, height, width, four_h), device=device, dtype=acc)
     c = torch.empty((2, batch, height, width, hidden), device=device, dtype=acc)
@@ -399,6 +391,9 @@ def diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl, *, ctas_per_scan: in
     gates_lr, gates_rl = _channels_last(gates_lr), _channels_last(gates_rl)
     if gates_rl.stride() != gates_lr.stride():  # the kernel takes one set of gate strides
         gates_lr, gates_rl = gates_lr.contiguous(), gates_rl.contiguous()
+    # int32 offsets inside an image (of the gates and of the saved maps, which span as much), int64 images
+    check_int32_span("diagonal_bilstm_scan", gates_lr)
+    check_int32_span("diagonal_bilstm_scan", gates_rl)
     block_r, block_k, block_n = _blocks(height, hidden)
     wp = _cached("fwd", w_lr, w_rl, (block_k, block_n), lambda: _pack_forward(w_lr, w_rl, block_k, block_n))
     chunks = triton.cdiv(hidden, block_n)
@@ -425,6 +420,7 @@ def diagonal_bilstm_backward(dout, pre, c, h, w_lr, w_rl, *, ctas_per_scan: int 
     """Launch the reverse scan and the weight-gradient GEMMs. Returns (dgates_lr, dw_lr, dgates_rl, dw_rl)."""
     _, batch, height, width, four_h = pre.shape
     hidden = four_h // 4
+    check_int32_span("diagonal_bilstm_scan", dout)
     device = dout.device
     dg = torch.empty((2, batch, height, width, four_h), device=device, dtype=dout.dtype)
     dcf = torch.empty((2, batch, height, width, hidden), device=device, dtype=c.dtype)  # dL/dc * f
@@ -465,11 +461,12 @@ def _state_weight_grad(dg: torch.Tensor, h: torch.Tensor, dtype: torch.dtype, *,
     block_p = 16 if interp else 64
     n_pix = batch * height * width
     tiles = triton.cdiv(four_h, block_g) * triton.cdiv(hidden, block_h) * 2
-    if split is None:  # >= 2 CTAs per SM of a 132-SM GPU, each reducing at least 4 pixel blocks
-        split = 1 if interp else max(1, min(triton.cdiv(n_pix, 4 * block_p), triton.cdiv(264, tiles)))
+    if split is None:  # >= 2 CTAs per SM, each reducing at least 4 pixel blocks
+        fill = triton.cdiv(2 * num_sms(dg.device), tiles)
+        split = 1 if interp else max(1, min(triton.cdiv(n_pix, 4 * block_p), fill))
     chunk = triton.cdiv(triton.cdiv(n_pix, split), block_p) * block_p
     split = triton.cdiv(n_pix, chunk)
-    partial = torch.empty((split, 2, four_h, hidden, 2), device=dg.device, dtype=_acc_dtype(dg.dtype))
+    partial = torch.empty((split, 2, four_h, hidden, 2), device=dg.device, dtype=acc_dtype(dg.dtype))
     _diagonal_bilstm_wgrad_kernel[(tiles // 2, 2, split)](
         dg, h, partial,
         batch, height, width, hidden, chunk,
@@ -499,7 +496,7 @@ def diagonal_bilstm_scan_forward(
 @diagonal_bilstm_scan_forward.register_fake
 def _(gates_lr, w_lr, gates_rl, w_rl):
     batch, four_h, height, width = gates_lr.shape
-    acc = _acc_dtype(gates_lr.dtype)
+    acc = acc_dtype(gates_lr.dtype)
     out = gates_lr.new_empty((batch, height, width, four_h // 4)).permute(0, 3, 1, 2)
     pre = gates_lr.new_empty((2, batch, height, width, four_h), dtype=acc)
     c = gates_lr.new_empty((2, batch, height, width, four_h // 4), dtype=acc)

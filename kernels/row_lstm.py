@@ -50,7 +50,17 @@ import triton.language as tl
 from torch.utils.weak import WeakIdKeyDictionary
 
 from fastpixel.backend import triton_interpreter_enabled
-from fastpixel.kernels._common import cast_floating, register_autocast_rule
+from fastpixel.kernels._common import (
+    acc_dtype,
+    cast_floating,
+    check_int32_span,
+    dot_precision,
+    num_sms,
+    register_autocast_rule,
+    sigmoid,
+    tanh,
+    tl_dtype,
+)
 from fastpixel.kernels._group_sync import group_barrier, group_size, launch_scan
 
 # The state stays in registers (and the 12 (BH, BH) weight slices are loaded once, before the row
@@ -62,23 +72,17 @@ _RESIDENT_MAX_WIDTH = 32
 
 
 @triton.jit
-def _tanh(x):
-    # tanh(x) = 2 sigmoid(2x) - 1: core triton.language has no tanh (only the per-backend libdevice)
-    return 2.0 * tl.sigmoid(2.0 * x) - 1.0
-
-
-@triton.jit
-def _load_w(p_w, o_v, o_u, m_vu, gate, k, HID, stride_wo, stride_wi, stride_wk):
+def _load_w(p_w, o_v, o_u, m_vu, gate, k, HID, s_w_o, s_w_i, s_w_k):
     # [BH(v), BH(u)] = state_weight[gate*HID + u, v, 0, k]
-    p = p_w + (gate * HID + o_u[None, :]) * stride_wo + o_v[:, None] * stride_wi + k * stride_wk
-    return tl.load(p, mask=m_vu, other=0.0)
+    p_w_blk = p_w + (gate * HID + o_u[None, :]) * s_w_o + o_v[:, None] * s_w_i + k * s_w_k
+    return tl.load(p_w_blk, mask=m_vu, other=0.0)
 
 
 @triton.jit
-def _load_w3(p_w, o_v, o_u, m_vu, gate, HID, stride_wo, stride_wi, stride_wk):
-    b_w0 = _load_w(p_w, o_v, o_u, m_vu, gate, 0, HID, stride_wo, stride_wi, stride_wk)
-    b_w1 = _load_w(p_w, o_v, o_u, m_vu, gate, 1, HID, stride_wo, stride_wi, stride_wk)
-    b_w2 = _load_w(p_w, o_v, o_u, m_vu, gate, 2, HID, stride_wo, stride_wi, stride_wk)
+def _load_w3(p_w, o_v, o_u, m_vu, gate, HID, s_w_o, s_w_i, s_w_k):
+    b_w0 = _load_w(p_w, o_v, o_u, m_vu, gate, 0, HID, s_w_o, s_w_i, s_w_k)
+    b_w1 = _load_w(p_w, o_v, o_u, m_vu, gate, 1, HID, s_w_o, s_w_i, s_w_k)
+    b_w2 = _load_w(p_w, o_v, o_u, m_vu, gate, 2, HID, s_w_o, s_w_i, s_w_k)
     return b_w0, b_w1, b_w2
 
 
@@ -103,16 +107,16 @@ def _conv3_t(b_dao, b_daf, b_dai, b_dag, b_wo, b_wf, b_wi, b_wg, PRECISION: tl.c
 
 @triton.jit
 def _row_lstm_fwd_kernel(
-    x_ptr, w_ptr, h_ptr, c_ptr,
+    p_x, p_w, p_h, p_c,
     H, W, HID,
-    stride_xb, stride_xc, stride_xh, stride_xw,
-    stride_wo, stride_wi, stride_wk,
-    stride_hb, stride_hc, stride_hh, stride_hw,
+    s_x_b, s_x_c, s_x_h, s_x_w,
+    s_w_o, s_w_i, s_w_k,
+    s_h_b, s_h_c, s_h_h, s_h_w,
     BW: tl.constexpr, BH: tl.constexpr, RESIDENT: tl.constexpr,
     ACC: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    i_b = tl.program_id(0)
-    DOT = w_ptr.dtype.element_ty
+    i_b = tl.program_id(0).to(tl.int64)
+    DOT = p_w.dtype.element_ty
     o_j = tl.arange(0, BW)
     o_u = tl.arange(0, BH)
     m_j = o_j < W
@@ -123,58 +127,62 @@ def _row_lstm_fwd_kernel(
     b_sl = (o_j[None, :] == o_j[:, None] - 1).to(DOT)  # [BW, BW]
     b_sr = (o_j[None, :] == o_j[:, None] + 1).to(DOT)  # [BW, BW]
 
-    o_x = i_b * stride_xb + o_j[:, None] * stride_xw + o_u[None, :] * stride_xc  # [BW, BH]
-    o_h = i_b * stride_hb + o_j[:, None] * stride_hw + o_u[None, :] * stride_hc  # [BW, BH]
+    # this image's planes (int64 image offset; offsets inside an image are int32: check_int32_span)
+    p_x += i_b * s_x_b
+    p_h += i_b * s_h_b
+    p_c += i_b * s_h_b  # c has h's strides
+    o_x = o_j[:, None] * s_x_w + o_u[None, :] * s_x_c  # [BW, BH]
+    o_h = o_j[:, None] * s_h_w + o_u[None, :] * s_h_c  # [BW, BH]
     if RESIDENT:
-        b_w0o, b_w1o, b_w2o = _load_w3(w_ptr, o_u, o_u, m_vu, 0, HID, stride_wo, stride_wi, stride_wk)
-        b_w0f, b_w1f, b_w2f = _load_w3(w_ptr, o_u, o_u, m_vu, 1, HID, stride_wo, stride_wi, stride_wk)
-        b_w0i, b_w1i, b_w2i = _load_w3(w_ptr, o_u, o_u, m_vu, 2, HID, stride_wo, stride_wi, stride_wk)
-        b_w0g, b_w1g, b_w2g = _load_w3(w_ptr, o_u, o_u, m_vu, 3, HID, stride_wo, stride_wi, stride_wk)
+        b_w0o, b_w1o, b_w2o = _load_w3(p_w, o_u, o_u, m_vu, 0, HID, s_w_o, s_w_i, s_w_k)
+        b_w0f, b_w1f, b_w2f = _load_w3(p_w, o_u, o_u, m_vu, 1, HID, s_w_o, s_w_i, s_w_k)
+        b_w0i, b_w1i, b_w2i = _load_w3(p_w, o_u, o_u, m_vu, 2, HID, s_w_o, s_w_i, s_w_k)
+        b_w0g, b_w1g, b_w2g = _load_w3(p_w, o_u, o_u, m_vu, 3, HID, s_w_o, s_w_i, s_w_k)
 
     b_h = tl.zeros([BW, BH], dtype=ACC)
     b_c = tl.zeros([BW, BH], dtype=ACC)
     for i in range(0, H):
         if not RESIDENT:
-            b_w0o, b_w1o, b_w2o = _load_w3(w_ptr, o_u, o_u, m_vu, 0, HID, stride_wo, stride_wi, stride_wk)
-            b_w0f, b_w1f, b_w2f = _load_w3(w_ptr, o_u, o_u, m_vu, 1, HID, stride_wo, stride_wi, stride_wk)
-            b_w0i, b_w1i, b_w2i = _load_w3(w_ptr, o_u, o_u, m_vu, 2, HID, stride_wo, stride_wi, stride_wk)
-            b_w0g, b_w1g, b_w2g = _load_w3(w_ptr, o_u, o_u, m_vu, 3, HID, stride_wo, stride_wi, stride_wk)
+            b_w0o, b_w1o, b_w2o = _load_w3(p_w, o_u, o_u, m_vu, 0, HID, s_w_o, s_w_i, s_w_k)
+            b_w0f, b_w1f, b_w2f = _load_w3(p_w, o_u, o_u, m_vu, 1, HID, s_w_o, s_w_i, s_w_k)
+            b_w0i, b_w1i, b_w2i = _load_w3(p_w, o_u, o_u, m_vu, 2, HID, s_w_o, s_w_i, s_w_k)
+            b_w0g, b_w1g, b_w2g = _load_w3(p_w, o_u, o_u, m_vu, 3, HID, s_w_o, s_w_i, s_w_k)
         b_hm = b_h.to(DOT)  # [BW, BH] h_{i-1} at column j
         b_hl = tl.dot(b_sl, b_hm, input_precision=PRECISION).to(DOT)  # at j-1 (exact: one 1.0 per row)
         b_hr = tl.dot(b_sr, b_hm, input_precision=PRECISION).to(DOT)  # at j+1
 
-        p_x = x_ptr + o_x + i * stride_xh
-        b_ao = tl.load(p_x + 0 * HID * stride_xc, mask=m_ju, other=0.0).to(ACC)
-        b_af = tl.load(p_x + 1 * HID * stride_xc, mask=m_ju, other=0.0).to(ACC)
-        b_ai = tl.load(p_x + 2 * HID * stride_xc, mask=m_ju, other=0.0).to(ACC)
-        b_ag = tl.load(p_x + 3 * HID * stride_xc, mask=m_ju, other=0.0).to(ACC)
+        p_x_row = p_x + o_x + i * s_x_h
+        b_ao = tl.load(p_x_row + 0 * HID * s_x_c, mask=m_ju, other=0.0).to(ACC)
+        b_af = tl.load(p_x_row + 1 * HID * s_x_c, mask=m_ju, other=0.0).to(ACC)
+        b_ai = tl.load(p_x_row + 2 * HID * s_x_c, mask=m_ju, other=0.0).to(ACC)
+        b_ag = tl.load(p_x_row + 3 * HID * s_x_c, mask=m_ju, other=0.0).to(ACC)
         b_ao += _conv3(b_hl, b_hm, b_hr, b_w0o, b_w1o, b_w2o, PRECISION).to(ACC)
         b_af += _conv3(b_hl, b_hm, b_hr, b_w0f, b_w1f, b_w2f, PRECISION).to(ACC)
         b_ai += _conv3(b_hl, b_hm, b_hr, b_w0i, b_w1i, b_w2i, PRECISION).to(ACC)
         b_ag += _conv3(b_hl, b_hm, b_hr, b_w0g, b_w1g, b_w2g, PRECISION).to(ACC)
 
-        b_c = tl.sigmoid(b_af) * b_c + tl.sigmoid(b_ai) * _tanh(b_ag)
+        b_c = sigmoid(b_af) * b_c + sigmoid(b_ai) * tanh(b_ag)
         # padded columns/units must keep h = 0 (they feed column W-1's conv): c = 0 gives h = 0 there
         b_c = tl.where(m_ju, b_c, 0.0)
-        b_h = tl.sigmoid(b_ao) * _tanh(b_c)
-        tl.store(h_ptr + o_h + i * stride_hh, b_h.to(h_ptr.dtype.element_ty), mask=m_ju)
-        tl.store(c_ptr + o_h + i * stride_hh, b_c.to(c_ptr.dtype.element_ty), mask=m_ju)
+        b_h = sigmoid(b_ao) * tanh(b_c)
+        tl.store(p_h + o_h + i * s_h_h, b_h.to(p_h.dtype.element_ty), mask=m_ju)
+        tl.store(p_c + o_h + i * s_h_h, b_c.to(p_c.dtype.element_ty), mask=m_ju)
 
 
 @triton.jit
 def _row_lstm_bwd_kernel(
-    x_ptr, w_ptr, h_ptr, c_ptr, dh_ptr, dx_ptr,
+    p_x, p_w, p_h, p_c, p_dh, p_dx,
     H, W, HID,
-    stride_xb, stride_xc, stride_xh, stride_xw,
-    stride_wo, stride_wi, stride_wk,
-    stride_hb, stride_hc, stride_hh, stride_hw,
-    stride_dhb, stride_dhc, stride_dhh, stride_dhw,
-    stride_dxb, stride_dxc, stride_dxh, stride_dxw,
+    s_x_b, s_x_c, s_x_h, s_x_w,
+    s_w_o, s_w_i, s_w_k,
+    s_h_b, s_h_c, s_h_h, s_h_w,
+    s_dh_b, s_dh_c, s_dh_h, s_dh_w,
+    s_dx_b, s_dx_c, s_dx_h, s_dx_w,
     BW: tl.constexpr, BH: tl.constexpr, RESIDENT: tl.constexpr,
     ACC: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    i_b = tl.program_id(0)
-    DOT = w_ptr.dtype.element_ty
+    i_b = tl.program_id(0).to(tl.int64)
+    DOT = p_w.dtype.element_ty
     o_j = tl.arange(0, BW)
     o_u = tl.arange(0, BH)
     m_j = o_j < W
@@ -186,59 +194,65 @@ def _row_lstm_bwd_kernel(
     b_sl = (o_j[None, :] == o_j[:, None] - 1).to(ACC)  # [BW, BW]
     b_sr = (o_j[None, :] == o_j[:, None] + 1).to(ACC)  # [BW, BW]
 
-    o_x = i_b * stride_xb + o_j[:, None] * stride_xw + o_u[None, :] * stride_xc  # [BW, BH]
-    o_h = i_b * stride_hb + o_j[:, None] * stride_hw + o_u[None, :] * stride_hc  # [BW, BH]
-    o_dh = i_b * stride_dhb + o_j[:, None] * stride_dhw + o_u[None, :] * stride_dhc  # [BW, BH]
-    o_dx = i_b * stride_dxb + o_j[:, None] * stride_dxw + o_u[None, :] * stride_dxc  # [BW, BH]
+    # this image's planes (int64 image offset; offsets inside an image are int32: check_int32_span)
+    p_x += i_b * s_x_b
+    p_h += i_b * s_h_b
+    p_c += i_b * s_h_b  # c has h's strides
+    p_dh += i_b * s_dh_b
+    p_dx += i_b * s_dx_b
+    o_x = o_j[:, None] * s_x_w + o_u[None, :] * s_x_c  # [BW, BH]
+    o_h = o_j[:, None] * s_h_w + o_u[None, :] * s_h_c  # [BW, BH]
+    o_dh = o_j[:, None] * s_dh_w + o_u[None, :] * s_dh_c  # [BW, BH]
+    o_dx = o_j[:, None] * s_dx_w + o_u[None, :] * s_dx_c  # [BW, BH]
     if RESIDENT:
-        b_w0o, b_w1o, b_w2o = _load_w3(w_ptr, o_u, o_u, m_vu, 0, HID, stride_wo, stride_wi, stride_wk)
-        b_w0f, b_w1f, b_w2f = _load_w3(w_ptr, o_u, o_u, m_vu, 1, HID, stride_wo, stride_wi, stride_wk)
-        b_w0i, b_w1i, b_w2i = _load_w3(w_ptr, o_u, o_u, m_vu, 2, HID, stride_wo, stride_wi, stride_wk)
-        b_w0g, b_w1g, b_w2g = _load_w3(w_ptr, o_u, o_u, m_vu, 3, HID, stride_wo, stride_wi, stride_wk)
+        b_w0o, b_w1o, b_w2o = _load_w3(p_w, o_u, o_u, m_vu, 0, HID, s_w_o, s_w_i, s_w_k)
+        b_w0f, b_w1f, b_w2f = _load_w3(p_w, o_u, o_u, m_vu, 1, HID, s_w_o, s_w_i, s_w_k)
+        b_w0i, b_w1i, b_w2i = _load_w3(p_w, o_u, o_u, m_vu, 2, HID, s_w_o, s_w_i, s_w_k)
+        b_w0g, b_w1g, b_w2g = _load_w3(p_w, o_u, o_u, m_vu, 3, HID, s_w_o, s_w_i, s_w_k)
 
     b_dh_rec = tl.zeros([BW, BH], dtype=ACC)  # conv1d^T of row i+1's d gates
     b_dc = tl.zeros([BW, BH], dtype=ACC)  # dc_i carried from row i+1 (times f_{i+1})
     for t in range(0, H):
         i = H - 1 - t
         if not RESIDENT:
-            b_w0o, b_w1o, b_w2o = _load_w3(w_ptr, o_u, o_u, m_vu, 0, HID, stride_wo, stride_wi, stride_wk)
-            b_w0f, b_w1f, b_w2f = _load_w3(w_ptr, o_u, o_u, m_vu, 1, HID, stride_wo, stride_wi, stride_wk)
-            b_w0i, b_w1i, b_w2i = _load_w3(w_ptr, o_u, o_u, m_vu, 2, HID, stride_wo, stride_wi, stride_wk)
-            b_w0g, b_w1g, b_w2g = _load_w3(w_ptr, o_u, o_u, m_vu, 3, HID, stride_wo, stride_wi, stride_wk)
+            b_w0o, b_w1o, b_w2o = _load_w3(p_w, o_u, o_u, m_vu, 0, HID, s_w_o, s_w_i, s_w_k)
+            b_w0f, b_w1f, b_w2f = _load_w3(p_w, o_u, o_u, m_vu, 1, HID, s_w_o, s_w_i, s_w_k)
+            b_w0i, b_w1i, b_w2i = _load_w3(p_w, o_u, o_u, m_vu, 2, HID, s_w_o, s_w_i, s_w_k)
+            b_w0g, b_w1g, b_w2g = _load_w3(p_w, o_u, o_u, m_vu, 3, HID, s_w_o, s_w_i, s_w_k)
         # recompute the pre-activations of row i from the saved h_{i-1} (independent of the chain)
         m_prev = tl.full([BW, BH], i, dtype=tl.int32) > 0  # [BW, BH] row i-1 exists
-        p_hp = h_ptr + o_h + (i - 1) * stride_hh
-        b_hm = tl.load(p_hp, mask=m_ju & m_prev, other=0.0).to(DOT)  # [BW, BH]
-        b_hl = tl.load(p_hp - stride_hw, mask=m_jl & m_prev, other=0.0).to(DOT)
-        b_hr = tl.load(p_hp + stride_hw, mask=m_jr & m_prev, other=0.0).to(DOT)
-        p_x = x_ptr + o_x + i * stride_xh
-        b_ao = tl.load(p_x + 0 * HID * stride_xc, mask=m_ju, other=0.0).to(ACC)
-        b_af = tl.load(p_x + 1 * HID * stride_xc, mask=m_ju, other=0.0).to(ACC)
-        b_ai = tl.load(p_x + 2 * HID * stride_xc, mask=m_ju, other=0.0).to(ACC)
-        b_ag = tl.load(p_x + 3 * HID * stride_xc, mask=m_ju, other=0.0).to(ACC)
-        b_o = tl.sigmoid(b_ao + _conv3(b_hl, b_hm, b_hr, b_w0o, b_w1o, b_w2o, PRECISION).to(ACC))
-        b_f = tl.sigmoid(b_af + _conv3(b_hl, b_hm, b_hr, b_w0f, b_w1f, b_w2f, PRECISION).to(ACC))
-        b_i = tl.sigmoid(b_ai + _conv3(b_hl, b_hm, b_hr, b_w0i, b_w1i, b_w2i, PRECISION).to(ACC))
-        b_g = _tanh(b_ag + _conv3(b_hl, b_hm, b_hr, b_w0g, b_w1g, b_w2g, PRECISION).to(ACC))
-        b_c = tl.load(c_ptr + o_h + i * stride_hh, mask=m_ju, other=0.0).to(ACC)
-        b_cp = tl.load(c_ptr + o_h + (i - 1) * stride_hh, mask=m_ju & m_prev, other=0.0).to(ACC)
+        p_h_prev = p_h + o_h + (i - 1) * s_h_h
+        b_hm = tl.load(p_h_prev, mask=m_ju & m_prev, other=0.0).to(DOT)  # [BW, BH]
+        b_hl = tl.load(p_h_prev - s_h_w, mask=m_jl & m_prev, other=0.0).to(DOT)
+        b_hr = tl.load(p_h_prev + s_h_w, mask=m_jr & m_prev, other=0.0).to(DOT)
+        p_x_row = p_x + o_x + i * s_x_h
+        b_ao = tl.load(p_x_row + 0 * HID * s_x_c, mask=m_ju, other=0.0).to(ACC)
+        b_af = tl.load(p_x_row + 1 * HID * s_x_c, mask=m_ju, other=0.0).to(ACC)
+        b_ai = tl.load(p_x_row + 2 * HID * s_x_c, mask=m_ju, other=0.0).to(ACC)
+        b_ag = tl.load(p_x_row + 3 * HID * s_x_c, mask=m_ju, other=0.0).to(ACC)
+        b_o = sigmoid(b_ao + _conv3(b_hl, b_hm, b_hr, b_w0o, b_w1o, b_w2o, PRECISION).to(ACC))
+        b_f = sigmoid(b_af + _conv3(b_hl, b_hm, b_hr, b_w0f, b_w1f, b_w2f, PRECISION).to(ACC))
+        b_i = sigmoid(b_ai + _conv3(b_hl, b_hm, b_hr, b_w0i, b_w1i, b_w2i, PRECISION).to(ACC))
+        b_g = tanh(b_ag + _conv3(b_hl, b_hm, b_hr, b_w0g, b_w1g, b_w2g, PRECISION).to(ACC))
+        b_c = tl.load(p_c + o_h + i * s_h_h, mask=m_ju, other=0.0).to(ACC)
+        b_cp = tl.load(p_c + o_h + (i - 1) * s_h_h, mask=m_ju & m_prev, other=0.0).to(ACC)
 
         # the chain: dh_i -> d gates_i -> (dc_{i-1}, dh_{i-1})
-        b_dh = tl.load(dh_ptr + o_dh + i * stride_dhh, mask=m_ju, other=0.0).to(ACC) + b_dh_rec
+        b_dh = tl.load(p_dh + o_dh + i * s_dh_h, mask=m_ju, other=0.0).to(ACC) + b_dh_rec
         b_dh = tl.where(m_ju, b_dh, 0.0)
-        b_tc = _tanh(b_c)
+        b_tc = tanh(b_c)
         b_dc = tl.where(m_ju, b_dc + b_dh * b_o * (1.0 - b_tc * b_tc), 0.0)
         b_dao = b_dh * b_tc * b_o * (1.0 - b_o)
         b_daf = b_dc * b_cp * b_f * (1.0 - b_f)
         b_dai = b_dc * b_g * b_i * (1.0 - b_i)
         b_dag = b_dc * b_i * (1.0 - b_g * b_g)
         b_dc = b_dc * b_f
-        p_dx = dx_ptr + o_dx + i * stride_dxh
-        DX = dx_ptr.dtype.element_ty
-        tl.store(p_dx + 0 * HID * stride_dxc, b_dao.to(DX), mask=m_ju)
-        tl.store(p_dx + 1 * HID * stride_dxc, b_daf.to(DX), mask=m_ju)
-        tl.store(p_dx + 2 * HID * stride_dxc, b_dai.to(DX), mask=m_ju)
-        tl.store(p_dx + 3 * HID * stride_dxc, b_dag.to(DX), mask=m_ju)
+        p_dx_row = p_dx + o_dx + i * s_dx_h
+        DX = p_dx.dtype.element_ty
+        tl.store(p_dx_row + 0 * HID * s_dx_c, b_dao.to(DX), mask=m_ju)
+        tl.store(p_dx_row + 1 * HID * s_dx_c, b_daf.to(DX), mask=m_ju)
+        tl.store(p_dx_row + 2 * HID * s_dx_c, b_dai.to(DX), mask=m_ju)
+        tl.store(p_dx_row + 3 * HID * s_dx_c, b_dag.to(DX), mask=m_ju)
 
         # dh_{i-1}[j] = Q0[j+1] + Q1[j] + Q2[j-1],  Qk = sum_X d gates_X @ W_kX^T
         b_dao, b_daf, b_dai, b_dag = b_dao.to(DOT), b_daf.to(DOT), b_dai.to(DOT), b_dag.to(DOT)
@@ -258,9 +272,9 @@ def _split_gates(b_s, BJ: tl.constexpr, BU: tl.constexpr):
 
 
 @triton.jit
-def _state_conv_gates(wp_ptr, hs_ptr, o_hs_row, o_j, m_j, m_prev, ch, HID, W, NCH, KP,
-                      BJ: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr, PRECISION: tl.constexpr,
-                      CACHE: tl.constexpr):
+def _state_conv_gates(p_wp, p_hs, o_hs_row, o_j, m_j, m_prev, ch, HID, W, NCH, KP,
+                      BJ: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr, ACC: tl.constexpr,
+                      PRECISION: tl.constexpr, CACHE: tl.constexpr):
     # [BJ, 4*BU] = conv1d(h_{i-1}, K^ss) for the four gates of hidden units ch*BU .. ch*BU + BU,
     # column u*4 + gate: per BK-chunk of h_{i-1}, one dot per tap over all four gates. h_{i-1} is
     # read from the channels-last state map hs (row offset o_hs_row, written by the previous row,
@@ -272,27 +286,27 @@ def _state_conv_gates(wp_ptr, hs_ptr, o_hs_row, o_j, m_j, m_prev, ch, HID, W, NC
     m_jm = m_prev & m_j
     m_jr = m_prev & (o_j + 1 < W)  # column j+1 exists
     TAP = NCH * KP * 4 * BU
-    b_s = tl.zeros([BJ, 4 * BU], dtype=tl.float32 if hs_ptr.dtype.element_ty != tl.float64 else tl.float64)
+    b_s = tl.zeros([BJ, 4 * BU], dtype=ACC)
     for v0 in range(0, HID, BK):
         o_v = v0 + o_k
         m_v = o_v < HID
-        p_h = hs_ptr + o_hs_row + o_j[:, None] * HID + o_v[None, :]  # [BJ, BK]
-        b_hl = tl.load(p_h - HID, mask=m_jl[:, None] & m_v[None, :], other=0.0, cache_modifier=CACHE)
-        b_hm = tl.load(p_h, mask=m_jm[:, None] & m_v[None, :], other=0.0, cache_modifier=CACHE)
-        b_hr = tl.load(p_h + HID, mask=m_jr[:, None] & m_v[None, :], other=0.0, cache_modifier=CACHE)
-        p_w = wp_ptr + (ch * KP + o_v[:, None]) * (4 * BU) + o_q[None, :]  # [BK, 4*BU] tap 0, contiguous
-        b_s += tl.dot(b_hl, tl.load(p_w), input_precision=PRECISION)
-        b_s += tl.dot(b_hm, tl.load(p_w + TAP), input_precision=PRECISION)
-        b_s += tl.dot(b_hr, tl.load(p_w + 2 * TAP), input_precision=PRECISION)
+        p_h_blk = p_hs + o_hs_row + o_j[:, None] * HID + o_v[None, :]  # [BJ, BK]
+        b_hl = tl.load(p_h_blk - HID, mask=m_jl[:, None] & m_v[None, :], other=0.0, cache_modifier=CACHE)
+        b_hm = tl.load(p_h_blk, mask=m_jm[:, None] & m_v[None, :], other=0.0, cache_modifier=CACHE)
+        b_hr = tl.load(p_h_blk + HID, mask=m_jr[:, None] & m_v[None, :], other=0.0, cache_modifier=CACHE)
+        p_w_blk = p_wp + (ch * KP + o_v[:, None]) * (4 * BU) + o_q[None, :]  # [BK, 4*BU] tap 0, contiguous
+        b_s += tl.dot(b_hl, tl.load(p_w_blk), input_precision=PRECISION)
+        b_s += tl.dot(b_hm, tl.load(p_w_blk + TAP), input_precision=PRECISION)
+        b_s += tl.dot(b_hr, tl.load(p_w_blk + 2 * TAP), input_precision=PRECISION)
     return b_s
 
 
 @triton.jit
 def _row_lstm_fwd_tiled_kernel(
-    x_ptr, wp_ptr, h_ptr, c_ptr, hs_ptr, count_ptr,
+    p_x, p_wp, p_h, p_c, p_hs, p_count,
     H, W, HID, NCH, KP, NCG, G,
-    stride_xb, stride_xc, stride_xh, stride_xw,
-    stride_hb, stride_hc, stride_hh, stride_hw,
+    s_x_b, s_x_c, s_x_h, s_x_w,
+    s_h_b, s_h_c, s_h_h, s_h_w,
     T_BEGIN, T_END,
     BJ: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr,
     ACC: tl.constexpr, PRECISION: tl.constexpr, GRID_SYNC: tl.constexpr, CACHE: tl.constexpr,
@@ -316,36 +330,37 @@ def _row_lstm_fwd_tiled_kernel(
             o_j = j0 + tl.arange(0, BJ)
             m_j = o_j < W
             for ch in range(ch_begin, ch_end):
-                b_s = _state_conv_gates(wp_ptr, hs_ptr, o_hs_row, o_j, m_j, m_prev, ch, HID, W, NCH, KP,
-                                        BJ, BU, BK, PRECISION, CACHE)
+                b_s = _state_conv_gates(p_wp, p_hs, o_hs_row, o_j, m_j, m_prev, ch, HID, W, NCH, KP,
+                                        BJ, BU, BK, ACC, PRECISION, CACHE)
                 b_so, b_sf, b_si, b_sg = _split_gates(b_s, BJ, BU)
                 o_n = ch * BU + o_u
                 m_jn = m_j[:, None] & (o_n < HID)[None, :]  # [BJ, BU]
-                p_x = x_ptr + i_b * stride_xb + i * stride_xh + o_j[:, None] * stride_xw + o_n[None, :] * stride_xc
-                b_ao = tl.load(p_x + 0 * HID * stride_xc, mask=m_jn, other=0.0).to(ACC) + b_so.to(ACC)
-                b_af = tl.load(p_x + 1 * HID * stride_xc, mask=m_jn, other=0.0).to(ACC) + b_sf.to(ACC)
-                b_ai = tl.load(p_x + 2 * HID * stride_xc, mask=m_jn, other=0.0).to(ACC) + b_si.to(ACC)
-                b_ag = tl.load(p_x + 3 * HID * stride_xc, mask=m_jn, other=0.0).to(ACC) + b_sg.to(ACC)
-                o_hc = i_b * stride_hb + o_j[:, None] * stride_hw + o_n[None, :] * stride_hc  # [BJ, BU]
-                b_cp = tl.load(c_ptr + o_hc + (i - 1) * stride_hh, mask=m_jn & m_prev[:, None], other=0.0,
+                p_x_blk = p_x + i_b * s_x_b + i * s_x_h + o_j[:, None] * s_x_w + o_n[None, :] * s_x_c
+                b_ao = tl.load(p_x_blk + 0 * HID * s_x_c, mask=m_jn, other=0.0).to(ACC) + b_so.to(ACC)
+                b_af = tl.load(p_x_blk + 1 * HID * s_x_c, mask=m_jn, other=0.0).to(ACC) + b_sf.to(ACC)
+                b_ai = tl.load(p_x_blk + 2 * HID * s_x_c, mask=m_jn, other=0.0).to(ACC) + b_si.to(ACC)
+                b_ag = tl.load(p_x_blk + 3 * HID * s_x_c, mask=m_jn, other=0.0).to(ACC) + b_sg.to(ACC)
+                # int64 (i_b): rebasing p_h / p_c per image instead costs this kernel a register (sm_90)
+                o_hc = i_b * s_h_b + o_j[:, None] * s_h_w + o_n[None, :] * s_h_c  # [BJ, BU]
+                b_cp = tl.load(p_c + o_hc + (i - 1) * s_h_h, mask=m_jn & m_prev[:, None], other=0.0,
                                cache_modifier=".cg").to(ACC)
-                b_c = tl.sigmoid(b_af) * b_cp + tl.sigmoid(b_ai) * _tanh(b_ag)
-                b_h = tl.sigmoid(b_ao) * _tanh(b_c)
-                tl.store(h_ptr + o_hc + i * stride_hh, b_h.to(h_ptr.dtype.element_ty), mask=m_jn)
-                tl.store(c_ptr + o_hc + i * stride_hh, b_c.to(c_ptr.dtype.element_ty), mask=m_jn)
-                p_hs = hs_ptr + o_hs_row + W * HID + o_j[:, None] * HID + o_n[None, :]
-                tl.store(p_hs, b_h.to(hs_ptr.dtype.element_ty), mask=m_jn)
-        group_barrier(count_ptr + i_b, (i + 1) * G, GRID_SYNC)
+                b_c = sigmoid(b_af) * b_cp + sigmoid(b_ai) * tanh(b_ag)
+                b_h = sigmoid(b_ao) * tanh(b_c)
+                tl.store(p_h + o_hc + i * s_h_h, b_h.to(p_h.dtype.element_ty), mask=m_jn)
+                tl.store(p_c + o_hc + i * s_h_h, b_c.to(p_c.dtype.element_ty), mask=m_jn)
+                p_hs_blk = p_hs + o_hs_row + W * HID + o_j[:, None] * HID + o_n[None, :]
+                tl.store(p_hs_blk, b_h.to(p_hs.dtype.element_ty), mask=m_jn)
+        group_barrier(p_count + i_b, (i + 1) * G, GRID_SYNC)
 
 
 @triton.jit
 def _row_lstm_bwd_tiled_kernel(
-    x_ptr, wp_ptr, wt_ptr, hs_ptr, c_ptr, dh_ptr, dx_ptr, dc_ptr, dgs_ptr, count_ptr,
+    p_x, p_wp, p_wt, p_hs, p_c, p_dh, p_dx, p_dc, p_dgs, p_count,
     B, H, W, HID, NCH, KP, NCG, G,
-    stride_xb, stride_xc, stride_xh, stride_xw,
-    stride_cb, stride_cc, stride_ch, stride_cw,
-    stride_dhb, stride_dhc, stride_dhh, stride_dhw,
-    stride_dxb, stride_dxc, stride_dxh, stride_dxw,
+    s_x_b, s_x_c, s_x_h, s_x_w,
+    s_c_b, s_c_c, s_c_h, s_c_w,
+    s_dh_b, s_dh_c, s_dh_h, s_dh_w,
+    s_dx_b, s_dx_c, s_dx_h, s_dx_w,
     T_BEGIN, T_END,
     BJ: tl.constexpr, BU: tl.constexpr, BK: tl.constexpr,
     ACC: tl.constexpr, PRECISION: tl.constexpr, GRID_SYNC: tl.constexpr, CACHE: tl.constexpr,
@@ -358,6 +373,11 @@ def _row_lstm_bwd_tiled_kernel(
     # group barrier ends every row.
     i_b = tl.program_id(0).to(tl.int64)
     i_g = tl.program_id(1)
+    # this image's planes (int64 image offset; offsets inside an image are int32: check_int32_span)
+    p_x += i_b * s_x_b
+    p_c += i_b * s_c_b
+    p_dh += i_b * s_dh_b
+    p_dx += i_b * s_dx_b
     ch_begin = i_g * NCG
     ch_end = tl.minimum(ch_begin + NCG, NCH)
     o_u = tl.arange(0, BU)
@@ -378,16 +398,16 @@ def _row_lstm_bwd_tiled_kernel(
             m_j = o_j < W
             for ch in range(ch_begin, ch_end):
                 # recompute row i's pre-activations from the saved h_{i-1}
-                b_s = _state_conv_gates(wp_ptr, hs_ptr, o_hs_row, o_j, m_j, m_prev, ch, HID, W, NCH, KP,
-                                        BJ, BU, BK, PRECISION, "")
+                b_s = _state_conv_gates(p_wp, p_hs, o_hs_row, o_j, m_j, m_prev, ch, HID, W, NCH, KP,
+                                        BJ, BU, BK, ACC, PRECISION, "")
                 b_so, b_sf, b_si, b_sg = _split_gates(b_s, BJ, BU)
                 o_n = ch * BU + o_u
                 m_jn = m_j[:, None] & (o_n < HID)[None, :]  # [BJ, BU]
-                p_x = x_ptr + i_b * stride_xb + i * stride_xh + o_j[:, None] * stride_xw + o_n[None, :] * stride_xc
-                b_o = tl.sigmoid(tl.load(p_x + 0 * HID * stride_xc, mask=m_jn, other=0.0).to(ACC) + b_so.to(ACC))
-                b_f = tl.sigmoid(tl.load(p_x + 1 * HID * stride_xc, mask=m_jn, other=0.0).to(ACC) + b_sf.to(ACC))
-                b_i = tl.sigmoid(tl.load(p_x + 2 * HID * stride_xc, mask=m_jn, other=0.0).to(ACC) + b_si.to(ACC))
-                b_g = _tanh(tl.load(p_x + 3 * HID * stride_xc, mask=m_jn, other=0.0).to(ACC) + b_sg.to(ACC))
+                p_x_blk = p_x + i * s_x_h + o_j[:, None] * s_x_w + o_n[None, :] * s_x_c
+                b_o = sigmoid(tl.load(p_x_blk + 0 * HID * s_x_c, mask=m_jn, other=0.0).to(ACC) + b_so.to(ACC))
+                b_f = sigmoid(tl.load(p_x_blk + 1 * HID * s_x_c, mask=m_jn, other=0.0).to(ACC) + b_sf.to(ACC))
+                b_i = sigmoid(tl.load(p_x_blk + 2 * HID * s_x_c, mask=m_jn, other=0.0).to(ACC) + b_si.to(ACC))
+                b_g = tanh(tl.load(p_x_blk + 3 * HID * s_x_c, mask=m_jn, other=0.0).to(ACC) + b_sg.to(ACC))
                 # the recurrent dh_i[j, s] = sum_X da_X[j+1] W[X, s, 0] + da_X[j] W[X, s, 1] + da_X[j-1] W[X, s, 2],
                 # transposed ([BU, BJ]) so each dot's warps tile it without overlap: per BK-chunk, one
                 # dot per tap over all four gates of row i+1's d gates
@@ -395,50 +415,51 @@ def _row_lstm_bwd_tiled_kernel(
                 for v0 in range(0, HID, BK):
                     o_v = v0 + o_qk
                     m_q = o_v < HID
-                    p_d = dgs_ptr + (o_rd * W + o_j[None, :]) * 4 * HID + (o_qg * HID + o_v)[:, None]  # [4*BK, BJ]
-                    b_d0 = tl.load(p_d + 4 * HID, mask=m_q[:, None] & (m_next & (o_j + 1 < W))[None, :], other=0.0,
+                    p_dg_blk = p_dgs + (o_rd * W + o_j[None, :]) * 4 * HID + (o_qg * HID + o_v)[:, None]  # [4*BK, BJ]
+                    b_d0 = tl.load(p_dg_blk + 4 * HID, mask=m_q[:, None] & (m_next & (o_j + 1 < W))[None, :], other=0.0,
                                    cache_modifier=CACHE)
-                    b_d1 = tl.load(p_d, mask=m_q[:, None] & (m_next & m_j)[None, :], other=0.0, cache_modifier=CACHE)
-                    b_d2 = tl.load(p_d - 4 * HID, mask=m_q[:, None] & (m_next & m_j & (o_j >= 1))[None, :],
+                    b_d1 = tl.load(p_dg_blk, mask=m_q[:, None] & (m_next & m_j)[None, :], other=0.0,
+                                   cache_modifier=CACHE)
+                    b_d2 = tl.load(p_dg_blk - 4 * HID, mask=m_q[:, None] & (m_next & m_j & (o_j >= 1))[None, :],
                                    other=0.0, cache_modifier=CACHE)
-                    p_wt = wt_ptr + ((ch * NV + v0 // BK) * BU + o_u[:, None]) * (4 * BK) + o_q[None, :]  # [BU, 4*BK]
-                    b_dht += tl.dot(tl.load(p_wt), b_d0, input_precision=PRECISION).to(ACC)
-                    b_dht += tl.dot(tl.load(p_wt + TAPT), b_d1, input_precision=PRECISION).to(ACC)
-                    b_dht += tl.dot(tl.load(p_wt + 2 * TAPT), b_d2, input_precision=PRECISION).to(ACC)
-                o_c = i_b * stride_cb + o_j[:, None] * stride_cw + o_n[None, :] * stride_cc  # [BJ, BU]
-                b_c = tl.load(c_ptr + o_c + i * stride_ch, mask=m_jn, other=0.0).to(ACC)
-                b_cp = tl.load(c_ptr + o_c + (i - 1) * stride_ch, mask=m_jn & m_prev[:, None], other=0.0).to(ACC)
-                p_dc = dc_ptr + o_j[:, None] * HID + o_n[None, :]  # [BJ, BU]
-                b_dc = tl.load(p_dc + o_rd * W * HID, mask=m_jn & m_next[:, None], other=0.0, cache_modifier=".cg")
-                o_dy = i_b * stride_dhb + i * stride_dhh + o_j[:, None] * stride_dhw + o_n[None, :] * stride_dhc
-                b_dh = tl.trans(b_dht) + tl.load(dh_ptr + o_dy, mask=m_jn, other=0.0).to(ACC)
+                    p_wt_blk = p_wt + ((ch * NV + v0 // BK) * BU + o_u[:, None]) * (4 * BK) + o_q[None, :]  # [BU, 4*BK]
+                    b_dht += tl.dot(tl.load(p_wt_blk), b_d0, input_precision=PRECISION).to(ACC)
+                    b_dht += tl.dot(tl.load(p_wt_blk + TAPT), b_d1, input_precision=PRECISION).to(ACC)
+                    b_dht += tl.dot(tl.load(p_wt_blk + 2 * TAPT), b_d2, input_precision=PRECISION).to(ACC)
+                o_c = o_j[:, None] * s_c_w + o_n[None, :] * s_c_c  # [BJ, BU]
+                b_c = tl.load(p_c + o_c + i * s_c_h, mask=m_jn, other=0.0).to(ACC)
+                b_cp = tl.load(p_c + o_c + (i - 1) * s_c_h, mask=m_jn & m_prev[:, None], other=0.0).to(ACC)
+                p_dc_blk = p_dc + o_j[:, None] * HID + o_n[None, :]  # [BJ, BU]
+                b_dc = tl.load(p_dc_blk + o_rd * W * HID, mask=m_jn & m_next[:, None], other=0.0, cache_modifier=".cg")
+                o_dy = i * s_dh_h + o_j[:, None] * s_dh_w + o_n[None, :] * s_dh_c  # [BJ, BU]
+                b_dh = tl.trans(b_dht) + tl.load(p_dh + o_dy, mask=m_jn, other=0.0).to(ACC)
 
-                b_tc = _tanh(b_c)
+                b_tc = tanh(b_c)
                 b_dc += b_dh * b_o * (1.0 - b_tc * b_tc)
                 b_dao = b_dh * b_tc * b_o * (1.0 - b_o)
                 b_daf = b_dc * b_cp * b_f * (1.0 - b_f)
                 b_dai = b_dc * b_g * b_i * (1.0 - b_i)
                 b_dag = b_dc * b_i * (1.0 - b_g * b_g)
-                DX = dx_ptr.dtype.element_ty
-                p_dx = dx_ptr + i_b * stride_dxb + i * stride_dxh
-                p_dx += o_j[:, None] * stride_dxw + o_n[None, :] * stride_dxc  # [BJ, BU]
-                tl.store(p_dx + 0 * HID * stride_dxc, b_dao.to(DX), mask=m_jn)
-                tl.store(p_dx + 1 * HID * stride_dxc, b_daf.to(DX), mask=m_jn)
-                tl.store(p_dx + 2 * HID * stride_dxc, b_dai.to(DX), mask=m_jn)
-                tl.store(p_dx + 3 * HID * stride_dxc, b_dag.to(DX), mask=m_jn)
-                p_dgs = dgs_ptr + (o_wr * W + o_j[:, None]) * 4 * HID + o_n[None, :]  # [BJ, BU]
-                DS = dgs_ptr.dtype.element_ty
-                tl.store(p_dgs, b_dao.to(DS), mask=m_jn)
-                tl.store(p_dgs + HID, b_daf.to(DS), mask=m_jn)
-                tl.store(p_dgs + 2 * HID, b_dai.to(DS), mask=m_jn)
-                tl.store(p_dgs + 3 * HID, b_dag.to(DS), mask=m_jn)
-                tl.store(p_dc + o_wr * W * HID, b_dc * b_f, mask=m_jn)
-        group_barrier(count_ptr + i_b, (t + 1) * G, GRID_SYNC)
+                DX = p_dx.dtype.element_ty
+                p_dx_blk = p_dx + i * s_dx_h
+                p_dx_blk += o_j[:, None] * s_dx_w + o_n[None, :] * s_dx_c  # [BJ, BU]
+                tl.store(p_dx_blk + 0 * HID * s_dx_c, b_dao.to(DX), mask=m_jn)
+                tl.store(p_dx_blk + 1 * HID * s_dx_c, b_daf.to(DX), mask=m_jn)
+                tl.store(p_dx_blk + 2 * HID * s_dx_c, b_dai.to(DX), mask=m_jn)
+                tl.store(p_dx_blk + 3 * HID * s_dx_c, b_dag.to(DX), mask=m_jn)
+                p_dgs_blk = p_dgs + (o_wr * W + o_j[:, None]) * 4 * HID + o_n[None, :]  # [BJ, BU]
+                DS = p_dgs.dtype.element_ty
+                tl.store(p_dgs_blk, b_dao.to(DS), mask=m_jn)
+                tl.store(p_dgs_blk + HID, b_daf.to(DS), mask=m_jn)
+                tl.store(p_dgs_blk + 2 * HID, b_dai.to(DS), mask=m_jn)
+                tl.store(p_dgs_blk + 3 * HID, b_dag.to(DS), mask=m_jn)
+                tl.store(p_dc_blk + o_wr * W * HID, b_dc * b_f, mask=m_jn)
+        group_barrier(p_count + i_b, (t + 1) * G, GRID_SYNC)
 
 
 @triton.jit
 def _row_lstm_dw_kernel(
-    dx_ptr, hs_ptr, dwp_ptr,
+    p_dx, p_hs, p_dwp,
     B, H, W, HID, BLOCKS,
     BM: tl.constexpr, BN: tl.constexpr, BP: tl.constexpr, ACC: tl.constexpr, PRECISION: tl.constexpr,
 ):
@@ -448,7 +469,7 @@ def _row_lstm_dw_kernel(
     i_mn, k, i_s = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     n_tiles = tl.cdiv(HID, BN)
     i_m, i_n = i_mn // n_tiles, i_mn % n_tiles
-    DOT = hs_ptr.dtype.element_ty
+    DOT = p_hs.dtype.element_ty
     o_m = i_m * BM + tl.arange(0, BM)
     o_n = i_n * BN + tl.arange(0, BN)
     m_m = o_m < 4 * HID
@@ -463,28 +484,19 @@ def _row_lstm_dw_kernel(
         m_p = (o_q < n_plane) & (tl.full([BP], blk, dtype=tl.int32) < n_blocks)
         o_i = o_q // W
         o_jj = o_q % W + k - 1  # the column of h_{i-1} paired with tap k
-        p_dx = dx_ptr + (o_b * 4 * HID + o_m[:, None]) * n_plane + o_q[None, :]
-        b_dx = tl.load(p_dx, mask=m_m[:, None] & m_p[None, :], other=0.0).to(DOT)  # [BM, BP]
+        p_dx_blk = p_dx + (o_b * 4 * HID + o_m[:, None]) * n_plane + o_q[None, :]
+        b_dx = tl.load(p_dx_blk, mask=m_m[:, None] & m_p[None, :], other=0.0).to(DOT)  # [BM, BP]
         m_h = m_p & (o_i >= 1) & (o_jj >= 0) & (o_jj < W)
-        p_h = hs_ptr + ((o_b * H + o_i - 1) * W + o_jj)[:, None] * HID + o_n[None, :]
-        b_h = tl.load(p_h, mask=m_h[:, None] & m_n[None, :], other=0.0)  # [BP, BN]
+        p_h_blk = p_hs + ((o_b * H + o_i - 1) * W + o_jj)[:, None] * HID + o_n[None, :]
+        b_h = tl.load(p_h_blk, mask=m_h[:, None] & m_n[None, :], other=0.0)  # [BP, BN]
         b_acc += tl.dot(b_dx, b_h, input_precision=PRECISION)
-    p_out = dwp_ptr + ((i_s * 4 * HID + o_m[:, None]) * HID + o_n[None, :]) * 3 + k
-    tl.store(p_out, b_acc, mask=m_m[:, None] & m_n[None, :])
+    p_out_blk = p_dwp + ((i_s * 4 * HID + o_m[:, None]) * HID + o_n[None, :]) * 3 + k
+    tl.store(p_out_blk, b_acc, mask=m_m[:, None] & m_n[None, :])
 
 
 def _block(n: int) -> int:
     """Power-of-two block >= n and >= 16 (tl.dot's smallest tile on GPUs)."""
     return max(16, triton.next_power_of_2(n))
-
-
-def _precision(dtype: torch.dtype) -> str:
-    # float32/float64 parity with the reference needs IEEE dots (no TF32); ignored for 16-bit inputs
-    return "ieee" if dtype in (torch.float32, torch.float64) else "tf32"
-
-
-def _acc_dtype(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
 
 
 def _num_warps() -> int:
@@ -601,13 +613,14 @@ def row_lstm_forward(
     """
     batch, four_h, height, width = input_gates.shape
     hid = four_h // 4
-    acc_torch = torch.float64 if input_gates.dtype == torch.float64 else torch.float32
+    check_int32_span("row_lstm_scan", input_gates)  # h and c span less per image
+    acc_torch = acc_dtype(input_gates.dtype)
     h = torch.empty(batch, hid, height, width, device=input_gates.device, dtype=input_gates.dtype)
     c = torch.empty(batch, hid, height, width, device=input_gates.device, dtype=acc_torch)
     if h.numel() == 0:
         return h, c
     x, w = input_gates, state_weight
-    meta = dict(ACC=_acc_dtype(x.dtype), PRECISION=_precision(x.dtype))
+    meta = dict(ACC=tl_dtype(acc_dtype(x.dtype)), PRECISION=dot_precision(x.dtype))
     x_strides = (x.stride(0), x.stride(1), x.stride(2), x.stride(3))
     h_strides = (h.stride(0), h.stride(1), h.stride(2), h.stride(3))
     variant = _variant(width, hid, w.dtype, variant)
@@ -653,12 +666,14 @@ def row_lstm_backward(
     -> (d input_gates (B, 4h, H, W), d state_weight (4h, h, 1, 3) or None)."""
     batch, four_h, height, width = input_gates.shape
     hid = four_h // 4
+    check_int32_span("row_lstm_scan", input_gates)
+    check_int32_span("row_lstm_scan", grad_h)
     dx = torch.empty(batch, four_h, height, width, device=input_gates.device, dtype=input_gates.dtype)
     if dx.numel() == 0:
         dw = torch.zeros_like(state_weight) if need_weight_grad else None
         return dx, dw
     x, w, dy = input_gates, state_weight, grad_h
-    meta = dict(ACC=_acc_dtype(x.dtype), PRECISION=_precision(x.dtype))
+    meta = dict(ACC=tl_dtype(acc_dtype(x.dtype)), PRECISION=dot_precision(x.dtype))
     strides = (
         x.stride(0), x.stride(1), x.stride(2), x.stride(3),
         w.stride(0), w.stride(1), w.stride(3),
@@ -717,17 +732,18 @@ def _state_weight_grad(
     bp = 16 if interp else 64
     tiles = triton.cdiv(four_h, bm) * triton.cdiv(hid, bn)
     n_blocks = batch * triton.cdiv(height * width, bp)
-    # enough programs to fill the GPU, each reducing at least a few pixel blocks
+    # enough programs to fill the GPU (two per SM), each reducing at least a few pixel blocks
     if split is None:
-        split = 1 if interp else max(1, min(triton.cdiv(n_blocks, 4), triton.cdiv(264, 3 * tiles)))
+        fill = triton.cdiv(2 * num_sms(dx.device), 3 * tiles)
+        split = 1 if interp else max(1, min(triton.cdiv(n_blocks, 4), fill))
     per_split = triton.cdiv(n_blocks, split)
     split = triton.cdiv(n_blocks, per_split)
-    acc_torch = torch.float64 if dx.dtype == torch.float64 else torch.float32
+    acc_torch = acc_dtype(dx.dtype)
     partial = torch.empty(split, four_h, hid, 3, device=dx.device, dtype=acc_torch)
     _row_lstm_dw_kernel[(tiles, 3, split)](
         dx, hs, partial,
         batch, height, width, hid, per_split,
-        BM=bm, BN=bn, BP=bp, ACC=_acc_dtype(dx.dtype), PRECISION=_precision(dx.dtype),
+        BM=bm, BN=bn, BP=bp, ACC=tl_dtype(acc_dtype(dx.dtype)), PRECISION=dot_precision(dx.dtype),
         num_warps=_num_warps(),
     )
     # fixed-order sum of the split-K slices (deterministic; no atomics)
@@ -752,7 +768,7 @@ def row_lstm_scan_forward(input_gates: Tensor, state_weight: Tensor) -> tuple[Te
 @row_lstm_scan_forward.register_fake
 def _(input_gates, state_weight):
     batch, four_h, height, width = input_gates.shape
-    acc = torch.float64 if input_gates.dtype == torch.float64 else torch.float32
+    acc = acc_dtype(input_gates.dtype)
     h = input_gates.new_empty((batch, four_h // 4, height, width))
     return h, input_gates.new_empty((batch, four_h // 4, height, width), dtype=acc)
 
