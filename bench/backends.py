@@ -7,7 +7,8 @@
   * ``compile+triton`` -- the same with ``backend="triton"``: the compiled graph calls the kernels
     (registered ``fastpixel::`` ops, opaque to inductor) and inductor compiles what lies between them;
   * ``triton``         -- fastpixel's Triton kernels, eager. On a machine without CUDA the triton columns
-    run only under Triton's CPU interpreter: the gate runs (on a tiny case), timing never does.
+    run only under Triton's CPU interpreter: the gate runs (on a tiny case), timing never does;
+  * ``torch``          -- fastpixel's hand-written pure-PyTorch ops (:mod:`fastpixel.fast`), eager.
 
 :func:`run_backend` gates a backend, then times its forward pass (autograd recording, as in
 training) and its forward+backward pass (``torch.autograd.grad`` of the output under a fixed random cotangent).
@@ -27,7 +28,7 @@ from bench.cases import Case
 from bench.parity import GateResult, parity_gate
 from bench.timing import Timing, time_fn
 
-BACKENDS = ("eager", "compile", "compile+triton", "triton")
+BACKENDS = ("eager", "compile", "compile+triton", "triton", "torch")
 MODES = ("fwd", "fwd_bwd")
 
 
@@ -49,6 +50,8 @@ def backend_fn(name: str, case: Case) -> Callable[..., torch.Tensor]:
         return case.compiled("triton" if name == "compile+triton" else "reference")
     if name == "triton":
         return case.fn("triton")
+    if name == "torch":
+        return case.fn("torch")
     raise ValueError(f"unknown backend {name!r}; choose from {BACKENDS}")
 
 

@@ -1,6 +1,6 @@
 """What is benchmarked: one :class:`Case` per distinct op call of a model, plus the whole model.
 
-A case is a function ``case.fn(backend)(*case.inputs) -> tensor`` (backend "reference" or
+A case is a function ``case.fn(backend)(*case.inputs) -> tensor`` (backend "reference", "torch" or
 "triton"), the same under ``torch.compile`` as a user writes it (``case.compiled(backend)``), its
 inputs (leaf tensors; the floating ones are differentiated), how many times a training step of the
 model calls it, and its FLOP/byte cost. Op cases are found by walking the

@@ -30,12 +30,19 @@ FUNCTIONS: dict[str, str] = {
 #: backend -> the op stems it implements.
 IMPLEMENTED: dict[str, tuple[str, ...]] = {
     "reference": tuple(FUNCTIONS),
+    "torch": tuple(FUNCTIONS),
     "triton": tuple(FUNCTIONS),
 }
 
 
 def _reference_modules() -> dict[str, ModuleType]:
     from fastpixel.reference import cross_entropy, diagonal_bilstm, masked_conv, row_lstm
+
+    return dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm)
+
+
+def _torch_modules() -> dict[str, ModuleType]:
+    from fastpixel.fast import cross_entropy, diagonal_bilstm, masked_conv, row_lstm
 
     return dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm)
 
@@ -48,6 +55,7 @@ def _triton_modules() -> dict[str, ModuleType]:
 
 _MODULE_LOADERS: dict[str, Callable[[], dict[str, ModuleType]]] = {
     "reference": _reference_modules,
+    "torch": _torch_modules,
     "triton": _triton_modules,
 }
 

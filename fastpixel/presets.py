@@ -62,3 +62,12 @@ def resolve(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
     config.update({k: v for k, v in overrides.items() if v is not None})
     config["preset"] = preset
     return config
+
+# The paper's ordering on the built-in digits (docs/results.md): the three Table 1 kinds with the
+# paper's binarized-MNIST sizes (h = 16, 7 layers, output 32) and one step budget: 3-26 minutes
+# each on one shared CPU core with the fast backend (--backend torch, OMP_NUM_THREADS=1).
+_DIGITS_ORDERING = dict(hidden=16, layers=7, output_hidden=32, binarize="fixed", batch_size=16, steps=1500,
+                        lr=2e-3, eval_every=500, checkpoint_every=500, log_every=50)
+PRESETS["cpu_diagonal_bilstm_digits"] = dict(model="diagonal_bilstm", **_DIGITS_ORDERING)
+PRESETS["cpu_row_lstm_digits"] = dict(model="row_lstm", **_DIGITS_ORDERING)
+PRESETS["cpu_pixelcnn_digits"] = dict(model="pixelcnn", **_DIGITS_ORDERING)

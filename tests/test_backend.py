@@ -25,9 +25,10 @@ def test_precedence(monkeypatch):
     assert requested_backend() == "auto"
 
 
-def test_auto_falls_back_to_the_reference(monkeypatch):
+def test_auto_falls_back_to_torch_then_the_reference(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    assert resolve_backend("auto", torch.zeros(1), op="masked_conv") == "reference"
+    assert resolve_backend("auto", torch.zeros(1), op="masked_conv") == "torch"
+    assert resolve_backend("torch", torch.zeros(1), op="diagonal_bilstm") == "torch"
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert resolve_backend("auto", torch.zeros(1), op="no_such_op") == "reference"
     assert resolve_backend("reference", torch.zeros(1), op="masked_conv") == "reference"

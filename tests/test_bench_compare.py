@@ -87,9 +87,11 @@ def test_default_backends_follow_the_device(tmp_path, capsys):
     """A CPU run leaves torch.compile out unless asked for (its first run compiles for minutes)."""
     doc = compare.main(["--preset", "tiny", "--model", "row_lstm", "--op", "row_lstm", "--sizes", "3",
                         "--device", "cpu", "--budget", "0.02", "--json", str(tmp_path / "d.json")])
-    assert doc["config"]["backends"] == ["eager", "triton"]
-    assert any("--backends eager,compile,triton adds it" in note for note in doc["notes"])
-    assert set(doc["runs"][0]["ops"][0]["results"]) == {"eager", "triton"}
+    assert doc["config"]["backends"] == ["eager", "triton", "torch"]
+    assert any("--backends eager,compile,triton,torch adds it" in note for note in doc["notes"])
+    results = doc["runs"][0]["ops"][0]["results"]
+    assert set(results) == {"eager", "triton", "torch"}
+    assert results["torch"]["status"] == "pass" and results["torch"]["fwd_bwd"]["median_s"] > 0
 
 
 def test_training_loss_is_minus_mean_log_prob():

@@ -85,5 +85,9 @@ class CachedEngine:
         self._step(j, head=False)
 
     def end_row(self, r: int) -> None:
+        diagonal = [block for block in self.blocks if isinstance(block, DiagonalBiLSTMBlockCache)]
+        if diagonal:  # their right-to-left scans of row r are independent: one batched scan
+            DiagonalBiLSTMBlockCache.end_row_all(diagonal, r)
         for block in self.blocks:
-            block.end_row(r)
+            if not isinstance(block, DiagonalBiLSTMBlockCache):
+                block.end_row(r)

@@ -9,19 +9,27 @@ pixel above (zero outside the image):
 and the right-to-left scan the same with j + 1 for j - 1. The block's output is
 x + expand(h_lr(r, j) + h_rl(r - 1, j)): the right-to-left map is shifted down one row.
 
-So while row r is generated, each pixel advances the left-to-right state by one step (the term
-from the row above is computed once per row at ``start_row``), and adds the right-to-left output
-of row r - 1. When row r is complete, ``end_row`` runs the right-to-left direction over it, W
-steps from the right, ready to be read one row down.
+So while row r is generated, each pixel advances the left-to-right state by one step (the terms
+that depend only on row r - 1 -- the state from above, the bias, the expanded right-to-left output
+-- are computed for the whole row at ``start_row``), and when row r is complete, ``end_row`` runs
+the right-to-left direction over it, W steps from the right, ready to be read one row down;
+:meth:`DiagonalBiLSTMBlockCache.end_row_all` runs those scans of every block of a model together
+(they are independent: each reads only its own block's row r).
+
+A pixel step is a handful of small ops (the per-pixel cost of sampling is op overhead): the input
+and the left state sit side by side in one buffer row ``[x(r, j) | h_lr(r, j - 1)]``, so the gates
+are one ``addmm`` with the stacked kernel, and the cell runs in place
+(:func:`fastpixel.fast.lstm_cell.cell_step_`). A step reads only column j and writes only column
+j + 1, so calling it again for the same pixel (once per colour) recomputes the same states.
 """
 
 from __future__ import annotations
 
 import torch
 
+from fastpixel.fast.lstm_cell import cell_step_, gate_views
 from fastpixel.layers.residual import ResidualLSTMBlock
-from fastpixel.reference.row_lstm import lstm_cell
-from fastpixel.sampling.conv_cache import PointwiseConv, masked_weight
+from fastpixel.sampling.conv_cache import masked_weight
 
 
 class DiagonalBiLSTMBlockCache:
@@ -33,53 +41,87 @@ class DiagonalBiLSTMBlockCache:
         """gate_bias: optional (B, 8h, H, W) conditioning added to both directions' gates."""
         lstm = block.lstm
         self.gate_bias = gate_bias
-        self.r = 0
         hidden = self.hidden = lstm.hidden
         gates = masked_weight(lstm.input_to_state)[:, :, 0, 0]  # (8h, in): [left-to-right | right-to-left]
+        stream = gates.shape[1]
         bias = lstm.input_to_state.bias
-        self.is_lr = gates[: 4 * hidden].t().contiguous()  # (in, 4h)
-        self.is_rl = gates[4 * hidden :].t().contiguous()
-        self.bias_lr = bias[: 4 * hidden] if bias is not None else torch.zeros_like(gates[: 4 * hidden, 0])
-        self.bias_rl = bias[4 * hidden :] if bias is not None else torch.zeros_like(gates[4 * hidden :, 0])
+        if bias is None:
+            bias = torch.zeros_like(gates[:, 0])
+        self.bias_lr, self.bias_rl = bias[: 4 * hidden], bias[4 * hidden :]
+        # [x | h_left] @ [K^is_lr; K^ss_lr[:, :, 1]]: the pixel's gates in one product
+        self.lr_input_left = torch.cat((gates[: 4 * hidden].t(), lstm.state_weight_lr[:, :, 1, 0].t())).contiguous()
         self.lr_above = lstm.state_weight_lr[:, :, 0, 0].t().contiguous()  # (h, 4h)
-        self.lr_left = lstm.state_weight_lr[:, :, 1, 0].t().contiguous()
+        self.rl_input = gates[4 * hidden :].t().contiguous()  # (in, 4h)
         self.rl_above = lstm.state_weight_rl[:, :, 0, 0].t().contiguous()
         self.rl_right = lstm.state_weight_rl[:, :, 1, 0].t().contiguous()
-        self.expand = PointwiseConv(block.expand)
+        self.expand_weight = masked_weight(block.expand)[:, :, 0, 0].t().contiguous()  # (h, 2h)
+        self.expand_bias = block.expand.bias if block.expand.bias is not None else torch.zeros_like(gates[0])
         new = gates.new_zeros
-        self.x_row = new(batch, width, gates.shape[1])  # the block's input on row r, (B, W, 2h)
-        self.h_lr_above = new(batch, width, hidden)  # h_lr(r - 1, :)
-        self.h_lr_row = new(batch, width + 1, hidden)  # h_lr(r, j) at index j + 1; index 0 is the zero padding
-        self.c_lr_row = new(batch, width + 1, hidden)
-        self.h_rl_above = new(batch, width, hidden)  # h_rl(r - 1, :), the shifted-down right-to-left output
-        self.lr_from_above = None  # (B, W, 4h)
+        self.stream = stream
+        # row j: [x(r, j) | h_lr(r, j - 1)], (W + 1, B, in + h); h_lr(r, j) is written into row j + 1
+        self.row = new(width + 1, batch, stream + hidden)
+        self.c_row = new(width + 1, batch, hidden)  # c_lr(r, j) at index j + 1; index 0: left of the image
+        self.tanh_c = new(batch, hidden)
+        self.h_lr_above = new(width, batch, hidden)  # h_lr(r - 1, :)
+        self.h_rl_above = new(width, batch, hidden)  # h_rl(r - 1, :), the shifted-down right-to-left output
+        self.lr_from_above = new(width, batch, 4 * hidden)  # bias + K^ss_lr[:, :, 0] h_lr(r - 1, j) (+ gate bias)
+        self.out_from_above = new(width, batch, stream)  # expand bias + expand(h_rl(r - 1, j))
+        self.gates = new(batch, 4 * hidden)
+        self.gate_views = gate_views(self.gates, hidden)
+        # Views made once: indexing costs as much as a tiny op.
+        self._columns = [
+            (self.row[j], self.row[j, :, :stream], self.row[j + 1, :, stream:], self.c_row[j], self.c_row[j + 1],
+             self.lr_from_above[j], self.out_from_above[j])
+            for j in range(width)
+        ]
 
     def start_row(self, r: int) -> None:
-        self.r = r
-        self.lr_from_above = torch.addmm(
-            self.bias_lr, self.h_lr_above.flatten(0, 1), self.lr_above
-        ).view(self.h_lr_above.shape[0], -1, 4 * self.hidden)  # [B, W, 4h], bias folded in
+        width, batch, _ = self.h_lr_above.shape
+        flat = lambda t: t.view(width * batch, -1)  # noqa: E731
+        torch.addmm(self.bias_lr, flat(self.h_lr_above), self.lr_above, out=flat(self.lr_from_above))
         if self.gate_bias is not None:
-            self.lr_from_above = self.lr_from_above + self.gate_bias[:, : 4 * self.hidden, r].transpose(1, 2)
+            self.lr_from_above += self.gate_bias[:, : 4 * self.hidden, r].permute(2, 0, 1)
+        torch.addmm(self.expand_bias, flat(self.h_rl_above), self.expand_weight, out=flat(self.out_from_above))
+        self.row[0, :, self.stream :].zero_()  # h_lr left of the image
+        self.c_row[0].zero_()
 
     def step(self, j: int, x: torch.Tensor) -> torch.Tensor:
-        self.x_row[:, j] = x
-        gates = torch.addmm(self.lr_from_above[:, j], x, self.is_lr)  # [B, 4h]
-        gates = torch.addmm(gates, self.h_lr_row[:, j], self.lr_left)
-        h, c = lstm_cell(gates, self.c_lr_row[:, j], self.hidden)
-        self.h_lr_row[:, j + 1], self.c_lr_row[:, j + 1] = h, c
-        return x + self.expand(h + self.h_rl_above[:, j])
+        here, x_here, h, c_left, c, from_above, out_from_above = self._columns[j]
+        x_here.copy_(x)
+        gates = torch.addmm(from_above, here, self.lr_input_left, out=self.gates)  # [B, 4h]
+        cell_step_(gates, c_left, c, self.tanh_c, h, self.hidden, self.gate_views)
+        return torch.addmm(out_from_above, h, self.expand_weight).add_(x)
+
+    def right_to_left_gates(self, r: int) -> torch.Tensor:
+        """(W, B, 4h): the right-to-left gates of row r without the right-neighbour term."""
+        width, batch, _ = self.h_rl_above.shape
+        x_row = self.row[:width, :, : self.stream].reshape(width * batch, self.stream)
+        gates = torch.addmm(self.bias_rl, x_row, self.rl_input)
+        gates.addmm_(self.h_rl_above.view(width * batch, -1), self.rl_above)
+        gates = gates.view(width, batch, -1)
+        if self.gate_bias is not None:
+            gates += self.gate_bias[:, 4 * self.hidden :, r].permute(2, 0, 1)
+        return gates
 
     def end_row(self, r: int) -> None:
-        batch, width, _ = self.x_row.shape
-        gates = torch.addmm(self.bias_rl, self.x_row.flatten(0, 1), self.is_rl)  # [B*W, 4h]
-        gates = torch.addmm(gates, self.h_rl_above.flatten(0, 1), self.rl_above).view(batch, width, -1)
-        if self.gate_bias is not None:
-            gates = gates + self.gate_bias[:, 4 * self.hidden :, r].transpose(1, 2)
-        h = c = self.h_rl_above.new_zeros(batch, self.hidden)  # the state right of the image
-        h_rl = torch.empty_like(self.h_rl_above)
+        DiagonalBiLSTMBlockCache.end_row_all([self], r)
+
+    @staticmethod
+    def end_row_all(caches: list[DiagonalBiLSTMBlockCache], r: int) -> None:
+        """Run the right-to-left scan of row r for every cache at once (one bmm per step over caches).
+
+        All caches must have the same hidden size, batch and width.
+        """
+        first = caches[0]
+        width, batch, hidden = first.h_rl_above.shape
+        gates = torch.stack([cache.right_to_left_gates(r) for cache in caches])  # (L, W, B, 4h)
+        right = torch.stack([cache.rl_right for cache in caches])  # (L, h, 4h)
+        h_rl = gates.new_zeros(len(caches), width + 1, batch, hidden)  # index W: the state right of the image
+        c = gates.new_zeros(len(caches), batch, hidden)
+        tanh_c = torch.empty_like(c)
         for j in reversed(range(width)):
-            h, c = lstm_cell(torch.addmm(gates[:, j], h, self.rl_right), c, self.hidden)
-            h_rl[:, j] = h
-        self.h_rl_above = h_rl
-        self.h_lr_above = self.h_lr_row[:, 1:].clone()
+            g = gates[:, j].baddbmm_(h_rl[:, j + 1], right)  # (L, B, 4h)
+            cell_step_(g, c, c, tanh_c, h_rl[:, j], hidden)
+        for i, cache in enumerate(caches):
+            cache.h_rl_above = h_rl[i, :width]
+            cache.h_lr_above = cache.row[1:, :, cache.stream :].clone()
