@@ -1,15 +1,15 @@
 """What is benchmarked: one :class:`Case` per distinct op call of a model, plus the whole model.
 
-A case is a function ``case.fn(backend)(*case.inputs) -> tensor`` (backend "reference",
-"torch" or "triton"), its inputs (leaf tensors; the floating ones are differentiated), how many times a
-training step of the model calls it, and its FLOP/byte cost. Op cases are found by walking the
+A case is a function ``case.fn(backend)(*case.inputs) -> tensor`` (backend "reference", "torch" or
+"triton"), the same under ``torch.compile`` as a user writes it (``case.compiled(backend)``), its
+inputs (leaf tensors; the floating ones are differentiated), how many times a training step of the
+model calls it, and its FLOP/byte cost. Op cases are found by walking the
 model: each MaskedConv2d *role* (module path with block indices replaced by ``*``, e.g.
 ``blocks.*.conv``) is one case, each LSTM scan kind one, the loss one.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import re
 from typing import Callable
@@ -34,6 +34,8 @@ class Case:
     label: short human description; count: calls per training step of the model.
     fn: backend name -> callable(*inputs) returning one tensor.
     names: names of the floating inputs (for parity reports).
+    compiled_fn: backend name -> the same callable with what a user compiles wrapped in
+      ``torch.compile`` (default: the op call itself); see :meth:`compiled`.
     """
 
     key: str
@@ -45,6 +47,14 @@ class Case:
     fn: Callable[[str], Callable[..., torch.Tensor]]
     cost: OpCost
     images: int = 0  # images per call (model cases)
+    compiled_fn: Callable[[str], Callable[..., torch.Tensor]] | None = None
+
+    def compiled(self, backend: str) -> Callable[..., torch.Tensor]:
+        """``torch.compile`` as a user calls it, default options: the op call (op cases) or the model
+        (model case), with ``backend`` chosen through fastpixel's public API, never by editing modules."""
+        if self.compiled_fn is not None:
+            return self.compiled_fn(backend)
+        return torch.compile(self.fn(backend))
 
 
 def _role(name: str) -> str:
@@ -134,50 +144,48 @@ def op_cases(model: PixelModel, batch: int, size: int, dtype: torch.dtype, devic
     return list(cases.values())
 
 
-class TrainingLoss(nn.Module):
-    """The training loss ``-model.log_prob(x).mean()`` with every op on one explicit backend.
-
-    Ops get ``backend=`` explicitly (set on every layer), so nothing is read from the backend
-    context inside a compiled region.
-    """
-
-    def __init__(self, model: PixelModel, backend: str) -> None:
-        super().__init__()
-        self.model = model
-        for m in model.modules():
-            if hasattr(m, "backend"):
-                m.backend = backend
-        self.backend = backend
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.model.forward_float(self.model.embed(x))
-        nll = ops.pixel_cross_entropy(logits, x, "none", validate=False, backend=self.backend)
-        return nll.sum() / x.shape[0]
+def _model_for_backend(model: PixelModel, backend: str, device) -> PixelModel:
+    """A copy of ``model`` built for ``backend`` as a user builds one: ``create_model(..., backend=)``
+    and the same weights (``load_state_dict``); no module attribute is rewritten."""
+    copy_ = fastpixel.create_model(**{**model.config, "backend": backend})
+    copy_.load_state_dict(model.state_dict())
+    return copy_.to(device)
 
 
 def model_case(model: PixelModel, batch: int, size: int, dtype: torch.dtype, device, cost: OpCost, seed: int = 0) -> Case:
     """The whole model's training loss as a case: inputs are its parameters, then the images.
 
+    The loss is what ``fastpixel.train`` computes: ``logits = net(x, validate=False)`` then the sum
+    of ``pixel_cross_entropy(logits, x, "none")`` over sub-pixels, averaged over the batch
+    (= ``-model.log_prob(x).mean()``). ``net`` is the model built for the backend, or, for
+    :meth:`Case.compiled`, ``torch.compile(net)`` with default options, as a user compiles it.
     ``cost``: the step's cost, usually :func:`total_cost` of the model's op cases.
     """
     gen = torch.Generator().manual_seed(seed)
     x = torch.randint(0, model.levels, (batch, model.channels, size, size), generator=gen).to(device)
     names = [f"model.{n}" for n, _ in model.named_parameters()]
     params = [p.detach().to(device=device, dtype=dtype).clone() for p in model.parameters()]
-    copies: dict[str, TrainingLoss] = {}
+    nets: dict[tuple[str, bool], nn.Module] = {}
 
-    def fn(backend):
-        if backend not in copies:
-            copies[backend] = TrainingLoss(copy.deepcopy(model).to(device), backend)
-        loss = copies[backend]
+    def step(backend: str, compiled: bool):
+        if (backend, compiled) not in nets:
+            net = _model_for_backend(model, backend, device)
+            nets[backend, compiled] = torch.compile(net) if compiled else net
+        net = nets[backend, compiled]
+        keys = [n for n, _ in net.named_parameters()]  # "_orig_mod."-prefixed for a compiled module
 
         def call(*tensors):
-            state = dict(zip(names, tensors[:-1]))
-            return torch.func.functional_call(loss, state, (tensors[-1],))
+            images = tensors[-1]
+            logits = torch.func.functional_call(net, dict(zip(keys, tensors[:-1])), (images,), {"validate": False})
+            nll = ops.pixel_cross_entropy(logits, images, "none", validate=False, backend=backend)
+            return nll.sum() / images.shape[0]
 
         return call
 
-    return Case(f"model:{model.name}", "model", model.name, 1, params + [x], names, fn, cost, images=batch)
+    return Case(
+        f"model:{model.name}", "model", model.name, 1, params + [x], names,
+        lambda backend: step(backend, False), cost, images=batch, compiled_fn=lambda backend: step(backend, True),
+    )
 
 
 def total_cost(cases: list[Case]) -> OpCost:

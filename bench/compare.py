@@ -60,9 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--op", choices=STEMS, help="benchmark one op over a sweep of image sizes (no model step)")
     p.add_argument("--sizes", help="comma-separated image sizes for --op (default: the preset's)")
     p.add_argument("--backends", default=None,
-                   help="comma-separated subset of eager,compile,triton,torch (default: all four with CUDA; "
-                        "eager,triton,torch on a CPU, where torch.compile's first run spends minutes compiling C++: "
-                        "add it explicitly)")
+                   help="comma-separated subset of eager,compile,compile+triton,triton,torch (default: all with "
+                        "CUDA; eager,triton,torch on a CPU, where torch.compile's first run spends minutes compiling "
+                        "C++: add compile / compile+triton explicitly)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     p.add_argument("--dtype", choices=DTYPES, help="default: bfloat16 on cuda, float32 on cpu")
     p.add_argument("--threads", type=int, default=1,
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg, preset = resolve_config(args, cuda)
     if cfg.device == "cpu":
         os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is first imported
-    chosen = args.backends or ("eager,compile,triton,torch" if cfg.device == "cuda" else "eager,triton,torch")
+    chosen = args.backends or ("eager,compile,compile+triton,triton,torch" if cfg.device == "cuda" else "eager,triton,torch")
     backends = [b.strip() for b in chosen.split(",") if b.strip()]
     # Dynamo traces MaskSpec.mask's lru_cache-wrapped builder (building the mask becomes part of the
     # compiled graph) and warns once per case. Known (docs/benchmarks.md): keep the table readable.
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
     notes = []
     if args.backends is None and device.type == "cpu":
         notes.append("compile: not in the CPU default (its first run compiles C++ for minutes here); "
-                     "--backends eager,compile,triton,torch adds it")
+                     "--backends eager,compile,triton,torch adds it (and compile+triton: the compiled graph calling the kernels)")
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
         notes.append(f"CPU: {args.threads} thread(s) of {os.cpu_count()} cores; ceilings and ops alike")
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     model = build_model(cfg.model, channels=cfg.channels, levels=cfg.levels, hidden=cfg.hidden, layers=cfg.layers,
                         output_hidden=cfg.output_hidden, seed=args.seed)
-    need_twins = "triton" in backends and triton_timing_note(device) is not None
+    need_twins = any("triton" in b for b in backends) and triton_timing_note(device) is not None
     tiny_ops, tiny_model = _tiny_twins(cfg, args.seed) if need_twins else ({}, None)
 
     # Build every case first; then run eager and triton on all of them, and torch.compile (the
@@ -181,8 +181,8 @@ def main(argv: list[str] | None = None) -> dict:
             case = model_case(model, cfg.batch, size, dtype, device, step_cost, seed=args.seed)
             run["model"] = report.case_record(case, {})
             work.append((run["model"], case, tiny_model))
-    for phase in (["eager", "triton", "torch"], ["compile"]):
-        if phase == ["compile"] and "compile" in backends:
+    for phase in (["eager", "triton", "torch"], ["compile", "compile+triton"]):
+        if phase[0] == "compile" and set(phase) & set(backends):
             print(f"torch.compile: {len(work)} cases; the first run on a machine compiles for minutes on a CPU "
                   "(inductor caches the result for later runs)", file=sys.stderr, flush=True)
         for record, case, twin in work:

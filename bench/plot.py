@@ -11,8 +11,8 @@ import os
 
 from bench.backends import BACKENDS
 
-MARKERS = {"eager": "o", "compile": "s", "triton": "^", "torch": "D"}
-COLORS = {"eager": "tab:blue", "compile": "tab:orange", "triton": "tab:green", "torch": "tab:red"}
+MARKERS = {"eager": "o", "compile": "s", "compile+triton": "D", "triton": "^", "torch": "P"}
+COLORS = {"eager": "tab:blue", "compile": "tab:orange", "compile+triton": "tab:red", "triton": "tab:green", "torch": "tab:purple"}
 
 
 def roofline_png(doc: dict, path: str) -> int:

@@ -4,11 +4,14 @@
     model = fastpixel.create_model("diagonal_bilstm", channels=1, levels=2, hidden=16, layers=7)
     logits = model(x)                      # x: (B, 1, 28, 28) ints in {0, 1} -> (B, 2, 1, 28, 28)
     nats = -model.log_prob(x)              # (B,) exact NLL in nats
+    model.save_pretrained("my_model")      # config.json + model.safetensors (no pickle)
+    model = fastpixel.from_pretrained("my_model")   # or "digits", the model shipped with fastpixel
 
 Layers for your own models: MaskedConv2d, RowLSTM, DiagonalBiLSTM, ResidualConvBlock,
 ResidualLSTMBlock. Ops with a ``backend=`` switch live in :mod:`fastpixel.ops`; the readable
 ground truth in :mod:`fastpixel.reference`; Triton kernels in :mod:`fastpixel.kernels`.
-Importing fastpixel needs neither a GPU nor triton.
+Train from Python with ``fastpixel.fit(model, images, steps=...)``; the commands live in
+:mod:`fastpixel.cli`. Importing fastpixel needs neither a GPU nor triton.
 """
 
 from fastpixel.backend import BackendUnavailableError, use_backend
@@ -16,7 +19,9 @@ from fastpixel.layers import DiagonalBiLSTM, MaskedConv2d, ResidualConvBlock, Re
 from fastpixel.masks import MaskSpec, color_groups
 from fastpixel.metrics import bits_per_dim, nats_per_image
 from fastpixel.models import MultiScalePixelRNN, create_model
+from fastpixel.persistence import from_pretrained, load_checkpoint, push_to_hub, save_pretrained
 from fastpixel.sampling import complete, sample
+from fastpixel.training import fit
 
 __version__ = "0.1.0"
 
@@ -33,7 +38,12 @@ __all__ = [
     "color_groups",
     "complete",
     "create_model",
+    "fit",
+    "from_pretrained",
+    "load_checkpoint",
     "nats_per_image",
+    "push_to_hub",
     "sample",
+    "save_pretrained",
     "use_backend",
 ]

@@ -12,7 +12,8 @@ Names:
   * ``"triton"``    -- the Triton kernels in :mod:`fastpixel.kernels`; needs triton and either a
     CUDA tensor or ``TRITON_INTERPRET=1`` (Triton's CPU interpreter, used by CI);
   * ``"auto"``      -- triton when it can run on the given tensors, else ``"torch"`` when the op
-    has it, else the reference.
+    has it (in eager mode; inside ``torch.compile`` the reference, which Inductor traces into one
+    graph), else the reference.
 
 Resolution is plain Python on module-level state, so ``torch.compile`` traces it as constants
 (guarding on the values it read): no ``ContextVar``, no device sync, nothing that breaks a graph.
@@ -153,4 +154,9 @@ def resolve_backend(backend: str | None, *tensors: torch.Tensor, op: str) -> str
         return "triton"
     if reason is None:
         return "triton"
+    if torch.compiler.is_compiling():
+        # The "torch" backend is an eager fast path (hand-written autograd.Functions over reused
+        # buffers, opaque to dynamo); under torch.compile the readable reference is what Inductor
+        # traces and fuses into one graph, so "auto" takes it there.
+        return "reference"
     return "torch" if dispatch.has_implementation(op, "torch") else "reference"

@@ -9,6 +9,7 @@ continues exactly where the checkpoint was taken. It loads with ``torch.load(wei
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,10 @@ import torch
 
 FORMAT = "fastpixel-checkpoint-1"
 FILENAME = "checkpoint.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read, or is not a fastpixel checkpoint (the message names it)."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -79,8 +84,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise FileNotFoundError(f"{path}: no checkpoint there (train writes <run-dir>/{FILENAME})")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False, i.e. running the file's code: never relay it
+        raise CheckpointError(
+            f"{path}: cannot read the checkpoint: refused, it holds Python objects other than tensors and "
+            f"plain types, and loading those would run code from the file. A checkpoint fastpixel writes "
+            f"never does; treat this file as untrusted"
+        ) from None
     except Exception as err:
-        raise RuntimeError(f"{path}: cannot read the checkpoint ({type(err).__name__}: {err})") from None
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise RuntimeError(f"{path}: not a fastpixel checkpoint (expected format {FORMAT!r})")
+        raise CheckpointError(f"{path}: not a fastpixel checkpoint (expected format {FORMAT!r})")
     return state

@@ -8,10 +8,11 @@ ground truth), ``fastpixel/fast/<stem>.py`` (backend ``"torch"``), ``kernels/<st
 (the public op that validates and dispatches) and the tests. Each backend's module of a stem
 exports the same function with the reference's signature, named in :data:`FUNCTIONS`.
 
-A backend's modules are imported the first time one of its ops runs (the triton ones import
-triton and register the ``fastpixel::`` custom ops), then cached. The imports are plain ``import``
-statements, which ``torch.compile`` follows, so the first call may happen inside a compiled
-region without a graph break.
+The pure-PyTorch backends ("reference", "torch") are entered when :mod:`fastpixel.ops` is
+imported; the triton one the first time one of its ops runs (it imports triton and registers the
+``fastpixel::`` custom ops), then cached. The imports are plain ``import`` statements, which
+``torch.compile`` follows, so even that first call may happen inside a compiled region without a
+graph break (the table filling up there costs one recompile on the next call, nothing more).
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ def has_implementation(op: str, backend: str) -> bool:
     return op in IMPLEMENTED.get(backend, ())
 
 
+def load(backend: str) -> None:
+    """Import ``backend``'s modules and enter its functions in :data:`TABLE` (once; cheap after)."""
+    if any(backend not in TABLE[op] for op in IMPLEMENTED[backend]):
+        for stem, module in _MODULE_LOADERS[backend]().items():
+            TABLE[stem][backend] = getattr(module, FUNCTIONS[stem])
+
+
 def implementation(op: str, backend: str) -> Callable:
     """The function that runs op ``op`` on ``backend`` ("reference", "torch" or "triton")."""
     fn = TABLE.get(op, {}).get(backend)
@@ -75,6 +83,5 @@ def implementation(op: str, backend: str) -> Callable:
         return fn
     if not has_implementation(op, backend):
         raise KeyError(f"no implementation of op {op!r} on backend {backend!r}; have {IMPLEMENTED}")
-    for stem, module in _MODULE_LOADERS[backend]().items():
-        TABLE[stem][backend] = getattr(module, FUNCTIONS[stem])
+    load(backend)
     return TABLE[op][backend]

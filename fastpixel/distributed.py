@@ -1,6 +1,6 @@
 """One code path for one process or many: DistributedDataParallel under ``torchrun``.
 
-``torchrun --nproc-per-node N -m fastpixel.train ...`` sets RANK / WORLD_SIZE / LOCAL_RANK;
+``torchrun --nproc-per-node N -m fastpixel.cli.train ...`` sets RANK / WORLD_SIZE / LOCAL_RANK;
 :func:`init_distributed` then joins the process group (NCCL on CUDA, gloo on CPU). Without
 them it is a single process and nothing here touches torch.distributed.
 """

@@ -12,10 +12,16 @@ from typing import Any
 #: Values every preset starts from.
 DEFAULTS: dict[str, Any] = dict(
     model="pixelcnn", hidden=8, layers=2, output_hidden=None, skip=False,
-    dataset="builtin_mnist", data_dir=None, binarize="none", binarize_seed=0, allow_pickle=False,
+    dataset="builtin_mnist", data_dir=None, binarize="none", binarize_seed=0, allow_pickle=False, png_convert=False,
     train_limit=None, test_limit=None,
     batch_size=16, eval_batch_size=256, steps=1000, lr=1e-3, clip_grad=1.0, ema=0.0, bf16=False,
     seed=0, log_every=50, eval_every=500, checkpoint_every=500,
+    # learning-rate schedule (fastpixel.training.schedule): constant, cosine or step, after a linear warmup
+    lr_schedule="constant", warmup_steps=0, lr_step_every=None, lr_gamma=0.1,
+    # Multi-Scale PixelRNN (model="multiscale") only: the networks' kind, subsampling factor, small net, c
+    kind=None, factor=None, small_hidden=None, small_layers=None, condition_features=None,
+    # what a run keeps and shows: last N checkpoints, sample grid size at each evaluation (0: none)
+    keep=1, sample_grid=16, tensorboard=False,
 )
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -7,7 +7,9 @@ in a source checkout ``fastpixel/kernels`` is a relative symbolic link to this f
 IDEs and type checkers follow ``fastpixel.ops`` into the kernels with no import hook.
 
 One module per op, named by the op's stem (``masked_conv``, ``cross_entropy``, ``row_lstm``,
-``diagonal_bilstm``); each holds the kernels, their host launchers and the ``torch.autograd.Function``
-and exports a function with the signature of its twin in ``fastpixel.reference``. Importing this
-package imports nothing heavy: triton is imported by the op modules only, when first used.
+``diagonal_bilstm``); each holds the kernels, their host launchers and their registration as
+``fastpixel::`` custom ops (fake implementation, autograd, autocast; docs/architecture.md, "Kernels
+as PyTorch ops") and exports a function with the signature of its twin in ``fastpixel.reference``.
+``_common`` holds what they share. Importing this package imports nothing heavy: triton is imported
+by the op modules only, when first used.
 """

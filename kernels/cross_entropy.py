@@ -35,6 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
+from fastpixel.kernels._common import check_int32_span, register_autocast_rule
 from fastpixel.reference.cross_entropy import REDUCTIONS
 
 MAX_LEVELS = 4096  # all of a row lives in registers; beyond this it would spill
@@ -61,9 +62,9 @@ def _ce_fwd_kernel(
     # sizes
     S, H, W, L, N,
     # strides
-    s_xb, s_xl, s_xc, s_xh, s_xw,
-    s_tb, s_tc, s_th, s_tw,
-    s_db, s_dl, s_dc, s_dh, s_dw,
+    s_x_b, s_x_l, s_x_c, s_x_h, s_x_w,
+    s_t_b, s_t_c, s_t_h, s_t_w,
+    s_dx_b, s_dx_l, s_dx_c, s_dx_h, s_dx_w,
     # meta
     BN: tl.constexpr, BL: tl.constexpr, FLAT: tl.constexpr,
     REDUCE: tl.constexpr, MEAN: tl.constexpr, COMPUTE_GRAD: tl.constexpr,
@@ -79,12 +80,12 @@ def _ce_fwd_kernel(
     m_l = o_l < L  # [BL]
     m_x = m_n[:, None] & m_l[None, :]  # [BN, BL]
 
-    o_t = _row_offsets(o_s, H, W, s_tc, s_th, s_tw, FLAT)
-    b_t = tl.load(p_t + i_b64 * s_tb + o_t, mask=m_n, other=0).to(tl.int64)  # [BN]
+    o_t = _row_offsets(o_s, H, W, s_t_c, s_t_h, s_t_w, FLAT)
+    b_t = tl.load(p_t + i_b64 * s_t_b + o_t, mask=m_n, other=0).to(tl.int64)  # [BN]
     m_bad = m_n & ((b_t < 0) | (b_t >= L))  # [BN]
 
-    o_x = _row_offsets(o_s, H, W, s_xc, s_xh, s_xw, FLAT)
-    p_xb = p_x + i_b64 * s_xb + o_x[:, None] + o_l[None, :] * s_xl
+    o_x = _row_offsets(o_s, H, W, s_x_c, s_x_h, s_x_w, FLAT)
+    p_xb = p_x + i_b64 * s_x_b + o_x[:, None] + o_l[None, :] * s_x_l
     b_x = tl.load(p_xb, mask=m_x, other=float("-inf")).to(ACC)  # [BN, BL]
     b_x = tl.where(m_n[:, None], b_x, 0.0)  # rows past S stay finite
 
@@ -111,8 +112,8 @@ def _ce_fwd_kernel(
         if MEAN:
             b_g = b_g / N  # in ACC: no float32 rounding of 1/N for float64 logits
         b_g = tl.where(m_bad[:, None], float("nan"), b_g)
-        o_d = _row_offsets(o_s, H, W, s_dc, s_dh, s_dw, FLAT)
-        p_db = p_dx + i_b64 * s_db + o_d[:, None] + o_l[None, :] * s_dl
+        o_d = _row_offsets(o_s, H, W, s_dx_c, s_dx_h, s_dx_w, FLAT)
+        p_db = p_dx + i_b64 * s_dx_b + o_d[:, None] + o_l[None, :] * s_dx_l
         tl.store(p_db, b_g.to(p_dx.dtype.element_ty), mask=m_x)
 
 
@@ -123,9 +124,9 @@ def _ce_bwd_kernel(
     # sizes
     S, H, W, L,
     # strides
-    s_gb, s_gl, s_gc, s_gh, s_gw,
-    s_ob, s_oc, s_oh, s_ow,
-    s_db, s_dl, s_dc, s_dh, s_dw,
+    s_g_b, s_g_l, s_g_c, s_g_h, s_g_w,
+    s_go_b, s_go_c, s_go_h, s_go_w,
+    s_dx_b, s_dx_l, s_dx_c, s_dx_h, s_dx_w,
     # meta
     BN: tl.constexpr, BL: tl.constexpr, FLAT: tl.constexpr, SCALAR: tl.constexpr,
 ):
@@ -142,14 +143,14 @@ def _ce_bwd_kernel(
         b_go = tl.load(p_go).to(ACC)  # []
         b_go = tl.full([BN], 0.0, ACC) + b_go  # [BN]
     else:
-        o_o = _row_offsets(o_s, H, W, s_oc, s_oh, s_ow, FLAT)
-        b_go = tl.load(p_go + i_b64 * s_ob + o_o, mask=m_n, other=0.0).to(ACC)  # [BN]
+        o_o = _row_offsets(o_s, H, W, s_go_c, s_go_h, s_go_w, FLAT)
+        b_go = tl.load(p_go + i_b64 * s_go_b + o_o, mask=m_n, other=0.0).to(ACC)  # [BN]
 
-    o_g = _row_offsets(o_s, H, W, s_gc, s_gh, s_gw, FLAT)
-    b_g = tl.load(p_g + i_b64 * s_gb + o_g[:, None] + o_l[None, :] * s_gl, mask=m_x, other=0.0)  # [BN, BL]
+    o_g = _row_offsets(o_s, H, W, s_g_c, s_g_h, s_g_w, FLAT)
+    b_g = tl.load(p_g + i_b64 * s_g_b + o_g[:, None] + o_l[None, :] * s_g_l, mask=m_x, other=0.0)  # [BN, BL]
     b_dx = b_g.to(ACC) * b_go[:, None]  # [BN, BL]
-    o_d = _row_offsets(o_s, H, W, s_dc, s_dh, s_dw, FLAT)
-    tl.store(p_dx + i_b64 * s_db + o_d[:, None] + o_l[None, :] * s_dl, b_dx.to(p_dx.dtype.element_ty), mask=m_x)
+    o_d = _row_offsets(o_s, H, W, s_dx_c, s_dx_h, s_dx_w, FLAT)
+    tl.store(p_dx + i_b64 * s_dx_b + o_d[:, None] + o_l[None, :] * s_dx_l, b_dx.to(p_dx.dtype.element_ty), mask=m_x)
 
 
 # -- host side ---------------------------------------------------------------------------------
@@ -251,30 +252,111 @@ def cross_entropy_bwd(g: torch.Tensor, grad_output: torch.Tensor, *, inplace: bo
     return dx
 
 
-class PixelCrossEntropyFunction(torch.autograd.Function):
-    """loss = pixel_cross_entropy(logits, targets, reduction); the gradient is made in the forward."""
+# -- registered ops ----------------------------------------------------------------------------
+# fastpixel::pixel_cross_entropy_forward / _backward are opaque custom ops (docs/architecture.md,
+# "Kernels as PyTorch ops"); autograd is registered on the forward. The in-place variant mutates the
+# logits, and PyTorch registers no autograd formula on a mutating op, so it keeps a small
+# autograd.Function around its two mutating ops (eager-only option; see pixel_cross_entropy).
+Tensor = torch.Tensor
+
+
+@torch.library.custom_op("fastpixel::pixel_cross_entropy_forward", mutates_args=())
+def pixel_cross_entropy_forward(
+    logits: Tensor, targets: Tensor, reduction: str, compute_grad: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """-> (loss, grad, bad): loss (B, C, H, W) for "none" else 0-dim, in promote(logits, float32);
+    grad = d(loss reduced)/d(logits) in the logits' shape and dtype (an empty (0,) tensor when not
+    compute_grad); bad = 0-dim int64 count of targets outside [0, L) (their loss and grad are NaN)."""
+    loss, dx, bad = cross_entropy_fwd(logits, targets, reduction, compute_grad=compute_grad, inplace=False)
+    return loss, (dx if dx is not None else logits.new_empty(0)), bad.sum()
+
+
+@pixel_cross_entropy_forward.register_fake
+def _(logits, targets, reduction, compute_grad):
+    b, _, c, h, w = logits.shape
+    acc = torch.promote_types(logits.dtype, torch.float32)
+    loss = logits.new_empty((b, c, h, w) if reduction == "none" else (), dtype=acc)
+    grad = torch.empty_like(logits) if compute_grad else logits.new_empty(0)
+    return loss, grad, logits.new_empty((), dtype=torch.int64)
+
+
+@torch.library.custom_op("fastpixel::pixel_cross_entropy_backward", mutates_args=())
+def pixel_cross_entropy_backward(grad: Tensor, grad_output: Tensor) -> Tensor:
+    """grad (B, L, C, H, W) from the forward times grad_output (0-dim, or (B, C, H, W) for "none"),
+    broadcast over the levels -> a new tensor like grad."""
+    return cross_entropy_bwd(grad, grad_output, inplace=False)
+
+
+@pixel_cross_entropy_backward.register_fake
+def _(grad, grad_output):
+    return torch.empty_like(grad)
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(output[1])
+
+
+def _backward(ctx, grad_loss, _grad_grad, _grad_bad):
+    (grad,) = ctx.saved_tensors
+    if grad.numel() == 0:
+        raise RuntimeError("pixel_cross_entropy_forward: called with compute_grad=False, it has no gradient")
+    return pixel_cross_entropy_backward(grad, grad_loss), None, None, None
+
+
+pixel_cross_entropy_forward.register_autograd(_backward, setup_context=_setup_context)
+# Under autocast the logits are read in whatever dtype they come (the reference promotes them to
+# float32 itself, and log_softmax autocasts to float32): the op runs with autocast off, loss float32.
+register_autocast_rule(pixel_cross_entropy_forward, lambda dtype, args: (args, lambda out: out))
+
+
+@torch.library.custom_op("fastpixel::pixel_cross_entropy_forward_inplace_", mutates_args=("logits",))
+def pixel_cross_entropy_forward_inplace_(logits: Tensor, targets: Tensor, reduction: str) -> tuple[Tensor, Tensor]:
+    """As pixel_cross_entropy_forward with compute_grad, the gradient written over ``logits`` -> (loss, bad)."""
+    loss, _, bad = cross_entropy_fwd(logits, targets, reduction, compute_grad=True, inplace=True)
+    return loss, bad.sum()
+
+
+@pixel_cross_entropy_forward_inplace_.register_fake
+def _(logits, targets, reduction):
+    b, _, c, h, w = logits.shape
+    acc = torch.promote_types(logits.dtype, torch.float32)
+    return logits.new_empty((b, c, h, w) if reduction == "none" else (), dtype=acc), logits.new_empty((), dtype=torch.int64)
+
+
+@torch.library.custom_op("fastpixel::pixel_cross_entropy_backward_inplace_", mutates_args=("grad",))
+def pixel_cross_entropy_backward_inplace_(grad: Tensor, grad_output: Tensor) -> None:
+    """grad *= grad_output (broadcast over the levels), in place."""
+    cross_entropy_bwd(grad, grad_output, inplace=True)
+
+
+@pixel_cross_entropy_backward_inplace_.register_fake
+def _(grad, grad_output):
+    return None
+
+
+class _InplaceCrossEntropy(torch.autograd.Function):
+    """inplace_backward=True: the gradient lives in the logits' storage; one backward only."""
 
     @staticmethod
-    def forward(ctx, logits, targets, reduction, compute_grad, inplace):
-        loss, dx, bad = cross_entropy_fwd(logits, targets, reduction, compute_grad=compute_grad, inplace=inplace)
+    def forward(ctx, logits, targets, reduction):
+        loss, bad = pixel_cross_entropy_forward_inplace_(logits, targets, reduction)
         ctx.mark_non_differentiable(bad)
-        ctx.inplace = inplace
         ctx.used = False
-        if dx is not None:
-            ctx.save_for_backward(dx.detach() if inplace else dx)
+        ctx.save_for_backward(logits.detach())
         return loss, bad
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss, _grad_bad):
-        if ctx.inplace and ctx.used:
+        if ctx.used:
             raise RuntimeError(
                 "pixel_cross_entropy(inplace_backward=True): the gradient was written over the logits and "
                 "already scaled by a first backward; it cannot be back-propagated twice (use inplace_backward=False)"
             )
         ctx.used = True
-        (g,) = ctx.saved_tensors
-        return cross_entropy_bwd(g, grad_loss, inplace=ctx.inplace), None, None, None, None
+        (grad,) = ctx.saved_tensors
+        pixel_cross_entropy_backward_inplace_(grad, grad_loss)
+        return grad, None, None
 
 
 def pixel_cross_entropy(
@@ -288,11 +370,14 @@ def pixel_cross_entropy(
     """Triton twin of :func:`fastpixel.reference.cross_entropy.pixel_cross_entropy`.
 
     logits: (B, L, C, H, W) float (any strides, 1 <= L <= 4096); targets: (B, C, H, W) integers.
-    Returns (B, C, H, W) for reduction="none", else a 0-dim tensor; dtype promote(logits, float32).
+    Returns (B, C, H, W) for reduction="none", else a 0-dim tensor; dtype promote(logits, float32)
+    (float32 under autocast too, as the reference). Runs ``fastpixel::pixel_cross_entropy_forward``.
     validate: raise ValueError when a target lies outside [0, L) (one host sync, after the kernel);
-      False: no sync at all, and a bad target's loss and gradient are NaN.
+      skipped while torch.compile traces (no sync in a graph). False: no sync at all, and a bad
+      target's loss and gradient are NaN.
     inplace_backward: write the gradient over ``logits`` (their values are lost after this call;
-      one backward only). Needs logits without overlapping elements.
+      one backward only). Needs logits without overlapping elements. Eager only: under
+      torch.compile the option is ignored (the graph owns its buffers).
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"pixel_cross_entropy: reduction must be one of {REDUCTIONS}, got {reduction!r}")
@@ -307,15 +392,16 @@ def pixel_cross_entropy(
         from fastpixel.reference.cross_entropy import pixel_cross_entropy as reference
 
         return reference(logits, targets, reduction)
-    if sum((n - 1) * abs(st) for n, st in zip(logits.shape[1:], logits.stride()[1:])) >= 2**31:
-        raise ValueError("pixel_cross_entropy (triton): one image's logits span >= 2**31 elements (int32 offsets)")
+    check_int32_span("pixel_cross_entropy", logits)
     compute_grad = torch.is_grad_enabled() and logits.requires_grad
-    if inplace_backward and compute_grad and not _non_overlapping(logits):
-        raise ValueError("pixel_cross_entropy: inplace_backward=True needs logits whose elements do not overlap")
-    loss, bad = PixelCrossEntropyFunction.apply(
-        logits, targets, reduction, compute_grad, inplace_backward and compute_grad
-    )
-    if validate and int(bad.sum()) > 0:  # the one host sync, only when asked for
+    compiling = torch.compiler.is_compiling()
+    if inplace_backward and compute_grad and not compiling:
+        if not _non_overlapping(logits):
+            raise ValueError("pixel_cross_entropy: inplace_backward=True needs logits whose elements do not overlap")
+        loss, bad = _InplaceCrossEntropy.apply(logits, targets, reduction)
+    else:
+        loss, _, bad = pixel_cross_entropy_forward(logits, targets, reduction, compute_grad)
+    if validate and not compiling and int(bad) > 0:  # the one host sync, only when asked for
         lo, hi = int(targets.min()), int(targets.max())
         raise ValueError(
             f"pixel_cross_entropy: targets must lie in [0, {levels}), got values in [{lo}, {hi}]"

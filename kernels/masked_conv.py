@@ -35,9 +35,19 @@ import triton
 import triton.language as tl
 
 from fastpixel.backend import triton_interpreter_enabled
+from fastpixel.kernels._common import (
+    INT32_LIMIT,
+    acc_dtype,
+    cast_floating,
+    check_int32_span,
+    dot_precision,
+    num_sms,
+    register_autocast_rule,
+    tl_dtype,
+)
 from fastpixel.masks import MaskSpec
 
-__all__ = ["masked_conv2d", "useful_flops", "dense_flops"]
+__all__ = ["masked_conv2d", "masked_conv2d_op", "useful_flops", "dense_flops"]
 
 
 # -- FLOP accounting ---------------------------------------------------------------------------
@@ -96,7 +106,7 @@ def _tap_gemm(
     p_a_pix, m_a_pix, p_w_tap,
     o_n, m_n, b_lim, k_stop,
     K_SIZE,
-    stride_ak, stride_wk, stride_wn, i_n_start,
+    s_a_k, s_w_k, s_w_n, i_n_start,
     CENTER: tl.constexpr, TRANSPOSED: tl.constexpr,
     BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
 ):
@@ -116,10 +126,10 @@ def _tap_gemm(
             else:
                 m_w = m_w & (o_k[:, None] < b_lim[None, :])
         if needed:
-            p_a = p_a_pix[:, None] + o_k[None, :] * stride_ak
-            b_a = tl.load(p_a, mask=m_a_pix[:, None] & m_k[None, :], other=0.0)  # [BM, BK]
-            p_w = p_w_tap + o_k[:, None] * stride_wk + o_n[None, :] * stride_wn
-            b_w = tl.load(p_w, mask=m_w, other=0.0)  # [BK, BN]
+            p_a_blk = p_a_pix[:, None] + o_k[None, :] * s_a_k  # [BM, BK]
+            b_a = tl.load(p_a_blk, mask=m_a_pix[:, None] & m_k[None, :], other=0.0)  # [BM, BK]
+            p_w_blk = p_w_tap + o_k[:, None] * s_w_k + o_n[None, :] * s_w_n  # [BK, BN]
+            b_w = tl.load(p_w_blk, mask=m_w, other=0.0)  # [BK, BN]
             acc = tl.dot(b_a, b_w, acc, input_precision=PRECISION)
     return acc
 
@@ -128,13 +138,13 @@ def _tap_gemm(
 @triton.jit
 def _masked_conv_gemm_kernel(
     # pointers
-    a_ptr, w_ptr, bias_ptr, limit_ptr, y_ptr,
+    p_a, p_w, p_bias, p_limit, p_y,
     # sizes
     N_PIX, H, W, K_SIZE, N_SIZE,
     # strides
-    stride_ab, stride_ak, stride_ah, stride_aw,
-    stride_wk, stride_wn, stride_wh, stride_ww,
-    stride_yb, stride_yn, stride_yh, stride_yw,
+    s_a_b, s_a_k, s_a_h, s_a_w,
+    s_w_k, s_w_n, s_w_h, s_w_w,
+    s_y_b, s_y_n, s_y_h, s_y_w,
     # meta
     KW: tl.constexpr, CY: tl.constexpr, CX: tl.constexpr,
     N_FULL_TAPS: tl.constexpr, HAS_CENTER: tl.constexpr, TRANSPOSED: tl.constexpr, HAS_BIAS: tl.constexpr,
@@ -161,43 +171,43 @@ def _masked_conv_gemm_kernel(
             o_ri = o_r + (t // KW - CY)
             o_ci = o_c + (t % KW - CX)
         m_pix = m_m & (o_ri >= 0) & (o_ri < H) & (o_ci >= 0) & (o_ci < W)
-        p_a = a_ptr + o_b * stride_ab + o_ri * stride_ah + o_ci * stride_aw
-        p_w = w_ptr + (t // KW) * stride_wh + (t % KW) * stride_ww
-        acc = _tap_gemm(acc, p_a, m_pix, p_w, o_n, m_n, limit_ptr, K_SIZE, K_SIZE,
-                        stride_ak, stride_wk, stride_wn, i_n * BLOCK_N,
+        p_a_pix = p_a + o_b * s_a_b + o_ri * s_a_h + o_ci * s_a_w  # [BM]
+        p_w_tap = p_w + (t // KW) * s_w_h + (t % KW) * s_w_w
+        acc = _tap_gemm(acc, p_a_pix, m_pix, p_w_tap, o_n, m_n, p_limit, K_SIZE, K_SIZE,
+                        s_a_k, s_w_k, s_w_n, i_n * BLOCK_N,
                         False, TRANSPOSED, BLOCK_K, PRECISION)
     if HAS_CENTER:
         # the centre tap reads the pixel itself: no shift, colour groups by limit
-        p_a = a_ptr + o_b * stride_ab + o_r * stride_ah + o_c * stride_aw
-        p_w = w_ptr + CY * stride_wh + CX * stride_ww
+        p_a_pix = p_a + o_b * s_a_b + o_r * s_a_h + o_c * s_a_w  # [BM]
+        p_w_tap = p_w + CY * s_w_h + CX * s_w_w
         if TRANSPOSED:
-            b_lim = limit_ptr
+            b_lim = p_limit
             k_stop = K_SIZE
         else:
-            b_lim = tl.load(limit_ptr + o_n, mask=m_n, other=0)  # [BN] input channels read per output channel
+            b_lim = tl.load(p_limit + o_n, mask=m_n, other=0)  # [BN] input channels read per output channel
             k_stop = tl.max(b_lim, axis=0)
-        acc = _tap_gemm(acc, p_a, m_m, p_w, o_n, m_n, b_lim, k_stop, K_SIZE,
-                        stride_ak, stride_wk, stride_wn, i_n * BLOCK_N,
+        acc = _tap_gemm(acc, p_a_pix, m_m, p_w_tap, o_n, m_n, b_lim, k_stop, K_SIZE,
+                        s_a_k, s_w_k, s_w_n, i_n * BLOCK_N,
                         True, TRANSPOSED, BLOCK_K, PRECISION)
     if HAS_BIAS:
-        b_bias = tl.load(bias_ptr + o_n, mask=m_n, other=0.0).to(ACC_DTYPE)  # [BN]
+        b_bias = tl.load(p_bias + o_n, mask=m_n, other=0.0).to(ACC_DTYPE)  # [BN]
         acc += b_bias[None, :]
-    o_y = o_b * stride_yb + o_r * stride_yh + o_c * stride_yw  # [BM] pixel offsets in y
-    p_y = y_ptr + o_y[:, None] + o_n[None, :] * stride_yn
-    tl.store(p_y, acc.to(y_ptr.dtype.element_ty), mask=m_m[:, None] & m_n[None, :])
+    o_y = o_b * s_y_b + o_r * s_y_h + o_c * s_y_w  # [BM] pixel offsets in y
+    p_y_blk = p_y + o_y[:, None] + o_n[None, :] * s_y_n  # [BM, BN]
+    tl.store(p_y_blk, acc.to(p_y.dtype.element_ty), mask=m_m[:, None] & m_n[None, :])
 
 
 @triton.autotune(configs=_wgrad_configs(), key=["N_PIX", "C_IN", "C_OUT"])
 @triton.jit
 def _masked_conv_wgrad_kernel(
     # pointers
-    x_ptr, dy_ptr, limit_ptr, dw_ptr,
+    p_x, p_dy, p_limit, p_dw,
     # sizes
     N_PIX, H, W, C_IN, C_OUT, PIX_PER_SPLIT,
     # strides
-    stride_xb, stride_xc, stride_xh, stride_xw,
-    stride_yb, stride_yc, stride_yh, stride_yw,
-    stride_ws, stride_wo, stride_wi, stride_wh, stride_ww,
+    s_x_b, s_x_c, s_x_h, s_x_w,
+    s_dy_b, s_dy_c, s_dy_h, s_dy_w,
+    s_dw_s, s_dw_o, s_dw_i, s_dw_h, s_dw_w,
     # meta
     KW: tl.constexpr, CY: tl.constexpr, CX: tl.constexpr, MASKED: tl.constexpr,
     ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
@@ -219,7 +229,7 @@ def _masked_conv_wgrad_kernel(
     pix_stop = tl.minimum(pix_start + PIX_PER_SPLIT, N_PIX)
     if MASKED:
         ct = CY * KW + CX
-        b_lim = tl.load(limit_ptr + o_n, mask=m_n, other=0)  # [BN] input channels open at the centre
+        b_lim = tl.load(p_limit + o_n, mask=m_n, other=0)  # [BN] input channels open at the centre
         m_open = m_open & ((t < ct) | ((t == ct) & (o_k[None, :] < b_lim[:, None])))
         needed = (t < ct) | ((t == ct) & (tl.max(b_lim, axis=0) > i_k * BLOCK_K))
         pix_stop = tl.where(needed, pix_stop, pix_start)  # closed tap or centre block: no loads, zeros stored
@@ -233,25 +243,25 @@ def _masked_conv_wgrad_kernel(
         o_ri = o_r + dy_tap
         o_ci = o_c + dx_tap
         m_pix = m_m & (o_ri >= 0) & (o_ri < H) & (o_ci >= 0) & (o_ci < W)
-        o_y = o_b * stride_yb + o_r * stride_yh + o_c * stride_yw  # [BM] pixel offsets in dy
-        o_x = o_b * stride_xb + o_ri * stride_xh + o_ci * stride_xw  # [BM] shifted pixel offsets in x
-        b_dy = tl.load(dy_ptr + o_y[None, :] + o_n[:, None] * stride_yc, mask=m_n[:, None] & m_m[None, :], other=0.0)  # [BN, BM]
-        b_x = tl.load(x_ptr + o_x[:, None] + o_k[None, :] * stride_xc, mask=m_pix[:, None] & m_k[None, :], other=0.0)  # [BM, BK]
+        o_y = o_b * s_dy_b + o_r * s_dy_h + o_c * s_dy_w  # [BM] pixel offsets in dy
+        o_x = o_b * s_x_b + o_ri * s_x_h + o_ci * s_x_w  # [BM] shifted pixel offsets in x
+        b_dy = tl.load(p_dy + o_y[None, :] + o_n[:, None] * s_dy_c, mask=m_n[:, None] & m_m[None, :], other=0.0)  # [BN, BM]
+        b_x = tl.load(p_x + o_x[:, None] + o_k[None, :] * s_x_c, mask=m_pix[:, None] & m_k[None, :], other=0.0)  # [BM, BK]
         acc = tl.dot(b_dy, b_x, acc, input_precision=PRECISION)
     acc = tl.where(m_open, acc, 0.0)
-    p_dw = dw_ptr + i_s * stride_ws + (t // KW) * stride_wh + (t % KW) * stride_ww
-    p_dw = p_dw + o_n[:, None] * stride_wo + o_k[None, :] * stride_wi
-    tl.store(p_dw, acc.to(dw_ptr.dtype.element_ty), mask=m_n[:, None] & m_k[None, :])
+    p_dw_tap = p_dw + i_s * s_dw_s + (t // KW) * s_dw_h + (t % KW) * s_dw_w
+    p_dw_blk = p_dw_tap + o_n[:, None] * s_dw_o + o_k[None, :] * s_dw_i  # [BN, BK]
+    tl.store(p_dw_blk, acc.to(p_dw.dtype.element_ty), mask=m_n[:, None] & m_k[None, :])
 
 
 @triton.jit
 def _bias_grad_kernel(
     # pointers
-    dy_ptr, db_ptr,
+    p_dy, p_db,
     # sizes
     N_PIX, H, W, C_OUT,
     # strides
-    stride_yb, stride_yc, stride_yh, stride_yw,
+    s_dy_b, s_dy_c, s_dy_h, s_dy_w,
     # meta
     ACC_DTYPE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
@@ -264,53 +274,41 @@ def _bias_grad_kernel(
         o_m = m0 + tl.arange(0, BLOCK_M)  # [BM]
         m_m = o_m < N_PIX
         o_b = (o_m // (H * W)).to(tl.int64)
-        o_y = o_b * stride_yb + ((o_m // W) % H) * stride_yh + (o_m % W) * stride_yw  # [BM] pixel offsets
-        p_dy = dy_ptr + o_y[:, None] + o_n[None, :] * stride_yc
-        acc += tl.load(p_dy, mask=m_m[:, None] & m_n[None, :], other=0.0).to(ACC_DTYPE)
-    tl.store(db_ptr + o_n, tl.sum(acc, axis=0).to(db_ptr.dtype.element_ty), mask=m_n)
+        o_y = o_b * s_dy_b + ((o_m // W) % H) * s_dy_h + (o_m % W) * s_dy_w  # [BM] pixel offsets
+        p_dy_blk = p_dy + o_y[:, None] + o_n[None, :] * s_dy_c  # [BM, BN]
+        acc += tl.load(p_dy_blk, mask=m_m[:, None] & m_n[None, :], other=0.0).to(ACC_DTYPE)
+    tl.store(p_db + o_n, tl.sum(acc, axis=0).to(p_db.dtype.element_ty), mask=m_n)
 
 
 # -- host launchers ----------------------------------------------------------------------------
-def _acc_dtype(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
 @functools.lru_cache(maxsize=256)
-def _center_limit(spec: MaskSpec, device: torch.device) -> torch.Tensor:
-    """spec.center_limit() as an int32 device vector (uploaded once per spec and device)."""
-    return torch.tensor(spec.center_limit(), dtype=torch.int32, device=device)
+def _limit_tensor(center_limit: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """The centre limits as an int32 device vector, uploaded once per (limits, device): the first
+    call of a shape (a warm-up, before any CUDA-graph capture) fills the cache, later calls
+    allocate nothing."""
+    return torch.tensor(center_limit, dtype=torch.int32, device=device)
 
 
-def _tap_structure(spec: MaskSpec) -> tuple[int, bool]:
+def _tap_structure(kh: int, kw: int, center: tuple[int, int], masked: bool) -> tuple[int, bool]:
     """(number of fully open taps in raster order, whether the centre tap is open by group)."""
-    kh, kw = spec.kernel_size
-    if spec.mask_type is None:
+    if not masked:
         return kh * kw, False
-    cy, cx = spec.center
+    cy, cx = center
     return cy * kw + cx, True
 
 
-@functools.lru_cache(maxsize=8)
-def _num_sms(device: torch.device) -> int:
-    if device.type != "cuda":
-        return 1
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
-def _gemm(
-    a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, spec: MaskSpec, transposed: bool
-) -> torch.Tensor:
-    """Forward (a = x) or grad input (a = grad y, transposed) as one implicit-GEMM launch."""
+def _gemm(a, w, bias, center_limit, center, masked: bool, transposed: bool) -> torch.Tensor:
+    """Forward (a = x) or grad input (a = grad y, transposed) as one implicit-GEMM launch -> (B, n, H, W)."""
     b, _, h, w_ = a.shape
-    c_out, c_in, _, kw = w.shape
+    c_out, c_in, kh, kw = w.shape
     k_size, n_size = (c_out, c_in) if transposed else (c_in, c_out)
     # strides of the weight seen as [k, n] per tap
-    s_wk, s_wn = (w.stride(0), w.stride(1)) if transposed else (w.stride(1), w.stride(0))
+    s_w_k, s_w_n = (w.stride(0), w.stride(1)) if transposed else (w.stride(1), w.stride(0))
     y = torch.empty(b, n_size, h, w_, device=a.device, dtype=a.dtype)
-    n_full, has_center = _tap_structure(spec)
-    limit = _center_limit(spec, a.device)
+    n_full, has_center = _tap_structure(kh, kw, center, masked)
+    limit = _limit_tensor(tuple(center_limit), a.device)
     n_pix = b * h * w_
-    cy, cx = spec.center
+    cy, cx = center
 
     def grid(meta):
         return (triton.cdiv(n_pix, meta["BLOCK_M"]), triton.cdiv(n_size, meta["BLOCK_N"]))
@@ -318,42 +316,41 @@ def _gemm(
     _masked_conv_gemm_kernel[grid](
         a, w, bias if bias is not None else a, limit, y,
         n_pix, h, w_, k_size, n_size,
-        *a.stride(), s_wk, s_wn, w.stride(2), w.stride(3), *y.stride(),
+        *a.stride(), s_w_k, s_w_n, w.stride(2), w.stride(3), *y.stride(),
         KW=kw, CY=cy, CX=cx, N_FULL_TAPS=n_full, HAS_CENTER=has_center, TRANSPOSED=transposed,
-        HAS_BIAS=bias is not None, ACC_DTYPE=_acc_dtype(a.dtype), PRECISION="ieee",
-    )
+        HAS_BIAS=bias is not None, ACC_DTYPE=tl_dtype(acc_dtype(a.dtype)), PRECISION=dot_precision(a.dtype),
+    )  # fmt: skip
     return y
 
 
-def _pixel_split(n_pix: int, tiles: int, block_m: int, num_sms: int) -> tuple[int, int]:
+def _pixel_split(n_pix: int, tiles: int, block_m: int, sms: int) -> tuple[int, int]:
     """(number of pixel chunks, pixels per chunk) for the grad-weight reduction: split only when the
     (out, in, open tap) tiles alone cannot fill the GPU twice over, keeping >= 4 blocks per chunk."""
-    split = max(1, min(triton.cdiv(2 * num_sms, tiles), triton.cdiv(n_pix, 4 * block_m)))
+    split = max(1, min(triton.cdiv(2 * sms, tiles), triton.cdiv(n_pix, 4 * block_m)))
     pix_per_split = triton.cdiv(triton.cdiv(n_pix, split), block_m) * block_m
     return triton.cdiv(n_pix, pix_per_split), pix_per_split
 
 
-def _weight_grad(x: torch.Tensor, dy: torch.Tensor, spec: MaskSpec, w_dtype: torch.dtype) -> torch.Tensor:
+def _weight_grad(x, dy, w_shape, w_dtype, center_limit, center, masked: bool) -> torch.Tensor:
     """(out, in, kh, kw) gradient of the masked weight: zero on closed taps and closed centre groups."""
     b, c_in, h, w_ = x.shape
     c_out = dy.shape[1]
-    kh, kw = spec.kernel_size
+    kh, kw = w_shape[2], w_shape[3]
     n_pix = b * h * w_
     block_n, block_k, block_m = _wgrad_blocks()
-    tiles = triton.cdiv(c_out, block_n) * triton.cdiv(c_in, block_k) * (_tap_structure(spec)[0] + 1)
-    split, pix_per_split = _pixel_split(n_pix, tiles, block_m, _num_sms(x.device))
-    acc_torch = torch.float64 if x.dtype == torch.float64 else torch.float32
-    out = torch.empty(split, c_out, c_in, kh, kw, device=x.device, dtype=w_dtype if split == 1 else acc_torch)
-    cy, cx = spec.center
+    tiles = triton.cdiv(c_out, block_n) * triton.cdiv(c_in, block_k) * (_tap_structure(kh, kw, center, masked)[0] + 1)
+    split, pix_per_split = _pixel_split(n_pix, tiles, block_m, num_sms(x.device))
+    out = torch.empty(split, c_out, c_in, kh, kw, device=x.device, dtype=w_dtype if split == 1 else acc_dtype(x.dtype))
+    cy, cx = center
     grid = (triton.cdiv(c_out, block_n) * triton.cdiv(c_in, block_k), kh * kw, split)
     _masked_conv_wgrad_kernel[grid](
-        x, dy, _center_limit(spec, x.device), out,
+        x, dy, _limit_tensor(tuple(center_limit), x.device), out,
         n_pix, h, w_, c_in, c_out, pix_per_split,
         *x.stride(), *dy.stride(), *out.stride(),
-        KW=kw, CY=cy, CX=cx, MASKED=spec.mask_type is not None,
-        ACC_DTYPE=_acc_dtype(x.dtype), PRECISION="ieee",
+        KW=kw, CY=cy, CX=cx, MASKED=masked,
+        ACC_DTYPE=tl_dtype(acc_dtype(x.dtype)), PRECISION=dot_precision(x.dtype),
         BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_M=block_m,
-    )
+    )  # fmt: skip
     # split > 1 only: the partial sums of the pixel chunks are added here (a (split, out, in, kh, kw)
     # reduction, small next to the GEMM).
     return out[0] if split == 1 else out.sum(0).to(w_dtype)
@@ -365,32 +362,117 @@ def _bias_grad(dy: torch.Tensor, b_dtype: torch.dtype) -> torch.Tensor:
     block_n = 16 if triton_interpreter_enabled() else 32
     _bias_grad_kernel[(triton.cdiv(c_out, block_n),)](
         dy, db, b * h * w_, h, w_, c_out, *dy.stride(),
-        ACC_DTYPE=_acc_dtype(dy.dtype), BLOCK_M=32 if triton_interpreter_enabled() else 128, BLOCK_N=block_n,
+        ACC_DTYPE=tl_dtype(acc_dtype(dy.dtype)), BLOCK_M=32 if triton_interpreter_enabled() else 128, BLOCK_N=block_n,
     )
     return db
 
 
-class _MaskedConv2dFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, weight, bias, spec):
-        ctx.spec = spec
-        ctx.has_bias = bias is not None
-        ctx.save_for_backward(x, weight)
-        return _gemm(x, weight, bias, spec, transposed=False)
+# -- registered ops ----------------------------------------------------------------------------
+# fastpixel::masked_conv2d and its three backward ops are opaque custom ops (see docs/architecture.md,
+# "Kernels as PyTorch ops"): torch.compile keeps each as one node of the graph, with the fake
+# implementations below giving shapes, strides and dtypes; autograd calls the backward ops. The mask
+# enters as plain values: the per-output-channel centre limits, the centre tap, whether a mask exists.
+Tensor = torch.Tensor
 
-    @staticmethod
-    def backward(ctx, dy):
-        x, weight = ctx.saved_tensors
-        spec = ctx.spec
-        dx = _gemm(dy, weight, None, spec, transposed=True) if ctx.needs_input_grad[0] else None
-        dw = _weight_grad(x, dy, spec, weight.dtype) if ctx.needs_input_grad[1] else None
-        db = _bias_grad(dy, weight.dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return dx, dw, db, None
+
+@torch.library.custom_op("fastpixel::masked_conv2d", mutates_args=())
+def masked_conv2d_op(
+    x: Tensor, weight: Tensor, bias: Tensor | None, center_limit: list[int], center: list[int], masked: bool
+) -> Tensor:
+    """x (B, in, H, W), weight (out, in, kh, kw), bias (out,) or None -> y (B, out, H, W) contiguous, x's dtype.
+
+    center_limit[o]: input channels [0, limit) read at the centre tap (MaskSpec.center_limit());
+    center: (cy, cx); masked: False for an unmasked conv (every tap open)."""
+    return _gemm(x, weight, bias, center_limit, tuple(center), masked, transposed=False)
+
+
+@masked_conv2d_op.register_fake
+def _(x, weight, bias, center_limit, center, masked):
+    return x.new_empty((x.shape[0], weight.shape[0], x.shape[2], x.shape[3]))
+
+
+@torch.library.custom_op("fastpixel::masked_conv2d_input_grad", mutates_args=())
+def masked_conv2d_input_grad(dy: Tensor, weight: Tensor, center_limit: list[int], center: list[int], masked: bool) -> Tensor:
+    """grad x (B, in, H, W) contiguous, dy's dtype: the transposed masked conv of dy (B, out, H, W)."""
+    return _gemm(dy, weight, None, center_limit, tuple(center), masked, transposed=True)
+
+
+@masked_conv2d_input_grad.register_fake
+def _(dy, weight, center_limit, center, masked):
+    return dy.new_empty((dy.shape[0], weight.shape[1], dy.shape[2], dy.shape[3]))
+
+
+@torch.library.custom_op("fastpixel::masked_conv2d_weight_grad", mutates_args=())
+def masked_conv2d_weight_grad(
+    x: Tensor, dy: Tensor, weight: Tensor, center_limit: list[int], center: list[int], masked: bool
+) -> Tensor:
+    """grad weight (out, in, kh, kw) contiguous, weight's dtype (weight gives shape and dtype only)."""
+    return _weight_grad(x, dy, tuple(weight.shape), weight.dtype, center_limit, tuple(center), masked)
+
+
+@masked_conv2d_weight_grad.register_fake
+def _(x, dy, weight, center_limit, center, masked):
+    return weight.new_empty(weight.shape)
+
+
+@torch.library.custom_op("fastpixel::masked_conv2d_bias_grad", mutates_args=())
+def masked_conv2d_bias_grad(dy: Tensor, bias: Tensor) -> Tensor:
+    """grad bias (out,), bias's dtype: the sum of dy (B, out, H, W) over every pixel."""
+    return _bias_grad(dy, bias.dtype)
+
+
+@masked_conv2d_bias_grad.register_fake
+def _(dy, bias):
+    return bias.new_empty(bias.shape)
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, center_limit, center, masked = inputs
+    ctx.save_for_backward(x, weight, bias)
+    ctx.mask_args = (center_limit, center, masked)
+
+
+def _backward(ctx, dy):
+    x, weight, bias = ctx.saved_tensors
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    dx = masked_conv2d_input_grad(dy, weight, *ctx.mask_args) if need_x else None
+    dw = masked_conv2d_weight_grad(x, dy, weight, *ctx.mask_args) if need_w else None
+    db = masked_conv2d_bias_grad(dy, bias) if bias is not None and need_b else None
+    return dx, dw, db, None, None, None
+
+
+masked_conv2d_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _autocast_rule(dtype: torch.dtype, args: tuple):
+    # as F.conv2d under autocast (the reference): x, weight and bias in the autocast dtype, y in it too
+    x, weight, bias, *rest = args
+    return (cast_floating(x, dtype), cast_floating(weight, dtype), cast_floating(bias, dtype), *rest), lambda y: y
+
+
+register_autocast_rule(masked_conv2d_op, _autocast_rule)
+
+
+_MASK_ARGS: dict[MaskSpec, tuple[list[int], list[int], bool]] = {}
+
+
+def _mask_args(spec: MaskSpec) -> tuple[list[int], list[int], bool]:
+    """What the op needs of a MaskSpec, as plain values, computed once per spec. (A plain dict, not
+    functools.lru_cache: dynamo reads the dict as a constant, but traces through an lru_cache.)"""
+    try:
+        return _MASK_ARGS[spec]
+    except KeyError:
+        args = _MASK_ARGS[spec] = (list(spec.center_limit()), list(spec.center), spec.mask_type is not None)
+        return args
 
 
 def masked_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: MaskSpec) -> torch.Tensor:
     """x: (B, in, H, W); weight: (out, in, kh, kw); bias: (out,) or None -> (B, out, H, W).
 
-    Any strides (no copies); outputs contiguous. Differentiable in x, weight and bias.
+    Any strides (no copies); output contiguous, in x's dtype (the autocast dtype inside an autocast
+    region, as F.conv2d). Differentiable in x, weight and bias. Runs ``fastpixel::masked_conv2d``.
     """
-    return _MaskedConv2dFunction.apply(x, weight, bias, spec)
+    check_int32_span("masked_conv2d", x)
+    if weight.shape[0] * x.shape[2] * x.shape[3] >= INT32_LIMIT:
+        raise ValueError("masked_conv2d (triton): one output image spans >= 2**31 elements (int32 offsets)")
+    return masked_conv2d_op(x, weight, bias, *_mask_args(spec))

@@ -78,5 +78,8 @@ class Evil:
 def test_arbitrary_objects_are_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format": FORMAT, "payload": Evil()}, path)
-    with pytest.raises(RuntimeError, match="cannot read"):
+    with pytest.raises(RuntimeError, match="cannot read") as err:
         load_checkpoint(path)
+    # the refusal says why, and does not relay torch's advice to load it with weights_only=False
+    assert "would run code" in str(err.value) and "weights_only" not in str(err.value)
+    assert "evil.pt" in str(err.value)

@@ -217,7 +217,7 @@ def test_png_folder_grey_and_rgb(tmp_path):
     for i in range(2):
         write_png(tmp_path / "c" / f"{i}.png", rgb[i])
     np.testing.assert_array_equal(read_png_folder(tmp_path / "c"), rgb.transpose(0, 3, 1, 2))
-    assert read_png_folder(tmp_path / "c", channels=1).shape == (2, 1, 5, 7)
+    assert read_png_folder(tmp_path / "c", channels=1, convert=True).shape == (2, 1, 5, 7)
     assert read_png_folder(tmp_path / "c", limit=1).shape == (1, 3, 5, 7)
 
 

@@ -1,4 +1,4 @@
-"""python -m fastpixel.evaluate: whole-split NLL from a checkpoint, with the protocol printed."""
+"""fastpixel-evaluate (fastpixel.cli.evaluate): whole-split NLL from a checkpoint, with the protocol printed."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 import fastpixel
 from fastpixel import presets
 from fastpixel.data import load_dataset
-from fastpixel.evaluate import main, run
-from fastpixel.train import train
+from fastpixel.cli.evaluate import main, run
+from fastpixel.training import train
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,9 @@ def run_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("run")
     config = presets.resolve("cpu_tiny", dict(hidden=4, layers=1, output_hidden=8, batch_size=8, train_limit=32,
                                               test_limit=24, steps=3, lr=1e-2, eval_every=0, checkpoint_every=3,
-                                              log_every=1, ema=0.5))
-    config.update(run_dir=str(directory), resume=False, backend="reference", device="cpu", progress=False, quiet=True)
+                                              log_every=1, ema=0.5, sample_grid=0))
+    config.update(run_dir=str(directory), resume=False, overwrite=False, backend="reference", device="cpu",
+                  progress=False, quiet=True)
     result = train(config)
     yield directory, result
     torch.set_num_threads(threads)
@@ -65,12 +66,18 @@ def test_evaluate_whole_split_and_ema(run_dir, capsys):
     assert ema["nats_per_image"] == pytest.approx(float64_nll(state, ckpt["model_config"], images), rel=1e-6)
 
 
-def test_evaluate_errors(tmp_path):
+def test_evaluate_errors(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="absent.pt"):
-        main(["--checkpoint", str(tmp_path / "absent.pt")])
+        run(["--checkpoint", str(tmp_path / "absent.pt")])
     (tmp_path / "broken.pt").write_bytes(b"\x00" * 10)
     with pytest.raises(RuntimeError, match="broken.pt: cannot read"):
-        main(["--checkpoint", str(tmp_path / "broken.pt")])
+        run(["--checkpoint", str(tmp_path / "broken.pt")])
+    for name in ("absent.pt", "broken.pt"):  # the console entry point: one line, exit status 2
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--checkpoint", str(tmp_path / name)])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.startswith("fastpixel-evaluate: error: ") and name in err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
 def test_console_entry_point_and_missing_ema(run_dir, tmp_path, capsys):
@@ -78,5 +85,8 @@ def test_console_entry_point_and_missing_ema(run_dir, tmp_path, capsys):
     assert main(["--checkpoint", str(directory / "checkpoint.pt"), "--limit", "2", "--backend", "reference"]) is None
     ckpt = torch.load(directory / "checkpoint.pt", weights_only=True)
     torch.save({**ckpt, "ema": None}, tmp_path / "no_ema.pt")
-    with pytest.raises(SystemExit, match="no EMA weights"):
+    with pytest.raises(ValueError, match="no EMA weights"):
         run(["--checkpoint", str(tmp_path / "no_ema.pt"), "--weights", "ema"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--checkpoint", str(tmp_path / "no_ema.pt"), "--weights", "ema"])
+    assert exit_info.value.code == 2 and "no EMA weights" in capsys.readouterr().err

@@ -200,7 +200,8 @@ def test_inverse_cdf_never_returns_a_zero_probability_level():
 
 
 # -- argument errors -------------------------------------------------------------------------------
-@pytest.mark.parametrize("temperature,error", [(0.0, ValueError), (-1.0, ValueError), (float("inf"), ValueError),
+@pytest.mark.parametrize("temperature,error", [(-1e-9, ValueError), (-1.0, ValueError), (float("inf"), ValueError),
+                                               (float("nan"), ValueError),
                                                ("1", TypeError)])
 def test_bad_temperature(temperature, error):
     with pytest.raises(error, match="temperature"):
@@ -241,16 +242,16 @@ def test_progress_bar_over_rows(capsys):
     assert "3/3" in err and "row" in err
 
 
-# -- fastpixel.sample: function and module ---------------------------------------------------------
-def test_module_fastpixel_sample_is_callable_like_the_function():
-    import fastpixel.sample as module  # rebinds the package attribute to the module
+# -- fastpixel.sample: the function, never rebound to a module --------------------------------------
+def test_fastpixel_sample_stays_the_function():
+    import importlib
 
-    model = make_model("row_lstm", 3, 4)
-    assert fastpixel.sample is module
-    assert torch.equal(fastpixel.sample(model, 2, height=3, width=3, generator=gen(1)),
-                       fastpixel.sampling.sample(model, 2, height=3, width=3, generator=gen(1)))
-    assert module.complete is complete and module.sample is sample
-    assert callable(module.main)
+    with pytest.raises(ImportError, match="fastpixel.cli.sample"):
+        importlib.import_module("fastpixel.sample")  # only a `python -m` entry point
+    command = importlib.import_module("fastpixel.cli.sample")
+
+    assert fastpixel.sample is sample and fastpixel.complete is complete
+    assert callable(command.main) and command.main.__module__ == "fastpixel.cli.sample"
 
 
 @pytest.mark.skipif(not hasattr(fastpixel, "complete"),

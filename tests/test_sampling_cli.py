@@ -1,4 +1,4 @@
-"""python -m fastpixel.sample: PNG grid + npz of samples, and the --complete mode, from a checkpoint."""
+"""fastpixel-sample (fastpixel.cli.sample): PNG grid + npz of samples, and the --complete mode, from a checkpoint."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from PIL import Image
 
 import fastpixel
 from fastpixel.checkpoint import FORMAT, save_checkpoint
-from fastpixel.sample import main, occlusion_mask
+from fastpixel.cli.sample import occlusion_mask, run
 from fastpixel.sampling import complete, sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def checkpoint(tmp_path_factory):
 def test_sample_writes_png_grid_and_npz(checkpoint, tmp_path):
     path, model = checkpoint
     out = tmp_path / "grid" / "samples.png"
-    result = main(["--checkpoint", str(path), "--num", "5", "--height", "4", "--width", "6", "--out", str(out),
+    result = run(["--checkpoint", str(path), "--num", "5", "--height", "4", "--width", "6", "--out", str(out),
                    "--seed", "3", "--batch-size", "2", "--device", "cpu", "--backend", "reference", "--no-progress",
                    "--scale", "1"])
     with np.load(out.with_suffix(".npz")) as data:
@@ -57,7 +57,7 @@ def test_sample_writes_png_grid_and_npz(checkpoint, tmp_path):
     # round(sqrt(5)) = 2 columns, 3 rows of 4x6 tiles, 1 px apart
     assert png.shape[:2] == (3 * 5 + 1, 2 * 7 + 1)
     assert np.array_equal(png[1:5, 1:7, :3], np.rint(images[0].transpose(1, 2, 0) * 85).astype(np.uint8))
-    main(["--checkpoint", str(path), "--num", "5", "--height", "4", "--width", "6", "--out", str(out), "--seed", "3",
+    run(["--checkpoint", str(path), "--num", "5", "--height", "4", "--width", "6", "--out", str(out), "--seed", "3",
           "--batch-size", "2", "--device", "cpu", "--backend", "reference", "--no-progress"])  # default --scale 4
     big = np.asarray(Image.open(out))
     assert big.shape[:2] == (4 * (3 * 5 + 1), 4 * (2 * 7 + 1))
@@ -69,7 +69,7 @@ def test_complete_mode_keeps_the_visible_part(checkpoint, tmp_path):
     originals = torch.randint(0, 4, (3, 3, 6, 5), generator=torch.Generator().manual_seed(1))
     np.savez(tmp_path / "src.npz", images=originals.numpy())
     out = tmp_path / "completions.png"
-    main(["--checkpoint", str(path), "--complete", "--images", str(tmp_path / "src.npz"), "--num", "2",
+    run(["--checkpoint", str(path), "--complete", "--images", str(tmp_path / "src.npz"), "--num", "2",
           "--per-image", "3", "--out", str(out), "--device", "cpu", "--no-progress", "--scale", "1"])
     with np.load(out.with_suffix(".npz")) as data:
         comp, known = torch.from_numpy(data["completions"]), torch.from_numpy(data["known"])
@@ -95,9 +95,10 @@ def test_bad_occlusion():
         occlusion_mask(4, 4, "top")
 
 
-def test_python_dash_m_help_runs_cleanly():
+@pytest.mark.parametrize("module", ["fastpixel.sample", "fastpixel.cli.sample"])
+def test_python_dash_m_help_runs_cleanly(module):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "fastpixel.sample", "--help"],
+    proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", module, "--help"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "--checkpoint" in proc.stdout and "--complete" in proc.stdout
+    assert "--checkpoint" in proc.stdout and "--complete" in proc.stdout and "--pretrained" in proc.stdout

@@ -1,4 +1,5 @@
-"""fastpixel.train on the built-in digits: presets and flags, learning, kill-and-resume."""
+"""fastpixel-train (fastpixel.cli.train, fastpixel.training.train) on the built-in digits: presets and flags,
+learning, kill-and-resume."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import torch
 
 from fastpixel import presets
 from fastpixel.checkpoint import load_checkpoint
-from fastpixel.train import build_parser, config_from_args, train
+from fastpixel.cli.train import build_parser, config_from_args
+from fastpixel.training import train
+from tests.cli_helpers import tiny_config
 
 #: Measured here (torch 2.13 CPU, 1 thread): the run in test_short_run_learns ends at a held-out
 #: NLL of 119.9 nats/image (train 125.6). The bound leaves a 30-nat margin. For scale: an untrained
@@ -29,15 +32,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def tiny_config(run_dir, **overrides) -> dict:
-    settings = dict(hidden=4, layers=1, output_hidden=8, batch_size=8, train_limit=32, test_limit=16, steps=6,
-                    lr=1e-2, eval_every=3, checkpoint_every=2, log_every=1, ema=0.9, clip_grad=0.5)
-    settings.update(overrides)
-    config = presets.resolve("cpu_tiny", settings)
-    config.update(run_dir=str(run_dir), resume=False, backend="reference", device="cpu", progress=False, quiet=True)
-    return config
 
 
 def records(run_dir) -> list[dict]:
@@ -96,7 +90,7 @@ KILL_SCRIPT = """
 import json, os, signal, sys
 import torch
 torch.set_num_threads(1)
-from fastpixel.train import train
+from fastpixel.training import train
 def kill(step):
     if step == int(sys.argv[2]):
         os.kill(os.getpid(), signal.SIGKILL)

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from fastpixel.checkpoint import load_checkpoint
-from fastpixel.train import train
+from fastpixel.training import train
 
 FLAGS = ["--preset", "cpu_tiny", "--hidden", "4", "--layers", "1", "--output-hidden", "8", "--batch-size", "8",
          "--train-limit", "32", "--test-limit", "16", "--steps", "3", "--lr", "1e-2", "--eval-every", "0",
          "--checkpoint-every", "3", "--log-every", "1", "--ema", "0.9", "--clip-grad", "0.5",
-         "--device", "cpu", "--backend", "reference", "--no-progress", "--quiet"]
+         "--device", "cpu", "--backend", "reference", "--no-progress", "--quiet", "--sample-grid", "0"]
 
 
 def free_port() -> int:
@@ -43,7 +43,7 @@ def test_two_process_gloo_matches_one_process(tmp_path, one_thread):
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
-    from fastpixel.train import build_parser, config_from_args
+    from fastpixel.cli.train import build_parser, config_from_args
     train(config_from_args(build_parser().parse_args([*FLAGS, "--run-dir", str(single_dir)])))
 
     ddp, single = load_checkpoint(ddp_dir / "checkpoint.pt"), load_checkpoint(single_dir / "checkpoint.pt")

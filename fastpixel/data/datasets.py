@@ -22,6 +22,11 @@ from fastpixel.data.png import read_png_folder
 DATASETS = ("builtin_mnist", "mnist", "fashion_mnist", "binarized_mnist", "cifar10", "imagenet32", "imagenet64", "png")
 GREY_8BIT = ("builtin_mnist", "mnist", "fashion_mnist")
 BINARIZE = ("none", "fixed", "dynamic")
+#: Image side (height = width) of each named data set; "png" folders have whatever size their files have.
+IMAGE_SIZES = {
+    "builtin_mnist": 28, "mnist": 28, "fashion_mnist": 28, "binarized_mnist": 28,
+    "cifar10": 32, "imagenet32": 32, "imagenet64": 64,
+}
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ def _need_dir(name: str, data_dir: str | os.PathLike | None, source: str) -> Pat
     return Path(data_dir)
 
 
-def _read(name: str, split: str, data_dir, allow_pickle: bool) -> tuple[np.ndarray, str]:
+def _read(name: str, split: str, data_dir, allow_pickle: bool, png_convert: bool) -> tuple[np.ndarray, str]:
     """Raw uint8 (N, C, H, W) and a description of the source."""
     if name == "builtin_mnist":
         return load_builtin_mnist(split)[:, None], (
@@ -89,7 +94,8 @@ def _read(name: str, split: str, data_dir, allow_pickle: bool) -> tuple[np.ndarr
         return images, f"downsampled ImageNet {size}x{size}, {version}"
     if name == "png":
         folder = _need_dir(name, data_dir, "your own PNG files")
-        return read_png_folder(folder / split), f"PNG folder {folder / split}"
+        images = read_png_folder(folder / split, convert=png_convert)
+        return images, f"PNG folder {folder / split}" + (" (converted on request)" if png_convert else "")
     raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
 
 
@@ -102,6 +108,7 @@ def load_dataset(
     binarize_seed: int = 0,
     allow_pickle: bool = False,
     limit: int | None = None,
+    png_convert: bool = False,
 ) -> ImageSet:
     """Load ``split`` ("train", "test"; binarized_mnist also "valid") of data set ``name``.
 
@@ -109,7 +116,10 @@ def load_dataset(
       "fixed" (one seeded draw, 2 levels) or "dynamic" (training batches drawn afresh; the test
       split uses the fixed draw). binarized_mnist is already binary.
     allow_pickle: read CIFAR-10's python (pickle) version; unpickling runs code from the file.
-    limit: keep only the first ``limit`` images (quick runs; the protocol line says so).
+    limit: keep only the first ``limit`` images (quick runs; the protocol line says so); an int
+      >= 1, or None for all of them.
+    png_convert: "png" folders only: convert what fastpixel.data.png refuses by default (16-bit
+      grey quantized to 8 bits, alpha dropped, grey and colour files brought to the first file's mode).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
@@ -117,7 +127,13 @@ def load_dataset(
         raise ValueError(f"binarize must be one of {BINARIZE}, got {binarize!r}")
     if binarize != "none" and name not in GREY_8BIT:
         raise ValueError(f"binarize={binarize!r} applies only to {GREY_8BIT}, not {name!r}")
-    images, source = _read(name, split, data_dir, allow_pickle)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be an int >= 1 (or None: the whole split), got {limit!r}")
+    if isinstance(binarize_seed, bool) or not isinstance(binarize_seed, int) or binarize_seed < 0:
+        raise ValueError(f"binarize_seed must be an int >= 0, got {binarize_seed!r}")
+    if png_convert and name != "png":
+        raise ValueError(f"png_convert applies only to the 'png' dataset, not {name!r}")
+    images, source = _read(name, split, data_dir, allow_pickle, png_convert)
     images = images[:limit]
     dynamic = binarize == "dynamic" and split == "train"
     levels = 2 if name == "binarized_mnist" or binarize != "none" else 256

@@ -7,33 +7,44 @@ from fastpixel.models.multiscale import MultiScalePixelRNN
 from fastpixel.models.pixelcnn import PixelCNN
 from fastpixel.models.pixelrnn import DiagonalBiLSTMPixelRNN, RowLSTMPixelRNN
 
-MODELS: dict[str, type[PixelModel]] = {
+MODELS: dict[str, type[PixelModel] | type[MultiScalePixelRNN]] = {
     "pixelcnn": PixelCNN,
     "row_lstm": RowLSTMPixelRNN,
     "diagonal_bilstm": DiagonalBiLSTMPixelRNN,
+    "multiscale": MultiScalePixelRNN,
+}
+#: The keyword options each model takes besides channels, levels, hidden and layers.
+OPTIONS = {
+    **{name: ("output_hidden", "skip", "backend") for name in ("pixelcnn", "row_lstm", "diagonal_bilstm")},
+    "multiscale": ("kind", "factor", "small_hidden", "small_layers", "condition_features", "output_hidden", "skip",
+                   "backend"),
 }
 
 
-def create_model(name: str, *, channels: int, levels: int, hidden: int, layers: int, **options) -> PixelModel:
-    """Build a model of Table 1.
+def create_model(
+    name: str, *, channels: int, levels: int, hidden: int, layers: int, **options
+) -> PixelModel | MultiScalePixelRNN:
+    """Build a model of Table 1, or the Multi-Scale PixelRNN of section 3.6.
 
     Args:
-      name: "pixelcnn", "row_lstm" or "diagonal_bilstm".
+      name: "pixelcnn", "row_lstm", "diagonal_bilstm" or "multiscale".
       channels: 1 (grey/binary) or 3 (RGB).
       levels: values per sub-pixel, in [2, 256] (256 for 8-bit images, 2 for binarized MNIST).
       hidden: the paper's h; the residual stream carries 2h features.
       layers: residual blocks / LSTM layers between the first 7x7 conv and the output layers.
       options: output_hidden (width of the first output 1x1 conv, default 2h), skip (learnable
-        skip connections from every layer to the output, default False), backend.
-    Returns: a PixelModel; ``model(x)`` gives logits (B, levels, C, H, W), ``model.log_prob(x)``
-      the (B,) log-likelihood in nats; ``model.config`` rebuilds it: ``create_model(**model.config)``.
+        skip connections from every layer to the output, default False), backend; for "multiscale"
+        also kind ("row_lstm" / "diagonal_bilstm"), factor, small_hidden, small_layers,
+        condition_features (see MultiScalePixelRNN).
+    Returns: a PixelModel (a MultiScalePixelRNN for "multiscale"); ``model(x)`` gives logits
+      (B, levels, C, H, W), ``model.log_prob(x)`` the (B,) log-likelihood in nats; ``model.config`` rebuilds it: ``create_model(**model.config)``.
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    allowed = {"output_hidden", "skip", "backend"}
+    allowed = set(OPTIONS[name])
     unknown = set(options) - allowed
     if unknown:
-        raise TypeError(f"create_model: unknown option(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        raise TypeError(f"create_model: unknown option(s) {sorted(unknown)} for {name!r}; allowed: {sorted(allowed)}")
     return MODELS[name](channels=channels, levels=levels, hidden=hidden, layers=layers, **options)
 
 
@@ -41,6 +52,7 @@ __all__ = [
     "MODELS",
     "DiagonalBiLSTMPixelRNN",
     "MultiScalePixelRNN",
+    "OPTIONS",
     "PixelCNN",
     "PixelModel",
     "RowLSTMPixelRNN",

@@ -26,6 +26,7 @@ from fastpixel.layers.masked_conv import MaskedConv2d
 from fastpixel.masks import color_groups, logit_groups
 from fastpixel.metrics import bits_per_dim
 from fastpixel.ops.cross_entropy import pixel_cross_entropy
+from fastpixel.persistence import SavePretrainedMixin
 from fastpixel.validation import check_channels, check_images, check_levels
 
 
@@ -59,7 +60,7 @@ class DiscreteLikelihood:
         return use_backend(chosen) if chosen else contextlib.nullcontext()
 
 
-class PixelModel(DiscreteLikelihood, nn.Module):
+class PixelModel(DiscreteLikelihood, SavePretrainedMixin, nn.Module):
     """Base class: subclasses provide ``self.blocks`` (an nn.ModuleList on the 2h stream)."""
 
     name = "base"

@@ -23,12 +23,13 @@ from torch import nn
 
 from fastpixel.models.base import DiscreteLikelihood, PixelModel
 from fastpixel.models.pixelrnn import DiagonalBiLSTMPixelRNN, RowLSTMPixelRNN
+from fastpixel.persistence import SavePretrainedMixin
 from fastpixel.validation import check_images
 
 KINDS = {"row_lstm": RowLSTMPixelRNN, "diagonal_bilstm": DiagonalBiLSTMPixelRNN}
 
 
-class MultiScalePixelRNN(DiscreteLikelihood, nn.Module):
+class MultiScalePixelRNN(DiscreteLikelihood, SavePretrainedMixin, nn.Module):
     """Small unconditional PixelRNN + large PixelRNN conditioned on the small image.
 
     Args:
@@ -37,7 +38,11 @@ class MultiScalePixelRNN(DiscreteLikelihood, nn.Module):
       factor: subsampling factor f (2: a 16x16 image conditions a 32x32 one).
       small_hidden, small_layers: the small network's h and depth (default: the large one's).
       condition_features: c, the width of the upsampled conditioning map (default 2h).
+
+    ``create_model("multiscale", ...)`` builds it too, and ``create_model(**model.config)`` rebuilds it.
     """
+
+    name = "multiscale"
 
     def __init__(
         self,
@@ -80,7 +85,7 @@ class MultiScalePixelRNN(DiscreteLikelihood, nn.Module):
         self.kind, self.factor, self.channels, self.levels = kind, factor, channels, levels
         self.backend = backend
         self.config = dict(
-            kind=kind, channels=channels, levels=levels, hidden=hidden, layers=layers, factor=factor,
+            name=self.name, kind=kind, channels=channels, levels=levels, hidden=hidden, layers=layers, factor=factor,
             small_hidden=small_hidden, small_layers=small_layers, condition_features=condition_features,
             output_hidden=output_hidden, skip=skip,
         )

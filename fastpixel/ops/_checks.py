@@ -23,5 +23,6 @@ def check_same_device_dtype(op: str, tensors: Sequence[torch.Tensor]) -> None:
     if len(devices) > 1:
         raise ValueError(f"{op}: all tensors must be on one device, got {sorted(map(str, devices))}")
     dtypes = {t.dtype for t in tensors}
-    if len(dtypes) > 1:
+    # under autocast the op casts (a bf16 activation meets a float32 parameter, as in F.conv2d)
+    if len(dtypes) > 1 and not any(torch.is_autocast_enabled(d.type) for d in devices):
         raise TypeError(f"{op}: all tensors must have one dtype, got {sorted(map(str, dtypes))}")

@@ -15,6 +15,9 @@ so value k comes out when F_{k-1} <= u F_{L-1} < F_k, with probability p_k; a le
 Computed in float64 (``u * F_{L-1}`` absorbs a total that rounds to 1 - 1e-16). Two samplers whose
 logits agree to float64 rounding thus return the same value unless ``u`` falls within ~1e-15 of
 a CDF step.
+
+temperature = 0 is greedy decoding, the limit T -> 0: value = argmax of the logits (the lowest
+level among equal maxima); the uniform is drawn and unused, so the random stream stays the same.
 """
 
 from __future__ import annotations
@@ -31,7 +34,10 @@ def draw_uniforms(
 
 
 def inverse_cdf(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float) -> torch.Tensor:
-    """logits (B, L) and uniforms (B,) -> int64 values (B,) in [0, L), one categorical draw each."""
+    """logits (B, L) and uniforms (B,) -> int64 values (B,) in [0, L), one categorical draw each
+    (temperature 0: the argmax of each row, the uniforms unused)."""
+    if temperature == 0:
+        return logits.argmax(dim=1)
     probs = torch.softmax(logits.to(torch.float64) / temperature, dim=1)
     cdf = probs.cumsum(dim=1)  # (B, L)
     passed = cdf <= (uniforms * cdf[:, -1]).unsqueeze(1)  # [B, L]
@@ -40,10 +46,10 @@ def inverse_cdf(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float
 
 
 def check_temperature(temperature: object) -> float:
-    """Temperature must be a finite number > 0 (1 is the model's own distribution)."""
+    """Temperature must be a finite number >= 0 (1 is the model's own distribution, 0 greedy argmax)."""
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"temperature must be a number > 0, got {temperature!r}")
+        raise TypeError(f"temperature must be a number >= 0, got {temperature!r}")
     t = float(temperature)
-    if not (t > 0 and t != float("inf")):
-        raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
+    if not (t >= 0 and t != float("inf")):
+        raise ValueError(f"temperature must be finite and >= 0 (0: greedy, the most likely value), got {temperature!r}")
     return t

@@ -37,7 +37,8 @@ def sample(
 ) -> torch.Tensor:
     """Draw ``num`` images from ``model``: int64 (num, C, height, width) in [0, levels).
 
-    temperature: the logits are divided by it (1: the model; < 1 sharper, > 1 flatter).
+    temperature: the logits are divided by it (1: the model; < 1 sharper, > 1 flatter; 0: greedy,
+      every sub-pixel takes its most likely value given those before it).
     generator: the source of the (num, C, H, W) uniforms (None: torch's default generator).
     method: "cached" (work proportional to the image) or "naive" (full forward per sub-pixel).
     progress: a tqdm bar over rows. backend: the naive method's forward backend (None: the global).

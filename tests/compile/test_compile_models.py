@@ -82,3 +82,26 @@ def test_compiled_log_prob_still_counts_nats():
         want = model.log_prob(x)
         got = torch.compile(lambda x: model.log_prob(x), fullgraph=True)(x)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_auto_backend_compiles_into_one_graph_and_retraces_when_the_default_changes(monkeypatch):
+    """With no backend named, a compiled model takes the reference inside the graph (the eager-only
+    "torch" fast path stays outside it), and a new use_backend default gives a new graph."""
+    monkeypatch.delenv("FASTPIXEL_BACKEND", raising=False)  # "auto", as a user has it
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # a CPU user: triton cannot run
+    model = build("diagonal_bilstm")
+    x = torch.randint(0, 4, (2, 3, 3, 4))
+    graphs = []
+
+    def counting(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    compiled = torch.compile(model, fullgraph=True, backend=counting)
+    want = model(x, backend="reference")
+    torch.testing.assert_close(compiled(x), want, rtol=1e-10, atol=1e-10)
+    compiled(x)
+    assert len(graphs) == 1  # same default: the cached graph runs again
+    with fastpixel.use_backend("reference"):
+        torch.testing.assert_close(compiled(x), want, rtol=1e-10, atol=1e-10)
+    assert len(graphs) == 2  # the default changed: traced anew, not a stale graph

@@ -69,7 +69,7 @@ def test_parity_with_reference(device, batch, height, width, hidden, dtype, stri
     cotangent = torch.randn(batch, hidden, height, width, generator=gen, dtype=torch.float64).to(device, dtype)
     out_ref, grads_ref = _forward_backward(inputs, "reference", cotangent)
     out, grads = _forward_backward(inputs, "triton", cotangent)
-    assert out.grad_fn is not None and "DiagonalBiLSTMScan" in out.grad_fn.name()
+    assert out.grad_fn is not None and "fastpixel_diagonal_bilstm_scan_forward" in out.grad_fn.name()
     assert out.shape == (batch, hidden, height, width) and out.dtype == dtype
     torch.testing.assert_close(out, out_ref, **TOL[dtype])
     for name, g, g_ref in zip(("gates_lr", "w_lr", "gates_rl", "w_rl"), grads, grads_ref):
@@ -147,3 +147,105 @@ def test_float32_on_gpu_matches_reference():
     out, grads = _forward_backward(inputs, "triton", cot)
     for got, want in zip((out, *grads), (out_ref, *grads_ref)):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6 * max(1.0, want.abs().max().item()))
+
+
+def test_packed_weights_follow_in_place_updates(device):
+    """The packed weight layout is cached on the weight's version: reused while the weight is
+    unchanged, repacked after an in-place (optimizer-style) update."""
+    from fastpixel.kernels import diagonal_bilstm as kernels
+
+    gates_lr, w_lr, gates_rl, w_rl = (t.detach() for t in _inputs(1, 3, 4, 3, torch.float64, device, seed=8))
+    kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl)
+    first = kernels._PACKED[w_lr]["fwd"][1]
+    kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl)
+    assert kernels._PACKED[w_lr]["fwd"][1] is first  # no repack while the weights are unchanged
+    with torch.no_grad():
+        w_rl.mul_(-0.5)  # an optimizer step on the other direction's weight
+    out = kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl)[0]
+    assert kernels._PACKED[w_lr]["fwd"][1] is not first
+    torch.testing.assert_close(out, reference.diagonal_bilstm_scan(gates_lr, w_lr, gates_rl, w_rl),
+                               **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("split", [1, 2, 5])
+def test_weight_grad_split_k(split, device):
+    """The split-K weight-gradient GEMM gives the reference's gradients however the pixels are
+    chunked (the GPU launcher splits to fill the GPU; the interpreter default does not)."""
+    from fastpixel.kernels import diagonal_bilstm as kernels
+
+    inputs = _inputs(3, 3, 4, 3, torch.float64, device, seed=9)
+    cotangent = torch.randn(3, 3, 3, 4, dtype=torch.float64, device=device)
+    _, grads_ref = _forward_backward(inputs, "reference", cotangent)
+    gates_lr, w_lr, gates_rl, w_rl = (t.detach() for t in inputs)
+    _, pre, c, h = kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl)
+    dgates_lr, _, dgates_rl, _ = kernels.diagonal_bilstm_backward(cotangent, pre, c, h, w_lr, w_rl)
+    dg = torch.stack((dgates_lr, dgates_rl)).permute(0, 1, 3, 4, 2)  # (2, B, H, W, 4h)
+    dw = kernels._state_weight_grad(dg, h, torch.float64, split=split)
+    torch.testing.assert_close(dw[0], grads_ref[1], **TOL[torch.float64])
+    torch.testing.assert_close(dw[1], grads_ref[3], **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("batch,height,width,hidden,ctas,dtype", [
+    (1, 3, 4, 20, 2, torch.float64),  # two chunks of 16 units, one per CTA
+    (2, 4, 2, 40, 2, torch.float32),  # three chunks over two CTAs: 2 + 1
+    (1, 2, 3, 40, 3, torch.float64),  # one chunk per CTA, the last one partial
+])
+def test_hidden_units_split_over_ctas(batch, height, width, hidden, ctas, dtype, device):
+    """Each scan's hidden units split over several CTAs that exchange every step's state (the
+    cooperative path on a GPU; under the interpreter one launch per step runs the same step body):
+    forward and every gradient still match the reference."""
+    from fastpixel.kernels import diagonal_bilstm as kernels
+
+    inputs = _inputs(batch, height, width, hidden, dtype, device, seed=10)
+    cotangent = torch.randn(batch, hidden, height, width, dtype=torch.float64).to(device, dtype)
+    out_ref, grads_ref = _forward_backward(inputs, "reference", cotangent)
+    gates_lr, w_lr, gates_rl, w_rl = (t.detach() for t in inputs)
+    out, pre, c, h = kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl, ctas_per_scan=ctas)
+    grads = kernels.diagonal_bilstm_backward(cotangent, pre, c, h, w_lr, w_rl, ctas_per_scan=ctas)
+    torch.testing.assert_close(out, out_ref, **TOL[dtype])
+    for name, g, g_ref in zip(("gates_lr", "w_lr", "gates_rl", "w_rl"), grads, grads_ref):
+        torch.testing.assert_close(g, g_ref, **TOL[dtype], msg=lambda m, name=name: f"d{name}: {m}")
+
+
+def _cifar_layer_on_gpu(seed):
+    """bf16 inputs of the paper's CIFAR-10 layer (B=16, 32x32, h=128) and a cotangent, on the GPU."""
+    gates_lr, w_lr, gates_rl, w_rl = (t.detach().to(torch.bfloat16) for t in _inputs(16, 32, 32, 128, torch.float32,
+                                                                                      "cuda", seed=seed))
+    cot = torch.randn(16, 128, 32, 32, device="cuda").to(torch.bfloat16)
+    return gates_lr, w_lr, gates_rl, w_rl, cot
+
+
+@pytest.mark.gpu
+def test_gpu_split_over_ctas_is_bitwise_one_cta_per_scan():
+    """The launcher's default on a large GPU splits each (image, direction) over co-resident CTAs
+    synchronised by flags; one persistent CTA per (image, direction) does the same per-chunk
+    arithmetic, so every output must be bit-for-bit equal. Repeated, so that a missing
+    release/acquire (a stale neighbour state) has several chances to show."""
+    from fastpixel.kernels import diagonal_bilstm as kernels
+    from fastpixel.kernels._group_sync import group_size
+
+    gates_lr, w_lr, gates_rl, w_rl, cot = _cifar_layer_on_gpu(seed=11)
+    if group_size(32, 8, torch.device("cuda")) == 1:
+        pytest.skip("this GPU has too few SMs for a split at B=16")
+    one = kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl, ctas_per_scan=1)
+    one_grads = kernels.diagonal_bilstm_backward(cot, *one[1:], w_lr, w_rl, ctas_per_scan=1)
+    for _ in range(3):
+        split = kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl)
+        split_grads = kernels.diagonal_bilstm_backward(cot, *split[1:], w_lr, w_rl)
+        for name, a, b in zip(("out", "pre", "c", "h", "dg_lr", "dw_lr", "dg_rl", "dw_rl"),
+                              (*one, *one_grads), (*split, *split_grads)):
+            assert torch.equal(a, b), name
+
+
+@pytest.mark.gpu
+def test_gpu_pipelining_depth_is_bitwise_neutral():
+    """Software pipelining (triton's default num_stages) must never move a neighbour-state load
+    across a step's barrier: the forward with num_stages=1 and with the default agree bit for bit."""
+    from fastpixel.kernels import diagonal_bilstm as kernels
+
+    gates_lr, w_lr, gates_rl, w_rl, _ = _cifar_layer_on_gpu(seed=12)
+    for ctas in (1, None):
+        pinned = kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl, ctas_per_scan=ctas, num_stages=1)
+        default = kernels.diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl, ctas_per_scan=ctas)
+        for a, b in zip(pinned, default):
+            assert torch.equal(a, b), ctas

@@ -30,8 +30,8 @@ def test_model_logits_and_gradients_match(device, monkeypatch, channels, hidden,
         layer.backend = "triton"
 
     calls = []
-    real_apply = diagonal_bilstm.DiagonalBiLSTMScan.apply
-    monkeypatch.setattr(diagonal_bilstm.DiagonalBiLSTMScan, "apply", lambda *a: calls.append(1) or real_apply(*a))
+    real_forward = diagonal_bilstm.diagonal_bilstm_forward  # the launcher behind fastpixel::diagonal_bilstm_scan_forward
+    monkeypatch.setattr(diagonal_bilstm, "diagonal_bilstm_forward", lambda *a: calls.append(1) or real_forward(*a))
 
     x = torch.randint(0, levels, (2, channels, 4, 5), device=device)
     logits_ref = model_ref(x)

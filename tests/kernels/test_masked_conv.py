@@ -120,7 +120,7 @@ def test_weight_grad_split_over_pixels(name, device, monkeypatch):
     """The grad-weight reduction split into pixel chunks (as on a GPU with many SMs) still matches."""
     from fastpixel.kernels import masked_conv as kernel_module
 
-    monkeypatch.setattr(kernel_module, "_num_sms", lambda device: 64)
+    monkeypatch.setattr(kernel_module, "num_sms", lambda device: 64)
     size = (2, 13, 13)
     block_m = kernel_module._wgrad_blocks()[2]
     assert kernel_module._pixel_split(size[0] * size[1] * size[2], 9, block_m, 64)[0] > 1

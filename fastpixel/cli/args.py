@@ -1,0 +1,129 @@
+"""What every command shares: argument types with bounds, the device check, one-line errors.
+
+Errors: argparse's own and those :func:`run_command` catches print ONE line,
+``<prog>: error: <message>``, and exit with status 2 (a user mistake) or 1 (a run that failed,
+e.g. diverged). Set ``FASTPIXEL_TRACEBACK=1`` to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Callable
+
+import torch
+
+from fastpixel.checkpoint import CheckpointError
+from fastpixel.data.errors import DataFileError
+from fastpixel.training.errors import DivergedError, RunDirError, TrainingInterrupted
+
+#: Largest --scale: a 64x64 image drawn at 64x is already 4096 px wide.
+MAX_SCALE = 64
+#: Largest side, in pixels, of a PNG the commands write (about 400 MB of RGB at the limit).
+MAX_PNG_SIDE = 12_000
+
+
+class CommandError(Exception):
+    """A user mistake found after parsing (the message says what was wrong and what to do)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with errors on one line and no usage block."""
+
+    def error(self, message: str):  # noqa: D102  (argparse's API)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an int in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise argparse.ArgumentTypeError(f"must be an integer {bounds}, got {value}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def number(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+           high_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite float within the given bounds."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        bad = value != value or value in (float("inf"), float("-inf"))
+        if low is not None:
+            bad |= value <= low if low_open else value < low
+        if high is not None:
+            bad |= value >= high if high_open else value > high
+        if bad:
+            lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
+            hi = "" if high is None else f"{high:g}" + (")" if high_open else "]")
+            where = f"in {lo or '(-inf'}, {hi or 'inf)'}"
+            raise argparse.ArgumentTypeError(f"must be a finite number {where}, got {text}")
+        return value
+
+    parse.__name__ = "float"
+    return parse
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``--device`` -> a device this process can use; CommandError explains why not."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise CommandError(f"--device: expected cpu, cuda or cuda:N, got {name!r}") from None
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise CommandError(f"--device: expected cpu, cuda or cuda:N, got {name!r}")
+    if not torch.cuda.is_available():
+        why = (f"this torch ({torch.__version__}) is a CPU-only build" if torch.version.cuda is None
+               else f"this torch (CUDA {torch.version.cuda}) sees no GPU: check the driver and CUDA_VISIBLE_DEVICES")
+        raise CommandError(f"--device {name}: no CUDA device available ({why}); use --device cpu "
+                           f"(or leave --device out: CUDA when available, else the CPU)")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise CommandError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    return device
+
+
+#: Exceptions that mean the user asked for something that cannot be done (exit 2).
+USER_ERRORS = (CommandError, RunDirError, DataFileError, CheckpointError, FileNotFoundError, FileExistsError,
+               PermissionError, IsADirectoryError, NotADirectoryError, ValueError)
+
+
+def run_command(prog: str, body: Callable[[], Any]) -> Any:
+    """Run ``body()``; turn a user mistake into one line on stderr and ``SystemExit(2)``.
+
+    DivergedError -> exit 1; TrainingInterrupted -> exit 128 + signal (what a shell reports);
+    KeyboardInterrupt -> exit 130. FASTPIXEL_TRACEBACK=1 re-raises everything unchanged.
+    """
+    if os.environ.get("FASTPIXEL_TRACEBACK"):
+        return body()
+    try:
+        return body()
+    except TrainingInterrupted as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        raise SystemExit(128 + err.signum) from None
+    except DivergedError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except USER_ERRORS as err:
+        message = str(err).strip().splitlines()
+        print(f"{prog}: error: {' '.join(line.strip() for line in message) or type(err).__name__}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None

@@ -1,0 +1,73 @@
+"""Where sample / evaluate take their model from: ``--checkpoint PATH`` or ``--pretrained NAME``.
+
+Both go through the persistence API (:func:`fastpixel.load_checkpoint`, :func:`fastpixel.from_pretrained`);
+the model's ``pretrained_info`` says what it was trained on (data set, binarization, image size).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from fastpixel.cli.args import CommandError
+from fastpixel.data.datasets import IMAGE_SIZES
+
+DATA_KEYS = ("dataset", "data_dir", "binarize", "binarize_seed", "allow_pickle")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to use (eval mode), and what its source says about its training data.
+
+    info: the model's ``pretrained_info`` (dataset, binarize, binarize_seed, data_dir, height,
+    width, step; those known). label: a line describing the source.
+    """
+
+    model: torch.nn.Module
+    label: str
+    info: dict[str, Any]
+
+    @property
+    def step(self) -> int | None:
+        return self.info.get("step")
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return {k: self.info[k] for k in DATA_KEYS if self.info.get(k) is not None}
+
+    def default_size(self) -> tuple[int, int] | None:
+        """(H, W) of the training images, or None when the source does not say."""
+        if isinstance(self.info.get("height"), int) and isinstance(self.info.get("width"), int):
+            return self.info["height"], self.info["width"]
+        size = IMAGE_SIZES.get(self.info.get("dataset"))
+        return (size, size) if size else None
+
+
+def add_model_source(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a checkpoint.pt written by fastpixel-train")
+    source.add_argument("--pretrained", metavar="NAME",
+                        help="a saved model: a built-in name such as 'digits', a folder written by save_pretrained, "
+                             "or hf://owner/repo")
+    parser.add_argument("--weights", choices=("model", "ema"), default="model",
+                        help="--checkpoint: the raw or the EMA (Polyak-averaged) weights (default model)")
+
+
+def load_model_source(args: argparse.Namespace, device: torch.device) -> LoadedModel:
+    """The model named by ``--checkpoint`` / ``--pretrained`` (+ ``--weights``), on ``device``, in eval mode."""
+    import fastpixel
+
+    if args.pretrained is not None:
+        if args.weights != "model":
+            raise CommandError("--weights ema applies to --checkpoint only (a saved model holds one set of weights)")
+        model = fastpixel.from_pretrained(args.pretrained, device=device)
+        label = f"pretrained {args.pretrained!r}: {model.config}"
+    else:
+        model = fastpixel.load_checkpoint(args.checkpoint, weights=args.weights, device=device)
+        info = getattr(model, "pretrained_info", {}) or {}
+        label = f"{model.config} at step {info.get('step')} ({args.weights} weights)"
+    info = dict(getattr(model, "pretrained_info", None) or {})
+    return LoadedModel(model.eval(), label, info)

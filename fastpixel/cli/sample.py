@@ -1,0 +1,226 @@
+"""Draw samples or complete occluded images from a trained model.
+
+    fastpixel-sample --checkpoint RUN/checkpoint.pt --num 64 --out runs/samples.png
+    fastpixel-sample --pretrained digits --num 16
+    fastpixel-sample --checkpoint RUN/checkpoint.pt --complete --num 8 --out runs/completions.png
+
+Sampling writes a PNG grid of the ``--num`` images and, beside it, the same name with ``.npz``
+holding the raw integers (``images``, int (N, C, H, W), and ``levels``). The default size is the
+training images' size. ``--complete`` occludes part of ``--num`` images (``--occlude
+bottom|right|center``; from ``--images FILE.npz|.npy`` or the model's data set, test split), fills the
+occluded sub-pixels ``--per-image`` times, and writes one row per image: occluded | completions |
+original (npz: ``originals``, ``known``, ``completions`` (N, K, C, H, W)). ``--method naive`` reruns
+the network per sub-pixel (slow; the reference). The same ``--seed`` gives the same images with either
+method. Outputs default under ``runs/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fastpixel import sampling
+from fastpixel.backend import BACKENDS, use_backend
+from fastpixel.cli.args import (MAX_PNG_SIDE, MAX_SCALE, CommandError, Parser, int_at_least, number, resolve_device,
+                                run_command)
+from fastpixel.cli.model_source import LoadedModel, add_model_source, load_model_source
+from fastpixel.image_grid import default_columns, grid, grid_shape, save_png, to_rgb8
+
+PROG = "fastpixel-sample"
+OCCLUSIONS = ("bottom", "right", "center")
+MAX_NUM = 100_000
+MAX_SIDE = 4096
+
+
+def occlusion_mask(height: int, width: int, kind: str) -> torch.Tensor:
+    """bool (1, 1, H, W), True where known: the top half ("bottom" occluded), the left half
+    ("right"), or everything but the central quarter ("center")."""
+    known = torch.ones(height, width, dtype=torch.bool)
+    if kind == "bottom":
+        known[height // 2 :] = False
+    elif kind == "right":
+        known[:, width // 2 :] = False
+    elif kind == "center":
+        known[height // 4 : height - height // 4, width // 4 : width - width // 4] = False
+    else:
+        raise ValueError(f"occlusion must be one of {OCCLUSIONS}, got {kind!r}")
+    return known[None, None]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_source(p)
+    p.add_argument("--num", type=int_at_least(1, MAX_NUM), default=64,
+                   help="images to sample (--complete: images to complete)")
+    p.add_argument("--out", default="runs/samples.png",
+                   help="PNG grid (a name without extension gets .png); the integers go to the same name .npz")
+    p.add_argument("--height", type=int_at_least(1, MAX_SIDE), default=None, help="default: the training images' height")
+    p.add_argument("--width", type=int_at_least(1, MAX_SIDE), default=None,
+                   help="default: the training images' width (or --height when only that is given)")
+    p.add_argument("--temperature", type=number(0), default=1.0, help="divides the logits; 0: greedy (argmax)")
+    p.add_argument("--seed", type=int_at_least(0), default=0)
+    p.add_argument("--method", choices=sampling.METHODS, default="cached")
+    p.add_argument("--batch-size", type=int_at_least(1), default=64, help="images generated at once")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="ops backend of the model's forward passes")
+    p.add_argument("--columns", type=int_at_least(1), default=None, help="grid columns (default: about sqrt(num))")
+    p.add_argument("--scale", type=int_at_least(1, MAX_SCALE), default=4,
+                   help=f"draw each pixel as a SCALE x SCALE block in the PNG (at most {MAX_SCALE})")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (off anyway when stderr is not a terminal)")
+    c = p.add_argument_group("completion")
+    c.add_argument("--complete", action="store_true", help="complete occluded images instead of sampling")
+    c.add_argument("--occlude", choices=OCCLUSIONS, default="bottom", help="the part hidden from the model")
+    c.add_argument("--per-image", type=int_at_least(1, 64), default=3, help="completions drawn per image")
+    c.add_argument("--images", default=None, help=".npz or .npy of integer images (N, C, H, W) or (N, H, W) "
+                                                  "(default: the model's data set)")
+    c.add_argument("--split", default="test", help="data set split to take images from (default test)")
+    return p
+
+
+def output_path(text: str) -> Path:
+    """``--out``: a .png path (``name`` -> ``name.png``); any other extension is refused."""
+    out = Path(text)
+    if out.name in ("", ".", ".."):
+        raise CommandError(f"--out {text!r}: expected a file name such as samples.png")
+    if out.suffix == "":
+        return out.with_name(out.name + ".png")
+    if out.suffix.lower() != ".png":
+        raise CommandError(f"--out {text!r}: the grid is written as PNG; give a name ending in .png "
+                           f"(the integers go beside it as {out.with_suffix('.npz').name})")
+    if out.exists() and out.is_dir():
+        raise CommandError(f"--out {text!r} is a folder; expected a file name such as {out / 'samples.png'}")
+    return out
+
+
+def read_images_file(path: str) -> torch.Tensor:
+    """``--images``: int64 (N, C, H, W) from an .npz (key "images", else its only array) or an .npy."""
+    file = Path(path)
+    expected = "integer images (N, C, H, W) or (N, H, W), as .npz (key 'images') or .npy"
+    if not file.is_file():
+        raise CommandError(f"--images {path}: no such file; expected {expected}")
+    try:
+        loaded = np.load(file, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise CommandError(f"--images {path}: cannot read ({type(err).__name__}: {err}); expected {expected}") from None
+    if isinstance(loaded, np.ndarray):
+        array = loaded
+    else:
+        with loaded as npz:
+            if not npz.files:
+                raise CommandError(f"--images {path}: the npz holds no arrays; expected {expected}")
+            key = "images" if "images" in npz.files else npz.files[0]
+            if "images" not in npz.files and len(npz.files) > 1:
+                raise CommandError(f"--images {path}: no 'images' array among {npz.files}; expected {expected}")
+            try:
+                array = np.asarray(npz[key])
+            except ValueError as err:
+                raise CommandError(f"--images {path}: cannot read {key!r} ({err}); expected {expected}") from None
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise CommandError(f"--images {path}: the images are {array.dtype}, expected integers in [0, levels) "
+                           f"(quantise first, e.g. np.rint(x * (levels - 1)).astype(np.uint8) for x in [0, 1])")
+    if array.ndim == 3:
+        array = array[:, None]
+    if array.ndim != 4 or array.shape[0] == 0 or 0 in array.shape:
+        raise CommandError(f"--images {path}: shape {array.shape}; expected {expected} with N >= 1")
+    return torch.from_numpy(array.astype(np.int64))
+
+
+def _check_images(images: torch.Tensor, model: torch.nn.Module, where: str) -> torch.Tensor:
+    if images.shape[1] != model.channels or int(images.min()) < 0 or int(images.max()) >= model.levels:
+        raise CommandError(f"{where}: images of shape {tuple(images.shape)} with values in [{int(images.min())}, "
+                           f"{int(images.max())}] do not fit a model of {model.channels} channel(s), "
+                           f"{model.levels} levels")
+    return images
+
+
+def _source_images(args: argparse.Namespace, loaded: LoadedModel) -> torch.Tensor:
+    """The images to occlude: --images FILE, else the model's data set (``--split``)."""
+    if args.images:
+        return _check_images(read_images_file(args.images), loaded.model, f"--images {args.images}")[: args.num]
+    from fastpixel.data import binarize_dynamic, load_dataset
+
+    cfg = loaded.data
+    if "dataset" not in cfg:
+        raise CommandError(f"{loaded.label}: records no data set; pass --images FILE.npz")
+    data = load_dataset(cfg["dataset"], args.split, data_dir=cfg.get("data_dir"), binarize=cfg.get("binarize", "none"),
+                        binarize_seed=cfg.get("binarize_seed", 0), allow_pickle=cfg.get("allow_pickle", False),
+                        limit=args.num)
+    images = data.images
+    if data.dynamic:
+        images = binarize_dynamic(images, torch.Generator().manual_seed(args.seed))
+    return _check_images(images.long(), loaded.model, f"{cfg['dataset']} {args.split!r}")
+
+
+def _check_png_size(rows: int, cols: int, scale: int) -> None:
+    if max(rows, cols) * scale > MAX_PNG_SIDE:
+        raise CommandError(f"the PNG would be {rows * scale} x {cols * scale} pixels (over {MAX_PNG_SIDE} on a side): "
+                           f"lower --scale, --num or the image size")
+
+
+def run(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse and check ``argv``, sample (or complete), write the PNG and the npz; return what was written."""
+    args = build_parser().parse_args(argv)
+    out = output_path(args.out)
+    device = resolve_device(args.device)
+    if args.images is not None and not args.complete:
+        raise CommandError("--images applies to --complete only")
+    originals = read_images_file(args.images) if args.images and args.complete else None
+    loaded = load_model_source(args, device)
+    model = loaded.model
+    if args.complete:
+        originals = _source_images(args, loaded) if originals is None else \
+            _check_images(originals, model, f"--images {args.images}")[: args.num]
+        n, _, height, width = originals.shape
+        _check_png_size(*grid_shape(n, height, width, args.per_image + 2), args.scale)
+    else:
+        default = loaded.default_size()
+        if (args.height is None or args.width is None) and default is None and args.height is None:
+            raise CommandError(f"{loaded.label}: records no image size; pass --height and --width")
+        height = args.height or default[0]
+        width = args.width or (args.height if args.height else default[1])
+        columns = args.columns or default_columns(args.num)
+        _check_png_size(*grid_shape(args.num, height, width, columns), args.scale)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    npz = out.with_suffix(".npz")
+    options = dict(temperature=args.temperature, generator=torch.Generator().manual_seed(args.seed),
+                   method=args.method, progress=not args.no_progress and sys.stderr.isatty())
+    with use_backend(args.backend):
+        if args.complete:
+            known = occlusion_mask(height, width, args.occlude)
+            repeated = originals.repeat_interleave(args.per_image, dim=0)  # image k's completions are adjacent
+            parts = [sampling.complete(model, chunk.to(device), known.to(device), **options).cpu()
+                     for chunk in repeated.split(args.batch_size)]
+            completions = torch.cat(parts).view(n, args.per_image, *originals.shape[1:])
+            rows = [to_rgb8(originals, model.levels, known), *(to_rgb8(completions[:, k], model.levels)
+                    for k in range(args.per_image)), to_rgb8(originals, model.levels)]
+            tiles = np.stack(rows, axis=1).reshape(-1, height, width, 3)  # per image: occluded | completions | original
+            save_png(out, grid(tiles, columns=args.per_image + 2), args.scale)
+            np.savez_compressed(npz, originals=originals.numpy(), known=known.numpy(),
+                                completions=completions.numpy(), levels=model.levels)
+            result = {"png": str(out), "npz": str(npz), "completions": completions}
+        else:
+            parts = [sampling.sample(model, min(args.batch_size, args.num - k), height=height, width=width,
+                                     **options).cpu() for k in range(0, args.num, args.batch_size)]
+            images = torch.cat(parts)
+            save_png(out, grid(to_rgb8(images, model.levels), columns=columns), args.scale)
+            np.savez_compressed(npz, images=images.numpy(), levels=model.levels)
+            result = {"png": str(out), "npz": str(npz), "images": images}
+    print(f"wrote {result['png']} and {result['npz']}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (``fastpixel-sample``): exit 0 on success, one-line errors otherwise."""
+    run_command(PROG, lambda: run(argv))
+
+
+if __name__ == "__main__":
+    main()
