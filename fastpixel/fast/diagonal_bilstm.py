@@ -79,6 +79,12 @@ def _state_weights(w_lr: torch.Tensor, w_rl: torch.Tensor, tap: int) -> torch.Te
     return torch.stack((w_lr[:, :, tap, 0], w_rl[:, :, tap, 0]))
 
 
+def _copy_doubling_g_(dst: torch.Tensor, src: torch.Tensor, hidden: int) -> None:
+    """dst = src with the g block (the last h of dimension 0's 4h gates) doubled; any strides."""
+    dst[: 3 * hidden].copy_(src[: 3 * hidden])
+    torch.mul(src[3 * hidden :], 2.0, out=dst[3 * hidden :])
+
+
 class DiagonalBiLSTMScan(torch.autograd.Function):
     """autograd.Function of :func:`diagonal_bilstm_scan`; use that function."""
 
@@ -92,10 +98,16 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
         # nonlinearities in place, so after the scan it holds the gate activations.
         acts = scratch((2, columns, four_h, height, batch), dtype, device)
         view = _unskewed(acts, height, width, 0, 0)  # (D, 4h, H, W, B)
-        for d, gates in enumerate((gates_lr, gates_rl.flip(3))):  # flipped where W is contiguous: cheapest
+        # The g pre-activations are doubled (tanh(x) = 2 sigmoid(2x) - 1) in the same pass as the
+        # skewing copy, and the right-to-left map is mirrored column by column in that pass too
+        # (a flip of the NCHW map would be one more full copy, into fresh memory).
+        for d, gates in enumerate((gates_lr, gates_rl)):
             rows = nchw_to_batch_last(gates)  # (4h, H, W, B)
-            rows[3 * hidden :].mul_(2.0)  # g pre-activations doubled: tanh(x) = 2 sigmoid(2x) - 1
-            view[d].copy_(rows)
+            if d == 0:
+                _copy_doubling_g_(view[0], rows, hidden)
+            else:
+                for j in range(width):
+                    _copy_doubling_g_(view[1, :, :, j], rows[:, :, width - 1 - j], hidden)
         # taps[:, t, :, r] = [h(t-1, r-1) | h(t-1, r)]: what row r of column t reads, both 2x1-conv
         # taps side by side, so the state-to-state product is one baddbmm with K = 2h.
         taps = scratch((2, columns + 1, 2 * hidden, height + 1, batch), dtype, device)
@@ -117,11 +129,13 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
                 g, _column(c, t, lo + 1, n), _column(c, t + 1, lo + 1, n), _column(tanh_c, t, lo, n), h_new, hidden, 1,
             )
             _column(above, t + 1, lo + 1, n).copy_(h_new)  # ... and by row r + 1
-        out = scratch((2, hidden, height, width, batch), dtype, device)
-        out.copy_(_unskewed(same, height, width, 1, 0))
-        out[0, :, 1:].add_(out[1, :, : height - 1].flip(2))  # + h_rl(r - 1, j)
+        out = scratch((hidden, height, width, batch), dtype, device)
+        h_both = _unskewed(same, height, width, 1, 0)  # (D, h, H, W, B)
+        out.copy_(h_both[0])
+        for j in range(width):  # + h_rl(r - 1, j): column W - 1 - j of the mirrored map
+            out[:, 1:, j].add_(h_both[1, :, : height - 1, width - 1 - j])
         ctx.save_for_backward(acts, c, tanh_c, taps, w_lr, w_rl)
-        return batch_last_to_nchw(out[0])
+        return batch_last_to_nchw(out)
 
     @staticmethod
     @once_differentiable

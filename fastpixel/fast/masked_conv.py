@@ -1,18 +1,27 @@
-"""Fast masked convolution: per-image GEMMs for 1x1 kernels, ``F.conv2d`` for the others.
+"""Fast masked convolution: per-image GEMMs over the mask's live taps, ``F.conv2d`` for small cases.
 
     y[b, o, r, c] = bias[o] + sum_{i, dy, dx} (W * M)[o, i, dy, dx] * x_pad[b, i, r + dy, c + dx]
 
 (see :mod:`fastpixel.reference.masked_conv`; M = ``spec.mask()``, cached per (spec, dtype, device)
-by :meth:`MaskSpec.mask`). Most of a PixelRNN's convolutions are 1x1 (input-to-state, the
-residual expansion, the output layers). A 1x1 conv is, per image, the GEMM
-``y_b = (W * M) @ x_b + bias`` over its H*W pixels; on a CPU, one ``addmm`` per image written into
-a reused buffer (:mod:`fastpixel.fast.workspace`) beats ``F.conv2d`` (oneDNN), most of whose time
-at these sizes goes to first-touch page faults of its fresh output (measured: 128 -> 512 channels,
-16 images of 32x32: 50.7 ms conv2d, 26.6 ms per-image addmm). The backward is the same GEMMs
-transposed: dx_b = (W * M)^T dy_b, d(W * M) = sum_b dy_b x_b^T (accumulated in place), then the
-mask, and d bias = sum of dy. Other kernels (7x7 mask A, 3x3, 1x3) run ``F.conv2d`` with the
-masked weight, as the reference does, and so do small 1x1 convs (below
-:data:`POINTWISE_MIN_OUTPUT`), where a loop of tiny GEMMs costs more than it saves.
+by :meth:`MaskSpec.mask`). A masked kernel has taps that the mask closes entirely (every tap after
+the centre in raster order; the centre too for mask A with one colour): ``F.conv2d`` multiplies
+their zeros anyway. Here only the *live* taps t = (dy, dx) are computed: with ``cols_t`` the input
+shifted by (dy - top, dx - left) (zero where it falls off the map), per image b
+
+    y_b = [W_t1 | W_t2 | ...] @ [cols_t1; cols_t2; ...]_b + bias        (cout, T*cin) @ (T*cin, H*W)
+
+one ``addmm`` per image into a reused buffer (:mod:`fastpixel.fast.workspace`; the shifted copies
+live there too, and a 1x1 kernel uses x itself). The Row LSTM's 1x3 mask-B input-to-state conv
+has 2 live taps of 3, the PixelCNN's 3x3 mask B 5 of 9: measured on this project's CPU (one
+thread, B=16, 32x32), 128 -> 256 channels 1x3: 41.8 ms ``F.conv2d`` vs 29.3 ms as GEMMs; and
+for 1x1 convs most of oneDNN's time at these sizes goes to first-touch page faults of its fresh
+output (128 -> 512 channels: 50.7 ms ``F.conv2d``, 26.6 ms per-image GEMMs). The backward is the
+same GEMMs transposed: d cols_b = W^T dy_b, shifted back and summed into dx; dW = sum_b dy_b
+cols_b^T (accumulated in place), scattered to the live taps and masked; d bias = sum of dy.
+Small outputs (below :data:`GEMM_MIN_OUTPUT`) and narrow inputs (below :data:`GEMM_MIN_INNER`
+multiply-adds per output value, e.g. the 7x7 mask-A conv on the 3 image channels) run
+``F.conv2d`` with the masked weight, as the reference does: there a loop of small GEMMs costs
+more than it saves.
 """
 
 from __future__ import annotations
@@ -28,53 +37,151 @@ from fastpixel.masks import MaskSpec
 
 #: Smallest output (elements) for which the per-image GEMMs beat F.conv2d here (measured: 16 x 32 x
 #: 28 x 28 = 0.4 M elements was slower with GEMMs, 16 x 128 x 28 x 28 = 1.6 M three times faster).
-POINTWISE_MIN_OUTPUT = 1 << 20
+GEMM_MIN_OUTPUT = 1 << 20
+
+#: Smallest GEMM depth (live taps x input channels) for which the GEMM path is used.
+GEMM_MIN_INNER = 16
 
 
-class PointwiseConv(torch.autograd.Function):
-    """A 1x1 conv as per-image GEMMs; use :func:`masked_conv2d`."""
+def live_taps(mask: torch.Tensor) -> tuple[tuple[int, int], ...]:
+    """(dy, dx) of every tap of an (out, in, kh, kw) mask with at least one nonzero, raster order."""
+    open_taps = mask.flatten(0, 1).any(dim=0).nonzero().tolist()
+    return tuple((int(dy), int(dx)) for dy, dx in open_taps)
+
+
+def _valid(size: int, offset: int) -> tuple[int, int]:
+    """Output positions [lo, hi) whose input position p + offset lies in [0, size)."""
+    lo, hi = max(0, -offset), min(size, size - offset)
+    return lo, max(lo, hi)
+
+
+def shift_into_(dst: torch.Tensor, src: torch.Tensor, oy: int, ox: int) -> None:
+    """dst[..., r, c] = src[..., r + oy, c + ox], zero where that falls outside src (same shape)."""
+    height, width = src.shape[-2:]
+    (r0, r1), (c0, c1) = _valid(height, oy), _valid(width, ox)
+    if r0 == r1 or c0 == c1:
+        dst.zero_()
+        return
+    dst[..., :r0, :].zero_()
+    dst[..., r1:, :].zero_()
+    dst[..., r0:r1, :c0].zero_()
+    dst[..., r0:r1, c1:].zero_()
+    dst[..., r0:r1, c0:c1].copy_(src[..., r0 + oy : r1 + oy, c0 + ox : c1 + ox])
+
+
+def unshift_add_(dst: torch.Tensor, src: torch.Tensor, oy: int, ox: int) -> None:
+    """The adjoint of :func:`shift_into_`: dst[..., r + oy, c + ox] += src[..., r, c] where in range."""
+    height, width = src.shape[-2:]
+    (r0, r1), (c0, c1) = _valid(height, oy), _valid(width, ox)
+    if r0 < r1 and c0 < c1:
+        dst[..., r0 + oy : r1 + oy, c0 + ox : c1 + ox].add_(src[..., r0:r1, c0:c1])
+
+
+def live_tap_columns(x: torch.Tensor, offsets: tuple[tuple[int, int], ...]) -> torch.Tensor:
+    """(B, cin, H, W) -> (B, T*cin, H*W): x shifted by each live tap's offset, stacked (x itself for 1x1)."""
+    batch, cin, height, width = x.shape
+    if offsets == ((0, 0),):
+        return x.reshape(batch, cin, height * width)
+    cols = scratch((batch, len(offsets), cin, height, width), x.dtype, x.device)
+    for t, (oy, ox) in enumerate(offsets):
+        shift_into_(cols[:, t], x, oy, ox)
+    return cols.view(batch, len(offsets) * cin, height * width)
+
+
+def gemm_forward_wins(spec: MaskSpec, live: int) -> bool:
+    """Whether the forward runs as GEMMs (else ``F.conv2d``; the backward is GEMMs either way).
+
+    The GEMM path writes T shifted copies of the input (T*cin values per pixel) to do cout*T*cin
+    multiply-adds per pixel; measured here (one thread, B=16, 32x32; forward ms, GEMMs vs
+    F.conv2d): it wins where cout >= T*cin (1x1 64 -> 128: 4.3 vs 13.6, 32 -> 128: 2.4 vs 10.3;
+    1x3 mask B 128 -> 256, T*cin = 256: 26.4 vs 39.7; 7x7 mask A 3 -> 128, T*cin = 72: 5.5 vs
+    12.3) and loses where cout < T*cin (1x1 128 -> 64: 4.0 vs 2.8; 3x3 mask B 64 -> 64, T*cin =
+    320: 11.4 vs 7.4). The backward as GEMMs won in every one of these cases (forward + backward
+    ms: 13.0 vs 23.8, 12.5 vs 25.0, 7.8 vs 19.8, 81.5 vs 89.3, 18.9 vs 45.3, 33.3 vs 36.5).
+    """
+    return spec.out_channels >= live * spec.in_channels
+
+
+def _conv2d(x: torch.Tensor, masked_weight: torch.Tensor, bias: torch.Tensor | None, spec: MaskSpec) -> torch.Tensor:
+    left, right, top, bottom = spec.padding
+    if left == right and top == bottom:
+        return F.conv2d(x, masked_weight, bias, padding=(top, left))
+    return F.conv2d(F.pad(x, (left, right, top, bottom)), masked_weight, bias)
+
+
+class LiveTapGemmConv(torch.autograd.Function):
+    """A masked conv as per-image GEMMs over its live taps; use :func:`masked_conv2d`."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, mask):
+    def forward(ctx, x, weight, bias, mask, taps, offsets, spec):
         batch, cin, height, width = x.shape
         cout = weight.shape[0]
-        w = (weight * mask).view(cout, cin)
-        xs = x.reshape(batch, cin, height * width)
-        out = scratch((batch, cout, height, width), x.dtype, x.device)
-        outs = out.view(batch, cout, height * width)
-        for b in range(batch):
-            if bias is None:
-                torch.mm(w, xs[b], out=outs[b])
-            else:
-                torch.addmm(bias.unsqueeze(1), w, xs[b], out=outs[b])
-        ctx.save_for_backward(xs, w, mask)
+        pixels = height * width
+        masked = weight * mask
+        w = torch.cat([masked[:, :, dy, dx] for dy, dx in taps], dim=1)  # (cout, T*cin)
         ctx.has_bias = bias is not None
         ctx.shape = x.shape
+        ctx.taps, ctx.offsets = taps, offsets
+        if not gemm_forward_wins(spec, len(taps)):  # F.conv2d forward, GEMM backward
+            ctx.save_for_backward(x, w, mask)
+            ctx.cols_saved = False
+            return _conv2d(x, masked, bias, spec)
+        cols = live_tap_columns(x, offsets)
+        out = scratch((batch, cout, height, width), x.dtype, x.device)
+        outs = out.view(batch, cout, pixels)
+        for b in range(batch):
+            if bias is None:
+                torch.mm(w, cols[b], out=outs[b])
+            else:
+                torch.addmm(bias.unsqueeze(1), w, cols[b], out=outs[b])
+        ctx.save_for_backward(cols, w, mask)
+        ctx.cols_saved = True
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         reject_batched_gradients("masked_conv2d", grad_out)
-        xs, w, mask = ctx.saved_tensors
+        cols, w, mask = ctx.saved_tensors
         batch, cin, height, width = ctx.shape
+        if not ctx.cols_saved:  # the forward ran F.conv2d and saved x
+            cols = live_tap_columns(cols, ctx.offsets)
         cout = w.shape[0]
-        grads = grad_out.reshape(batch, cout, height * width)
+        pixels = height * width
+        grads = grad_out.reshape(batch, cout, pixels)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = scratch((batch, cin, height, width), xs.dtype, xs.device)
-            gxs = grad_x.view(batch, cin, height * width)
+            grad_x = scratch((batch, cin, height, width), cols.dtype, cols.device)
             wt = w.t()
-            for b in range(batch):
-                torch.mm(wt, grads[b], out=gxs[b])
+            if ctx.offsets == ((0, 0),):
+                gxs = grad_x.view(batch, cin, pixels)
+                for b in range(batch):
+                    torch.mm(wt, grads[b], out=gxs[b])
+            else:
+                d_cols = scratch(tuple(cols.shape), cols.dtype, cols.device)
+                for b in range(batch):
+                    torch.mm(wt, grads[b], out=d_cols[b])
+                d_cols5 = d_cols.view(batch, len(ctx.offsets), cin, height, width)
+                grad_x.zero_()
+                for t, (oy, ox) in enumerate(ctx.offsets):
+                    unshift_add_(grad_x, d_cols5[:, t], oy, ox)
         if ctx.needs_input_grad[1]:
-            gw = torch.zeros(cout, cin, dtype=w.dtype, device=w.device)
+            gw = torch.zeros(cout, cols.shape[1], dtype=w.dtype, device=w.device)
             for b in range(batch):
-                gw.addmm_(grads[b], xs[b].t())
-            grad_w = gw.view(cout, cin, 1, 1).mul_(mask)
+                gw.addmm_(grads[b], cols[b].t())
+            grad_w = torch.zeros(mask.shape, dtype=w.dtype, device=w.device)
+            for t, (dy, dx) in enumerate(ctx.taps):
+                grad_w[:, :, dy, dx] = gw[:, t * cin : (t + 1) * cin]
+            grad_w.mul_(mask)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grads.sum(dim=(0, 2))
-        return grad_x, grad_w, grad_b, None
+        return grad_x, grad_w, grad_b, None, None, None, None
+
+
+def uses_gemm_path(x: torch.Tensor, spec: MaskSpec, taps: tuple[tuple[int, int], ...]) -> bool:
+    """Whether :func:`masked_conv2d` runs x through the live-tap GEMMs (see the module docstring)."""
+    large = x.shape[0] * spec.out_channels * x.shape[2] * x.shape[3] >= GEMM_MIN_OUTPUT
+    return x.device.type == "cpu" and large and len(taps) * spec.in_channels >= GEMM_MIN_INNER
 
 
 def masked_conv2d(
@@ -82,11 +189,19 @@ def masked_conv2d(
 ) -> torch.Tensor:
     """x: (B, in, H, W); weight: (out, in, kh, kw); bias: (out,) or None -> (B, out, H, W)."""
     mask = spec.mask(weight.dtype, weight.device)
-    large = x.shape[0] * spec.out_channels * x.shape[2] * x.shape[3] >= POINTWISE_MIN_OUTPUT
-    if spec.kernel_size == (1, 1) and x.device.type == "cpu" and large:
-        return PointwiseConv.apply(x, weight, bias, mask)
-    masked_weight = weight * mask
     left, right, top, bottom = spec.padding
-    if left == right and top == bottom:
-        return F.conv2d(x, masked_weight, bias, padding=(top, left))
-    return F.conv2d(F.pad(x, (left, right, top, bottom)), masked_weight, bias)
+    taps = _live_taps_of(spec)
+    if taps and uses_gemm_path(x, spec, taps):
+        offsets = tuple((dy - top, dx - left) for dy, dx in taps)
+        return LiveTapGemmConv.apply(x, weight, bias, mask, taps, offsets, spec)
+    return _conv2d(x, weight * mask, bias, spec)
+
+
+_taps_cache: dict[MaskSpec, tuple[tuple[int, int], ...]] = {}
+
+
+def _live_taps_of(spec: MaskSpec) -> tuple[tuple[int, int], ...]:
+    taps = _taps_cache.get(spec)
+    if taps is None:
+        taps = _taps_cache[spec] = live_taps(spec.mask())
+    return taps

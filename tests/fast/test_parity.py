@@ -127,18 +127,30 @@ def test_scan_under_no_grad_and_repeated_calls_reuse_buffers_safely():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("forward_gemm", [True, False])
 @pytest.mark.parametrize("bias", [True, False])
-def test_large_pointwise_conv_uses_the_gemm_path_and_matches(monkeypatch, dtype, bias):
-    monkeypatch.setattr(masked_conv, "POINTWISE_MIN_OUTPUT", 1)  # the per-image GEMM path at a small shape
-    spec = MaskSpec((1, 1), "B", color_groups(6, 3), color_groups(9, 3))
-    x, w, b = leaves(5, dtype, ((3, 6, 4, 5), 1.0), ((9, 6, 1, 1), 0.3), ((9,), 0.3))
-    assert "PointwiseConv" in type(masked_conv.masked_conv2d(x, w, b, spec).grad_fn).__name__
+@pytest.mark.parametrize("kernel,mask_type,colors", [(1, "B", 3), ((1, 3), "B", 1), (3, "B", 1), (3, "A", 3), (5, None, 1)])
+def test_large_conv_uses_the_live_tap_gemm_path_and_matches(monkeypatch, dtype, forward_gemm, bias, kernel, mask_type, colors):
+    monkeypatch.setattr(masked_conv, "GEMM_MIN_OUTPUT", 1)  # the per-image GEMM path at a small shape
+    monkeypatch.setattr(masked_conv, "GEMM_MIN_INNER", 1)
+    monkeypatch.setattr(masked_conv, "gemm_forward_wins", lambda spec, live: forward_gemm)  # GEMM or F.conv2d forward
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    spec = MaskSpec((kh, kw), mask_type, color_groups(6, colors), color_groups(9, colors))
+    x, w, b = leaves(5, dtype, ((3, 6, 4, 5), 1.0), ((9, 6, kh, kw), 0.3), ((9,), 0.3))
+    assert "LiveTapGemmConv" in type(masked_conv.masked_conv2d(x, w, b, spec).grad_fn).__name__
     inputs = [x, w, b] if bias else [x, w]
     fast = (lambda *a: masked_conv.masked_conv2d(*a, spec)) if bias else (lambda x, w: masked_conv.masked_conv2d(x, w, None, spec))
     ref = (lambda *a: reference.masked_conv2d(*a, spec)) if bias else (lambda x, w: reference.masked_conv2d(x, w, None, spec))
     compare(fast, ref, inputs, dtype)
     grad_w = torch.autograd.grad(masked_conv.masked_conv2d(x, w, b, spec).sum(), w)[0]
     assert torch.equal(grad_w * (1 - spec.mask(dtype)), torch.zeros_like(grad_w))  # masked taps get no gradient
+
+
+def test_live_taps_skip_the_closed_taps():
+    assert masked_conv.live_taps(MaskSpec((1, 3), "B", (0,), (0,)).mask()) == ((0, 0), (0, 1))
+    assert len(masked_conv.live_taps(MaskSpec((3, 3), "B", (0,), (0,)).mask())) == 5
+    assert len(masked_conv.live_taps(MaskSpec((7, 7), "A", (0,), (0,)).mask())) == 24
+    assert len(masked_conv.live_taps(MaskSpec((3, 3), "A", (0, 1, 2), (0, 1, 2)).mask())) == 5  # centre partly open
 
 
 def test_batched_gradients_get_a_clear_error():
