@@ -12,16 +12,17 @@ shifted by (dy - top, dx - left) (zero where it falls off the map), per image b
 
 one ``addmm`` per image into a reused buffer (:mod:`fastpixel.fast.workspace`; the shifted copies
 live there too, and a 1x1 kernel uses x itself). The Row LSTM's 1x3 mask-B input-to-state conv
-has 2 live taps of 3, the PixelCNN's 3x3 mask B 5 of 9: measured on this project's CPU (one
-thread, B=16, 32x32), 128 -> 256 channels 1x3: 41.8 ms ``F.conv2d`` vs 29.3 ms as GEMMs; and
-for 1x1 convs most of oneDNN's time at these sizes goes to first-touch page faults of its fresh
-output (128 -> 512 channels: 50.7 ms ``F.conv2d``, 26.6 ms per-image GEMMs). The backward is the
+has 2 live taps of 3 (measured on this project's CPU, one thread, B=16, 32x32, 128 -> 256
+channels: 39.7 ms ``F.conv2d`` vs 26.4 ms as GEMMs); for the Diagonal BiLSTM's wide 1x1
+input-to-state conv most of oneDNN's time goes to first-touch page faults of its fresh output
+(128 -> 512 channels: 50.7 ms ``F.conv2d``, 26.6 ms per-image GEMMs). The backward is the
 same GEMMs transposed: d cols_b = W^T dy_b, shifted back and summed into dx; dW = sum_b dy_b
 cols_b^T (accumulated in place), scattered to the live taps and masked; d bias = sum of dy.
-Small outputs (below :data:`GEMM_MIN_OUTPUT`) and narrow inputs (below :data:`GEMM_MIN_INNER`
-multiply-adds per output value, e.g. the 7x7 mask-A conv on the 3 image channels) run
-``F.conv2d`` with the masked weight, as the reference does: there a loop of small GEMMs costs
-more than it saves.
+Small outputs (below :data:`GEMM_MIN_OUTPUT`), narrow inputs (below :data:`GEMM_MIN_INNER`
+multiply-adds per output value, e.g. the 7x7 mask-A conv on one image channel) and the shapes
+where the GEMMs measured slower (:func:`gemm_wins`: the PixelCNN block's three convs, for
+instance, 3x3 mask B with 5 live taps of 9 included) run ``F.conv2d`` with the masked weight,
+as the reference does.
 """
 
 from __future__ import annotations
@@ -88,17 +89,25 @@ def live_tap_columns(x: torch.Tensor, offsets: tuple[tuple[int, int], ...]) -> t
     return cols.view(batch, len(offsets) * cin, height * width)
 
 
-def gemm_forward_wins(spec: MaskSpec, live: int) -> bool:
-    """Whether the forward runs as GEMMs (else ``F.conv2d``; the backward is GEMMs either way).
+def gemm_wins(spec: MaskSpec, live: int) -> bool:
+    """Whether the live-tap GEMMs beat ``F.conv2d`` for this conv (given a large enough output).
 
-    The GEMM path writes T shifted copies of the input (T*cin values per pixel) to do cout*T*cin
-    multiply-adds per pixel; measured here (one thread, B=16, 32x32; forward ms, GEMMs vs
-    F.conv2d): it wins where cout >= T*cin (1x1 64 -> 128: 4.3 vs 13.6, 32 -> 128: 2.4 vs 10.3;
-    1x3 mask B 128 -> 256, T*cin = 256: 26.4 vs 39.7; 7x7 mask A 3 -> 128, T*cin = 72: 5.5 vs
-    12.3) and loses where cout < T*cin (1x1 128 -> 64: 4.0 vs 2.8; 3x3 mask B 64 -> 64, T*cin =
-    320: 11.4 vs 7.4). The backward as GEMMs won in every one of these cases (forward + backward
-    ms: 13.0 vs 23.8, 12.5 vs 25.0, 7.8 vs 19.8, 81.5 vs 89.3, 18.9 vs 45.3, 33.3 vs 36.5).
+    Multi-tap kernels: the GEMM path writes T shifted copies of the input (T*cin values per pixel)
+    to do cout*T*cin multiply-adds per pixel, and wins where cout >= T*cin. 1x1 kernels: no copies,
+    but oneDNN's own 1x1 kernels are quick unless the output is much wider than the input: GEMMs
+    where cout >= 4*cin. Measured here (one thread, B=16, 32x32, ms, GEMMs vs F.conv2d):
+
+    * one conv alone, forward: 1x3 mask B 128 -> 256 (T*cin = 256) 26.4 vs 39.7; 7x7 mask A
+      3 -> 128 (T*cin = 72) 5.5 vs 12.3; 3x3 mask B 64 -> 64 (T*cin = 320) 11.4 vs 7.4; 1x1
+      128 -> 64 4.0 vs 2.8; 1x1 128 -> 512 26.6 vs 50.7 (forward + backward);
+    * the 1x1 64 -> 128 expansion inside the PixelCNN block, forward + backward, profiled over 10
+      calls: 11.2 vs 7.7 (alone it looked the other way, 12.5 vs 25.0: oneDNN's fresh output pays
+      first-touch page faults there that it does not inside the block), and the block timed
+      interleaved with the reference by ``bench.fast_targets``: forward + backward 0.83-1.04x
+      the reference with GEMMs for it, 1.00-1.05x with ``F.conv2d``.
     """
+    if spec.kernel_size == (1, 1):
+        return spec.out_channels >= 4 * spec.in_channels
     return spec.out_channels >= live * spec.in_channels
 
 
@@ -113,7 +122,7 @@ class LiveTapGemmConv(torch.autograd.Function):
     """A masked conv as per-image GEMMs over its live taps; use :func:`masked_conv2d`."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, mask, taps, offsets, spec):
+    def forward(ctx, x, weight, bias, mask, taps, offsets):
         batch, cin, height, width = x.shape
         cout = weight.shape[0]
         pixels = height * width
@@ -122,10 +131,6 @@ class LiveTapGemmConv(torch.autograd.Function):
         ctx.has_bias = bias is not None
         ctx.shape = x.shape
         ctx.taps, ctx.offsets = taps, offsets
-        if not gemm_forward_wins(spec, len(taps)):  # F.conv2d forward, GEMM backward
-            ctx.save_for_backward(x, w, mask)
-            ctx.cols_saved = False
-            return _conv2d(x, masked, bias, spec)
         cols = live_tap_columns(x, offsets)
         out = scratch((batch, cout, height, width), x.dtype, x.device)
         outs = out.view(batch, cout, pixels)
@@ -135,7 +140,6 @@ class LiveTapGemmConv(torch.autograd.Function):
             else:
                 torch.addmm(bias.unsqueeze(1), w, cols[b], out=outs[b])
         ctx.save_for_backward(cols, w, mask)
-        ctx.cols_saved = True
         return out
 
     @staticmethod
@@ -144,12 +148,10 @@ class LiveTapGemmConv(torch.autograd.Function):
         reject_batched_gradients("masked_conv2d", grad_out)
         cols, w, mask = ctx.saved_tensors
         batch, cin, height, width = ctx.shape
-        if not ctx.cols_saved:  # the forward ran F.conv2d and saved x
-            cols = live_tap_columns(cols, ctx.offsets)
         cout = w.shape[0]
         pixels = height * width
-        grads = grad_out.reshape(batch, cout, pixels)
         grad_x = grad_w = grad_b = None
+        grads = grad_out.reshape(batch, cout, pixels)
         if ctx.needs_input_grad[0]:
             grad_x = scratch((batch, cin, height, width), cols.dtype, cols.device)
             wt = w.t()
@@ -175,13 +177,14 @@ class LiveTapGemmConv(torch.autograd.Function):
             grad_w.mul_(mask)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grads.sum(dim=(0, 2))
-        return grad_x, grad_w, grad_b, None, None, None, None
+        return grad_x, grad_w, grad_b, None, None, None
 
 
 def uses_gemm_path(x: torch.Tensor, spec: MaskSpec, taps: tuple[tuple[int, int], ...]) -> bool:
     """Whether :func:`masked_conv2d` runs x through the live-tap GEMMs (see the module docstring)."""
     large = x.shape[0] * spec.out_channels * x.shape[2] * x.shape[3] >= GEMM_MIN_OUTPUT
-    return x.device.type == "cpu" and large and len(taps) * spec.in_channels >= GEMM_MIN_INNER
+    deep = len(taps) * spec.in_channels >= GEMM_MIN_INNER
+    return x.device.type == "cpu" and large and deep and gemm_wins(spec, len(taps))
 
 
 def masked_conv2d(
@@ -193,7 +196,7 @@ def masked_conv2d(
     taps = _live_taps_of(spec)
     if taps and uses_gemm_path(x, spec, taps):
         offsets = tuple((dy - top, dx - left) for dy, dx in taps)
-        return LiveTapGemmConv.apply(x, weight, bias, mask, taps, offsets, spec)
+        return LiveTapGemmConv.apply(x, weight, bias, mask, taps, offsets)
     return _conv2d(x, weight * mask, bias, spec)
 
 

@@ -45,13 +45,12 @@ def test_cross_entropy_gradcheck(reduction, monkeypatch):
     assert torch.autograd.gradcheck(lambda x: cross_entropy.pixel_cross_entropy(x, targets, reduction), (logits,))
 
 
-@pytest.mark.parametrize("forward_gemm", [True, False])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("kernel,mask_type", [(1, "B"), ((1, 3), "B"), (3, "A"), (3, None)])
-def test_live_tap_gemm_conv_gradcheck(monkeypatch, forward_gemm, bias, kernel, mask_type):
+def test_live_tap_gemm_conv_gradcheck(monkeypatch, bias, kernel, mask_type):
     monkeypatch.setattr(masked_conv, "GEMM_MIN_OUTPUT", 1)  # per-image GEMMs at a tiny shape
     monkeypatch.setattr(masked_conv, "GEMM_MIN_INNER", 1)
-    monkeypatch.setattr(masked_conv, "gemm_forward_wins", lambda spec, live: forward_gemm)  # GEMM or F.conv2d forward
+    monkeypatch.setattr(masked_conv, "gemm_wins", lambda spec, live: True)
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     spec = MaskSpec((kh, kw), mask_type, color_groups(3, 3), color_groups(6, 3))
     x, w, b = rand(2, 3, 2, 3, seed=1), rand(6, 3, kh, kw, seed=2), rand(6, seed=3)

@@ -127,13 +127,12 @@ def test_scan_under_no_grad_and_repeated_calls_reuse_buffers_safely():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("forward_gemm", [True, False])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("kernel,mask_type,colors", [(1, "B", 3), ((1, 3), "B", 1), (3, "B", 1), (3, "A", 3), (5, None, 1)])
-def test_large_conv_uses_the_live_tap_gemm_path_and_matches(monkeypatch, dtype, forward_gemm, bias, kernel, mask_type, colors):
+def test_large_conv_uses_the_live_tap_gemm_path_and_matches(monkeypatch, dtype, bias, kernel, mask_type, colors):
     monkeypatch.setattr(masked_conv, "GEMM_MIN_OUTPUT", 1)  # the per-image GEMM path at a small shape
     monkeypatch.setattr(masked_conv, "GEMM_MIN_INNER", 1)
-    monkeypatch.setattr(masked_conv, "gemm_forward_wins", lambda spec, live: forward_gemm)  # GEMM or F.conv2d forward
+    monkeypatch.setattr(masked_conv, "gemm_wins", lambda spec, live: True)
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     spec = MaskSpec((kh, kw), mask_type, color_groups(6, colors), color_groups(9, colors))
     x, w, b = leaves(5, dtype, ((3, 6, 4, 5), 1.0), ((9, 6, kh, kw), 0.3), ((9,), 0.3))
@@ -165,3 +164,17 @@ def test_batched_gradients_get_a_clear_error():
     jac = torch.autograd.functional.jacobian(f, gates, vectorize=False)  # the way out
     torch.testing.assert_close(jac, torch.autograd.functional.jacobian(
         lambda g: reference.diagonal_bilstm_scan(g, weight, g, weight).sum(dim=(0, 1)), gates))
+
+
+@pytest.mark.parametrize("kernel,cin,cout,expected", [
+    ((1, 3), 128, 256, True),   # the Row LSTM's input-to-state conv: 2 live taps, cout = T*cin
+    (1, 128, 512, True),        # the Diagonal BiLSTM's input-to-state conv
+    (1, 64, 128, False),        # a residual block's expansion
+    (1, 128, 64, False),        # the PixelCNN block's reduction: fewer outputs than inputs
+    (3, 64, 64, False),         # the PixelCNN block's 3x3: 5 live taps, cout < T*cin
+])
+def test_gemm_path_rule_at_the_block_shapes(kernel, cin, cout, expected):
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    spec = MaskSpec((kh, kw), "B", (0,) * cin, (0,) * cout)
+    x = torch.empty(1).expand(16, cin, 32, 32)  # only the shape matters
+    assert masked_conv.uses_gemm_path(x, spec, masked_conv.live_taps(spec.mask())) is expected
