@@ -12,17 +12,15 @@ shifted by (dy - top, dx - left) (zero where it falls off the map), per image b
 
 one ``addmm`` per image into a reused buffer (:mod:`fastpixel.fast.workspace`; the shifted copies
 live there too, and a 1x1 kernel uses x itself). The Row LSTM's 1x3 mask-B input-to-state conv
-has 2 live taps of 3 (measured on this project's CPU, one thread, B=16, 32x32, 128 -> 256
-channels: 39.7 ms ``F.conv2d`` vs 26.4 ms as GEMMs); for the Diagonal BiLSTM's wide 1x1
-input-to-state conv most of oneDNN's time goes to first-touch page faults of its fresh output
-(128 -> 512 channels: 50.7 ms ``F.conv2d``, 26.6 ms per-image GEMMs). The backward is the
+has 2 live taps of 3, the PixelCNN's 3x3 mask B 5 of 9; but oneDNN's convs are quick, and
+by default (:func:`gemm_wins`, which has the measurements) only wide 1x1 convs take this path:
+the Diagonal BiLSTM's input-to-state conv, 128 -> 512 channels, 27.8 ms as GEMMs against 57.3 ms
+``F.conv2d`` forward. The backward is the
 same GEMMs transposed: d cols_b = W^T dy_b, shifted back and summed into dx; dW = sum_b dy_b
 cols_b^T (accumulated in place), scattered to the live taps and masked; d bias = sum of dy.
 Small outputs (below :data:`GEMM_MIN_OUTPUT`), narrow inputs (below :data:`GEMM_MIN_INNER`
-multiply-adds per output value, e.g. the 7x7 mask-A conv on one image channel) and the shapes
-where the GEMMs measured slower (:func:`gemm_wins`: the PixelCNN block's three convs, for
-instance, 3x3 mask B with 5 live taps of 9 included) run ``F.conv2d`` with the masked weight,
-as the reference does.
+multiply-adds per output value) and the shapes where the GEMMs measured slower
+(:func:`gemm_wins`) run ``F.conv2d`` with the masked weight, as the reference does.
 """
 
 from __future__ import annotations
@@ -92,23 +90,33 @@ def live_tap_columns(x: torch.Tensor, offsets: tuple[tuple[int, int], ...]) -> t
 def gemm_wins(spec: MaskSpec, live: int) -> bool:
     """Whether the live-tap GEMMs beat ``F.conv2d`` for this conv (given a large enough output).
 
-    Multi-tap kernels: the GEMM path writes T shifted copies of the input (T*cin values per pixel)
-    to do cout*T*cin multiply-adds per pixel, and wins where cout >= T*cin. 1x1 kernels: no copies,
-    but oneDNN's own 1x1 kernels are quick unless the output is much wider than the input: GEMMs
-    where cout >= 4*cin. Measured here (one thread, B=16, 32x32, ms, GEMMs vs F.conv2d):
+    Measured here (one thread, B=16, 32x32, one conv alone, interleaved, ms, GEMMs vs F.conv2d),
+    once with glibc returning freed memory to the kernel as usual (so that F.conv2d's fresh
+    output pays first-touch page faults, ~1 ms per MB) and once with
+    ``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=8589934592``
+    (freed memory kept mapped, as in a steady training loop):
 
-    * one conv alone, forward: 1x3 mask B 128 -> 256 (T*cin = 256) 26.4 vs 39.7; 7x7 mask A
-      3 -> 128 (T*cin = 72) 5.5 vs 12.3; 3x3 mask B 64 -> 64 (T*cin = 320) 11.4 vs 7.4; 1x1
-      128 -> 64 4.0 vs 2.8; 1x1 128 -> 512 26.6 vs 50.7 (forward + backward);
-    * the 1x1 64 -> 128 expansion inside the PixelCNN block, forward + backward, profiled over 10
-      calls: 11.2 vs 7.7 (alone it looked the other way, 12.5 vs 25.0: oneDNN's fresh output pays
-      first-touch page faults there that it does not inside the block), and the block timed
-      interleaved with the reference by ``bench.fast_targets``: forward + backward 0.83-1.04x
-      the reference with GEMMs for it, 1.00-1.05x with ``F.conv2d``.
+    ==============================  =======================  =======================
+    conv                            forward                  forward + backward
+    ==============================  =======================  =======================
+    1x1 128 -> 512                  27.8 vs 57.3 (26.5/61.0)  85.8 vs 142.0
+    1x1 64 -> 128                   4.3 vs 3.4 (4.5/3.6)      13.9 vs 11.1
+    1x3 mask B 128 -> 256 (T = 2)   26.6 vs 19.4 (25.3/39.7)  83.9 vs 68.4 (77.5/90.0)
+    7x7 mask A 3 -> 128 (T = 24)    6.5 vs 4.9                20.4 vs 28.6
+    3x3 mask B 64 -> 64 (T = 5)     11.4 vs 7.4 (loaded)      33.3 vs 36.5 (loaded)
+    ==============================  =======================  =======================
+
+    (in brackets: without the tunables). oneDNN's multi-tap convs run at up to ~165 GFLOP/s here
+    against ~90-100 for the per-image GEMMs, which the skipped taps do not make up for once page
+    faults are out of the picture, and the PixelCNN block timed by ``bench.fast_targets`` was
+    0.83-1.04x the reference with GEMMs for its convs: so only 1x1 convs at least 4 times wider
+    at the output than at the input take the GEMM path (the Diagonal BiLSTM's input-to-state
+    conv); the others, multi-tap included, run ``F.conv2d`` like the reference. The multi-tap
+    GEMM path stays available (and tested) for callers that change this rule.
     """
     if spec.kernel_size == (1, 1):
         return spec.out_channels >= 4 * spec.in_channels
-    return spec.out_channels >= live * spec.in_channels
+    return False
 
 
 def _conv2d(x: torch.Tensor, masked_weight: torch.Tensor, bias: torch.Tensor | None, spec: MaskSpec) -> torch.Tensor:
