@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from fastpixel.fast.autocast import autocast_boundary
 from fastpixel.fast.guards import reject_batched_gradients
 from fastpixel.fast.workspace import scratch
 from fastpixel.masks import MaskSpec
@@ -77,6 +78,7 @@ class PointwiseConv(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None
 
 
+@autocast_boundary("autocast")
 def masked_conv2d(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: MaskSpec
 ) -> torch.Tensor:
