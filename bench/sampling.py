@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--full-naive", action="store_true", help="time the whole naive run (slow: minutes to hours)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, see the docstring)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--backend", default="reference", choices=("reference", "triton", "auto"),
+    p.add_argument("--backend", default="reference", choices=("reference", "torch", "triton", "auto"),
                    help="backend of the naive forward passes (default reference; auto on GPU uses the kernels)")
     p.add_argument("--json", default=None, help="write the machine header and every figure here")
     args = p.parse_args(argv)

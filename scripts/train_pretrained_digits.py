@@ -1,6 +1,6 @@
 """Train the built-in pretrained model ``fastpixel.from_pretrained("digits")`` and write it.
 
-    python scripts/train_pretrained_digits.py                      # the shipped model (36 min on 1 shared core)
+    python scripts/train_pretrained_digits.py                      # the shipped model (32 min on 1 shared core, backend "torch")
     python scripts/train_pretrained_digits.py --pilot-seconds 150 --model pixelcnn --hidden 32 --layers 8
 
 Data: the built-in digits (``load_dataset("builtin_mnist", ...)``), 9,000 training images
@@ -52,13 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(ROOT / "fastpixel" / "pretrained" / "digits"))
     p.add_argument("--work", default=str(ROOT / "runs" / "pretrained_digits"), help="checkpoint + log folder")
-    p.add_argument("--model", default="pixelcnn")
-    p.add_argument("--hidden", type=int, default=32)
-    p.add_argument("--layers", type=int, default=8)
-    p.add_argument("--output-hidden", type=int, default=64)
+    p.add_argument("--model", default="diagonal_bilstm")
+    p.add_argument("--hidden", type=int, default=16)
+    p.add_argument("--layers", type=int, default=7)
+    p.add_argument("--output-hidden", type=int, default=32)
     p.add_argument("--skip", action="store_true")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--clip-grad", type=float, default=1.0)

@@ -55,3 +55,17 @@ def test_wheel_metadata(tmp_path):
     for name in sorted(p.name for p in shipped.iterdir() if p.is_dir()) if shipped.is_dir() else []:
         assert f"fastpixel/pretrained/{name}/config.json" in names
         assert f"fastpixel/pretrained/{name}/model.safetensors" in names
+
+
+def test_every_fastpixel_package_is_listed_for_installation():
+    """pyproject lists packages explicitly (kernels/ is mapped in): a new subpackage must be listed,
+    or installs lack it (fastpixel.fast was once missing from wheels while the source tree worked)."""
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    root = REPO / "fastpixel"
+    found = {
+        ".".join(("fastpixel", *init.parent.relative_to(root).parts)).rstrip(".")
+        for init in root.rglob("__init__.py")
+        if "kernels" not in init.relative_to(root).parts  # the symlink to ../kernels, listed as fastpixel.kernels
+    }
+    assert found <= listed, sorted(found - listed)
+    assert "fastpixel.kernels" in listed

@@ -34,6 +34,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from fastpixel.fast.autocast import autocast_boundary
 from fastpixel.fast.layout import batch_last_to_nchw, nchw_to_batch_last
 from fastpixel.fast.lstm_cell import cell_backward_, cell_forward_
 from fastpixel.fast.guards import reject_batched_gradients
@@ -184,6 +185,7 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
         return grad_lr, d_w[0], grad_rl, d_w[1]
 
 
+@autocast_boundary("promote")
 def diagonal_bilstm_scan(
     input_gates_lr: torch.Tensor,
     state_weight_lr: torch.Tensor,

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from fastpixel.fast.autocast import autocast_boundary
 from fastpixel.fast.guards import reject_batched_gradients
 from fastpixel.fast.workspace import scratch
 from fastpixel.masks import MaskSpec
@@ -195,6 +196,7 @@ def uses_gemm_path(x: torch.Tensor, spec: MaskSpec, taps: tuple[tuple[int, int],
     return x.device.type == "cpu" and large and deep and gemm_wins(spec, len(taps))
 
 
+@autocast_boundary("autocast")
 def masked_conv2d(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: MaskSpec
 ) -> torch.Tensor:

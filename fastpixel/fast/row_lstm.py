@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from fastpixel.fast.autocast import autocast_boundary
 from fastpixel.fast.lstm_cell import cell_backward_, cell_forward_
 from fastpixel.fast.guards import reject_batched_gradients
 from fastpixel.fast.workspace import scratch
@@ -127,6 +128,7 @@ class RowLSTMScan(torch.autograd.Function):
         return rows_to_nchw(d_acts), d_weight
 
 
+@autocast_boundary("promote")
 def row_lstm_scan(input_gates: torch.Tensor, state_weight: torch.Tensor) -> torch.Tensor:
     """Run the Row LSTM over the rows.
 
