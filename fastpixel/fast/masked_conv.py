@@ -108,7 +108,7 @@ def gemm_wins(spec: MaskSpec, live: int) -> bool:
     ==============================  =======================  =======================
 
     (in brackets: without the tunables). oneDNN's multi-tap convs run at up to ~165 GFLOP/s here
-    against ~90-100 for the per-image GEMMs, which the skipped taps do not make up for once page
+    against ~80 for these per-image GEMMs, which the skipped taps do not make up for once page
     faults are out of the picture, and the PixelCNN block timed by ``bench.fast_targets`` was
     0.83-1.04x the reference with GEMMs for its convs: so only 1x1 convs at least 4 times wider
     at the output than at the input take the GEMM path (the Diagonal BiLSTM's input-to-state
