@@ -12,7 +12,7 @@ import os
 import pickle
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -49,18 +49,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss_next"]))
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, fsync, rename.
-
-    A reader (or a crash) sees either the previous checkpoint or the new one, never half of one.
+def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Write a file atomically: ``write(tmp)`` fills a temporary file in the same folder
+    (``.<name>.tmp-<pid>``, which run directories clean up after a killed writer), it is fsynced and
+    renamed over ``path``, and the rename is made durable. A reader (or a crash) sees either the old
+    file or the new one, never half of one; the temporary file never outlives a failed write.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
@@ -75,6 +75,16 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     except OSError:
         pass
     return path
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically (:func:`write_atomically`)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+
+    return write_atomically(path, write)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from fastpixel.checkpoint import write_atomically
+
 FORMAT = "fastpixel-pretrained"
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -81,8 +83,8 @@ def save_pretrained(model: torch.nn.Module, path: str | os.PathLike, *, info: di
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path}: exists and is not a directory (save_pretrained writes a directory)")
     path.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path / WEIGHTS_NAME, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
-    _write_atomically(path / CONFIG_NAME, lambda tmp: tmp.write_text(text))
+    write_atomically(path / WEIGHTS_NAME, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    write_atomically(path / CONFIG_NAME, lambda tmp: tmp.write_text(text))
     return path
 
 
@@ -94,23 +96,6 @@ def _model_config(model: torch.nn.Module) -> dict[str, Any]:
         raise TypeError(f"save_pretrained: expected a fastpixel model (create_model(...)) whose .config names one "
                         f"of {sorted(MODELS)}, got {type(model).__name__}")
     return dict(config)
-
-
-def _write_atomically(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp (and a writer that recreates the file) leave 0600
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # -- loading -----------------------------------------------------------------------------------------
