@@ -10,14 +10,6 @@ from fastpixel.sampling import complete, sample
 from fastpixel.sampling.categorical import inverse_cdf
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make(name, channels=1, levels=4, **kwargs):
     torch.manual_seed(0)
     model = fastpixel.create_model(name, channels=channels, levels=levels, hidden=3, layers=1, backend="reference",
