@@ -26,6 +26,7 @@ FUNCTIONS: dict[str, str] = {
     "cross_entropy": "pixel_cross_entropy",
     "row_lstm": "row_lstm_scan",
     "diagonal_bilstm": "diagonal_bilstm_scan",
+    "diagonal_bilstm_layer": "conv_diagonal_bilstm",
 }
 
 #: backend -> the op stems it implements.
@@ -37,21 +38,24 @@ IMPLEMENTED: dict[str, tuple[str, ...]] = {
 
 
 def _reference_modules() -> dict[str, ModuleType]:
-    from fastpixel.reference import cross_entropy, diagonal_bilstm, masked_conv, row_lstm
+    from fastpixel.reference import cross_entropy, diagonal_bilstm, diagonal_bilstm_layer, masked_conv, row_lstm
 
-    return dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm)
+    return dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm,
+                diagonal_bilstm_layer=diagonal_bilstm_layer)
 
 
 def _torch_modules() -> dict[str, ModuleType]:
-    from fastpixel.fast import cross_entropy, diagonal_bilstm, masked_conv, row_lstm
+    from fastpixel.fast import cross_entropy, diagonal_bilstm, diagonal_bilstm_layer, masked_conv, row_lstm
 
-    return dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm)
+    return dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm,
+                diagonal_bilstm_layer=diagonal_bilstm_layer)
 
 
 def _triton_modules() -> dict[str, ModuleType]:
-    from fastpixel.kernels import cross_entropy, diagonal_bilstm, masked_conv, row_lstm
+    from fastpixel.kernels import cross_entropy, diagonal_bilstm, diagonal_bilstm_layer, masked_conv, row_lstm
 
-    return dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm)
+    return dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm,
+                diagonal_bilstm_layer=diagonal_bilstm_layer)
 
 
 _MODULE_LOADERS: dict[str, Callable[[], dict[str, ModuleType]]] = {

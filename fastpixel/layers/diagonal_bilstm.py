@@ -9,7 +9,7 @@ from torch import nn
 
 from fastpixel.layers.masked_conv import MaskedConv2d
 from fastpixel.masks import color_groups, gate_groups
-from fastpixel.ops.diagonal_bilstm import diagonal_bilstm_scan
+from fastpixel.ops.diagonal_bilstm_layer import conv_diagonal_bilstm
 
 
 class DiagonalBiLSTM(nn.Module):
@@ -43,10 +43,8 @@ class DiagonalBiLSTM(nn.Module):
 
     def forward(self, x: torch.Tensor, gate_bias: torch.Tensor | None = None) -> torch.Tensor:
         """gate_bias: optional (B, 8h, H, W) added to both directions' input-to-state gates."""
-        gates = self.input_to_state(x)
-        if gate_bias is not None:
-            gates = gates + gate_bias
-        gates_lr, gates_rl = gates.chunk(2, dim=1)
-        return diagonal_bilstm_scan(
-            gates_lr, self.state_weight_lr, gates_rl, self.state_weight_rl, backend=self.backend
+        conv = self.input_to_state
+        return conv_diagonal_bilstm(
+            x, conv.weight, conv.bias, conv.spec, self.state_weight_lr, self.state_weight_rl, gate_bias,
+            backend=self.backend,
         )

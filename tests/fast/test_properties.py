@@ -73,6 +73,6 @@ def test_the_fast_path_actually_runs(monkeypatch):
         calls.append(backend)
         return real(op, backend)
 
-    monkeypatch.setattr("fastpixel.ops.diagonal_bilstm.implementation", spy)
+    monkeypatch.setattr("fastpixel.ops.diagonal_bilstm_layer.implementation", spy)
     fastpixel.DiagonalBiLSTM(2, 2)(torch.zeros(1, 2, 3, 3))
     assert calls == ["torch"]

@@ -1,0 +1,180 @@
+"""Fast pure-PyTorch Diagonal BiLSTM layer: the 1x1 input-to-state conv fused into the column scan.
+
+Same function and result as :func:`fastpixel.reference.conv_diagonal_bilstm` (the masked 1x1
+conv to 8h gates, then :func:`fastpixel.reference.diagonal_bilstm_scan`), up to float rounding.
+The scan is the one of :mod:`fastpixel.fast.diagonal_bilstm` (read its docstring first); what
+changes is where the input-to-state gates come from:
+
+* **The conv is part of each column's product.** The buffer ``feed`` holds, for every cell of the
+  skewed map, ``[x | h(t-1, r-1) | h(t-1, r)]`` (the layer's input, mirrored for the right-to-left
+  direction, then the two state taps), so column t's gates are one ``baddbmm`` of the weights
+  ``[W_in | K_above | K_same]`` (D, 4h, Cin + 2h) with that column's cells, onto the bias. The
+  (B, 8h, H, W) gate maps are never formed: no conv output, no transposes of it into the scan's
+  batch-innermost layout and back, no split into directions (whose backward is a concatenation of
+  fresh memory), no mirrored copy of the right-to-left gates; only the input (Cin = 2h channels,
+  a quarter of the gates) is transposed and skewed.
+* **Backward.** The reverse scan is the fast scan's. Then one GEMM per direction over every pixel
+  gives the gradient of all of ``[W_in | K_above | K_same]`` at once (the feed buffer read unskewed
+  is its other operand), the bias gradient is a sum of the gate gradients, and the input gradient
+  is ``W_in^T`` times the gate gradients: one product per direction, the right-to-left one
+  mirrored back while it is summed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from fastpixel.fast.autocast import autocast_boundary
+from fastpixel.fast.diagonal_bilstm import _column, _unskewed, _zero_diagonal_, _zero_unwritten_, diagonal_bilstm_scan
+from fastpixel.fast.guards import reject_batched_gradients
+from fastpixel.fast.layout import batch_last_to_nchw, nchw_to_batch_last
+from fastpixel.fast.lstm_cell import cell_backward_, cell_forward_
+from fastpixel.fast.masked_conv import masked_conv2d
+from fastpixel.fast.workspace import scratch
+from fastpixel.masks import MaskSpec
+
+
+def _layer_weights(w_in: torch.Tensor, w_lr: torch.Tensor, w_rl: torch.Tensor) -> torch.Tensor:
+    """(D, 4h, Cin + 2h): [W_in | K_above | K_same] of each direction. w_in: (8h, Cin), masked."""
+    four_h = w_lr.shape[0]
+    return torch.stack([
+        torch.cat((w_in[d * four_h : (d + 1) * four_h], w[:, :, 0, 0], w[:, :, 1, 0]), dim=1)
+        for d, w in enumerate((w_lr, w_rl))
+    ])
+
+
+class DiagonalBiLSTMLayer(torch.autograd.Function):
+    """autograd.Function of :func:`conv_diagonal_bilstm`; use that function."""
+
+    @staticmethod
+    def forward(ctx, x, w_in, b_in, w_lr, w_rl):
+        batch, cin, height, width = x.shape
+        four_h = w_lr.shape[0]
+        hidden = four_h // 4
+        columns = width + height - 1
+        k = cin + 2 * hidden
+        dtype, device = x.dtype, x.device
+        # feed[:, t, :, r] = [x_d(r, t - r) | h(t-1, r-1) | h(t-1, r)]: what row r of column t reads.
+        feed = scratch((2, columns + 1, k, height + 1, batch), dtype, device)
+        xs, above, same = feed[:, :, :cin], feed[:, :, cin : cin + hidden], feed[:, :, cin + hidden :]
+        xb = nchw_to_batch_last(x)  # (Cin, H, W, B)
+        x_view = _unskewed(xs, height, width, 0, 0)  # (D, Cin, H, W, B)
+        x_view[0].copy_(xb)
+        for j in range(width):  # the right-to-left direction scans the mirrored map
+            x_view[1, :, :, j].copy_(xb[:, :, width - 1 - j])
+        above[:, :, :, 0].zero_()  # h(t-1, -1): the row above the image
+        _zero_diagonal_(same, height)  # h(t-1, t): left of the image
+        c = scratch((2, columns + 1, hidden, height + 1, batch), dtype, device)  # c(t-1, r-1) at [t, :, r]
+        _zero_unwritten_(c, height)
+        tanh_c = scratch((2, columns, hidden, height, batch), dtype, device)
+        acts = scratch((2, columns, four_h, height, batch), dtype, device)
+        weights = _layer_weights(w_in, w_lr, w_rl)
+        weights[:, 3 * hidden :].mul_(2.0)  # g pre-activations doubled: tanh(x) = 2 sigmoid(2x) - 1
+        bias = None
+        if b_in is not None:
+            bias = b_in.view(2, four_h, 1).clone()
+            bias[:, 3 * hidden :].mul_(2.0)
+        for t in range(columns):
+            lo, hi = max(0, t - width + 1), min(height - 1, t)
+            n = (hi - lo + 1) * batch
+            g = _column(acts, t, lo, n)
+            if bias is None:
+                torch.bmm(weights, _column(feed, t, lo, n), out=g)
+            else:
+                torch.baddbmm(bias, weights, _column(feed, t, lo, n), out=g)
+            h_new = _column(same, t + 1, lo, n)  # h(t, r) as read by row r of column t + 1
+            cell_forward_(
+                g, _column(c, t, lo + 1, n), _column(c, t + 1, lo + 1, n), _column(tanh_c, t, lo, n), h_new, hidden, 1,
+            )
+            _column(above, t + 1, lo + 1, n).copy_(h_new)  # ... and by row r + 1
+        out = scratch((hidden, height, width, batch), dtype, device)
+        h_both = _unskewed(same, height, width, 1, 0)  # (D, h, H, W, B)
+        out.copy_(h_both[0])
+        for j in range(width):  # + h_rl(r - 1, j): column W - 1 - j of the mirrored map
+            out[:, 1:, j].add_(h_both[1, :, : height - 1, width - 1 - j])
+        ctx.has_bias = b_in is not None
+        ctx.save_for_backward(acts, c, tanh_c, feed, w_in, w_lr, w_rl)
+        return batch_last_to_nchw(out)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        reject_batched_gradients("conv_diagonal_bilstm", grad_out)
+        acts, c, tanh_c, feed, w_in, w_lr, w_rl = ctx.saved_tensors
+        _, columns, four_h, height, batch = acts.shape
+        hidden = four_h // 4
+        width = columns - height + 1
+        k = feed.shape[2]
+        cin = k - 2 * hidden
+        # d_taps[:, t, :, r]: dL/d[h(t-1, r-1) | h(t-1, r)] through row r of column t, as in the scan.
+        d_taps = scratch((2, columns + 1, 2 * hidden, height + 1, batch), acts.dtype, acts.device)
+        d_above, d_same = d_taps[:, :, :hidden], d_taps[:, :, hidden:]
+        d_above.zero_()
+        grad = nchw_to_batch_last(grad_out)  # (h, H, W, B)
+        ext = _unskewed(d_same, height, width, 1, 0)
+        ext[0].copy_(grad)
+        for j in range(width):  # the right-to-left map was shifted down a row and mirrored
+            ext[1, :, : height - 1, j].copy_(grad[:, 1:, width - 1 - j])
+        ext[1, :, height - 1].zero_()
+        dc = scratch(tuple(c.shape), c.dtype, c.device)  # dL/dc flowing leftwards; zero after the last pixel of every row
+        _unskewed(dc, height, 1, width, 1).zero_()
+        d_acts = scratch(tuple(acts.shape), acts.dtype, acts.device)
+        weights_t = _layer_weights(w_in, w_lr, w_rl).transpose(1, 2)  # (D, Cin + 2h, 4h)
+        w_taps_t = weights_t[:, cin:]
+        for t in reversed(range(columns)):
+            lo, hi = max(0, t - width + 1), min(height - 1, t)
+            n = (hi - lo + 1) * batch
+            dh = _column(d_same, t + 1, lo, n).add_(_column(d_above, t + 1, lo + 1, n))  # dL/dh(t, r)
+            d_g = _column(d_acts, t, lo, n)
+            cell_backward_(
+                _column(acts, t, lo, n), _column(tanh_c, t, lo, n), _column(c, t, lo + 1, n), dh,
+                _column(dc, t + 1, lo + 1, n), d_g, _column(dc, t, lo + 1, n) if t > 0 else None, hidden, 1,
+            )
+            if t > 0:
+                _column(d_taps, t, lo, n).baddbmm_(w_taps_t, d_g)
+        pixels = height * width * batch
+        d_gates = scratch((2, four_h, height, width, batch), acts.dtype, acts.device)
+        d_gates.copy_(_unskewed(d_acts, height, width, 0, 0))
+        d_gates_flat = d_gates.view(2, four_h, pixels)
+        grad_x = grad_w_in = grad_b = grad_lr = grad_rl = None
+        if ctx.needs_input_grad[0]:
+            dx = torch.bmm(weights_t[:, :cin], d_gates_flat).view(2, cin, height, width, batch)
+            for j in range(width):  # the right-to-left direction's gradient, mirrored back
+                dx[0, :, :, j].add_(dx[1, :, :, width - 1 - j])
+            grad_x = batch_last_to_nchw(dx[0])
+        if any(ctx.needs_input_grad[1:]):
+            reads = scratch((2, k, height, width, batch), acts.dtype, acts.device)
+            reads.copy_(_unskewed(feed, height, width, 0, 0))  # [x_d(r, j) | h(r - 1, j) | h(r, j - 1)]
+            d_w = torch.bmm(d_gates_flat, reads.view(2, k, pixels).transpose(1, 2))  # (D, 4h, Cin + 2h)
+            grad_w_in = d_w[:, :, :cin].reshape(2 * four_h, cin)
+            grad_lr, grad_rl = (d_w[d, :, cin:].view(four_h, 2, hidden).transpose(1, 2).unsqueeze(-1).contiguous()
+                                for d in range(2))
+            if ctx.has_bias:
+                grad_b = d_gates_flat.sum(dim=2).view(2 * four_h)
+        return grad_x, grad_w_in, grad_b, grad_lr, grad_rl
+
+
+@autocast_boundary("autocast")
+def conv_diagonal_bilstm(
+    x: torch.Tensor,
+    input_weight: torch.Tensor,
+    input_bias: torch.Tensor | None,
+    spec: MaskSpec,
+    state_weight_lr: torch.Tensor,
+    state_weight_rl: torch.Tensor,
+    gate_bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(B, Cin, H, W) -> (B, h, H, W): masked 1x1 conv to [lr gates | rl gates], then both scans.
+
+    input_weight: (8h, Cin, 1, 1), masked by ``spec``; input_bias: (8h,) or None;
+    state_weight_*: (4h, h, 2, 1); gate_bias: optional (B, 8h, H, W) added to the gates (then the
+    gates are formed: the fast conv, the sum, the fast scan). Equal to the reference up to rounding.
+    """
+    if gate_bias is not None:
+        gates = masked_conv2d(x, input_weight, input_bias, spec) + gate_bias
+        gates_lr, gates_rl = gates.chunk(2, dim=1)
+        return diagonal_bilstm_scan(gates_lr, state_weight_lr, gates_rl, state_weight_rl)
+    mask = spec.mask(input_weight.dtype, input_weight.device)
+    w_in = (input_weight * mask).view(input_weight.shape[0], input_weight.shape[1])
+    return DiagonalBiLSTMLayer.apply(x, w_in, input_bias, state_weight_lr, state_weight_rl)

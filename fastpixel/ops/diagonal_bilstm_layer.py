@@ -1,0 +1,67 @@
+"""Public Diagonal BiLSTM layer op: validates, then runs the chosen backend (see fastpixel.dispatch)."""
+
+from __future__ import annotations
+
+import torch
+
+from fastpixel.backend import resolve_backend
+from fastpixel.dispatch import implementation
+from fastpixel.masks import MaskSpec
+from fastpixel.ops._checks import check_float_tensor, check_same_device_dtype
+
+_OP = "conv_diagonal_bilstm"
+
+
+def conv_diagonal_bilstm(
+    x: torch.Tensor,
+    input_weight: torch.Tensor,
+    input_bias: torch.Tensor | None,
+    spec: MaskSpec,
+    state_weight_lr: torch.Tensor,
+    state_weight_rl: torch.Tensor,
+    gate_bias: torch.Tensor | None = None,
+    *,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """One Diagonal BiLSTM: masked 1x1 input-to-state conv to 8h gates, then both diagonal scans.
+
+    x: (B, Cin, H, W); input_weight: (8h, Cin, 1, 1) masked by ``spec``; input_bias: (8h,) or None;
+    state_weight_*: (4h, h, 2, 1); gate_bias: optional (B, 8h, H, W) added to the gates
+    -> (B, h, H, W). See :func:`fastpixel.reference.conv_diagonal_bilstm`.
+    """
+    check_float_tensor(_OP, "x", x, ndim=4)
+    check_float_tensor(_OP, "input_weight", input_weight, ndim=4)
+    check_float_tensor(_OP, "state_weight_lr", state_weight_lr, ndim=4)
+    check_float_tensor(_OP, "state_weight_rl", state_weight_rl, ndim=4)
+    four_h = state_weight_lr.shape[0]
+    hidden = four_h // 4
+    cin = x.shape[1]
+    want = {
+        "input_weight": (2 * four_h, cin, 1, 1),
+        "state_weight_lr": (four_h, hidden, 2, 1),
+        "state_weight_rl": (four_h, hidden, 2, 1),
+    }
+    got = {"input_weight": input_weight, "state_weight_lr": state_weight_lr, "state_weight_rl": state_weight_rl}
+    if four_h % 4 or hidden == 0 or any(tuple(got[k].shape) != v for k, v in want.items()):
+        raise ValueError(
+            f"{_OP}: expected input_weight (8h, Cin, 1, 1) = {want['input_weight']} and state weights "
+            f"(4h, h, 2, 1) = {want['state_weight_lr']} for x of shape {tuple(x.shape)}, got "
+            f"{ {k: tuple(v.shape) for k, v in got.items()} }"
+        )
+    if spec.kernel_size != (1, 1) or (spec.out_channels, spec.in_channels) != (2 * four_h, cin):
+        raise ValueError(f"{_OP}: spec must describe a 1x1 conv {cin} -> {2 * four_h}, got {spec}")
+    tensors = [x, input_weight, state_weight_lr, state_weight_rl]
+    if input_bias is not None:
+        check_float_tensor(_OP, "input_bias", input_bias, ndim=1)
+        if tuple(input_bias.shape) != (2 * four_h,):
+            raise ValueError(f"{_OP}: input_bias must have shape ({2 * four_h},), got {tuple(input_bias.shape)}")
+        tensors.append(input_bias)
+    if gate_bias is not None:
+        check_float_tensor(_OP, "gate_bias", gate_bias, ndim=4)
+        expected = (x.shape[0], 2 * four_h, *x.shape[2:])
+        if tuple(gate_bias.shape) != expected:
+            raise ValueError(f"{_OP}: gate_bias must have shape {expected}, got {tuple(gate_bias.shape)}")
+        tensors.append(gate_bias)
+    check_same_device_dtype(_OP, tensors)
+    fn = implementation("diagonal_bilstm_layer", resolve_backend(backend, *tensors, op="diagonal_bilstm_layer"))
+    return fn(x, input_weight, input_bias, spec, state_weight_lr, state_weight_rl, gate_bias)
