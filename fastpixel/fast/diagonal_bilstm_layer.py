@@ -35,13 +35,18 @@ from fastpixel.fast.workspace import scratch
 from fastpixel.masks import MaskSpec
 
 
-def _layer_weights(w_in: torch.Tensor, w_lr: torch.Tensor, w_rl: torch.Tensor) -> torch.Tensor:
-    """(D, 4h, Cin + 2h): [W_in | K_above | K_same] of each direction. w_in: (8h, Cin), masked."""
+def _layer_weights(w_in: torch.Tensor, b_in: torch.Tensor | None, w_lr: torch.Tensor, w_rl: torch.Tensor) -> torch.Tensor:
+    """(D, 4h, K): [W_in | bias | K_above | K_same] of each direction (no bias column without a bias).
+
+    w_in: (8h, Cin), masked; b_in: (8h,) or None; w_*: (4h, h, 2, 1).
+    """
     four_h = w_lr.shape[0]
-    return torch.stack([
-        torch.cat((w_in[d * four_h : (d + 1) * four_h], w[:, :, 0, 0], w[:, :, 1, 0]), dim=1)
-        for d, w in enumerate((w_lr, w_rl))
-    ])
+    rows = []
+    for d, w in enumerate((w_lr, w_rl)):
+        part = slice(d * four_h, (d + 1) * four_h)
+        bias = [] if b_in is None else [b_in[part].unsqueeze(1)]
+        rows.append(torch.cat((w_in[part], *bias, w[:, :, 0, 0], w[:, :, 1, 0]), dim=1))
+    return torch.stack(rows)
 
 
 class DiagonalBiLSTMLayer(torch.autograd.Function):
@@ -53,105 +58,104 @@ class DiagonalBiLSTMLayer(torch.autograd.Function):
         four_h = w_lr.shape[0]
         hidden = four_h // 4
         columns = width + height - 1
-        k = cin + 2 * hidden
+        ones = 0 if b_in is None else 1
+        k = cin + ones + 2 * hidden
         dtype, device = x.dtype, x.device
-        # feed[:, t, :, r] = [x_d(r, t - r) | h(t-1, r-1) | h(t-1, r)]: what row r of column t reads.
+        # feed[:, t, :, r] = [x_d(r, t - r) | 1 | h(t-1, r-1) | h(t-1, r)]: what row r of column t reads.
         feed = scratch((2, columns + 1, k, height + 1, batch), dtype, device)
-        xs, above, same = feed[:, :, :cin], feed[:, :, cin : cin + hidden], feed[:, :, cin + hidden :]
+        xs, above, same = feed[:, :, :cin], feed[:, :, k - 2 * hidden : k - hidden], feed[:, :, k - hidden :]
         xb = nchw_to_batch_last(x)  # (Cin, H, W, B)
         x_view = _unskewed(xs, height, width, 0, 0)  # (D, Cin, H, W, B)
         x_view[0].copy_(xb)
         for j in range(width):  # the right-to-left direction scans the mirrored map
             x_view[1, :, :, j].copy_(xb[:, :, width - 1 - j])
+        if ones:
+            feed[:, :, cin].fill_(1.0)  # the bias is the weight of a constant input
         above[:, :, :, 0].zero_()  # h(t-1, -1): the row above the image
         _zero_diagonal_(same, height)  # h(t-1, t): left of the image
         c = scratch((2, columns + 1, hidden, height + 1, batch), dtype, device)  # c(t-1, r-1) at [t, :, r]
         _zero_unwritten_(c, height)
-        tanh_c = scratch((2, columns, hidden, height, batch), dtype, device)
+        m = scratch((2, columns, hidden, height, batch), dtype, device)  # sigmoid(-2c), see lstm_cell
         acts = scratch((2, columns, four_h, height, batch), dtype, device)
-        weights = _layer_weights(w_in, w_lr, w_rl)
+        weights = _layer_weights(w_in, b_in, w_lr, w_rl)
         weights[:, 3 * hidden :].mul_(2.0)  # g pre-activations doubled: tanh(x) = 2 sigmoid(2x) - 1
-        bias = None
-        if b_in is not None:
-            bias = b_in.view(2, four_h, 1).clone()
-            bias[:, 3 * hidden :].mul_(2.0)
         for t in range(columns):
             lo, hi = max(0, t - width + 1), min(height - 1, t)
             n = (hi - lo + 1) * batch
             g = _column(acts, t, lo, n)
-            if bias is None:
-                torch.bmm(weights, _column(feed, t, lo, n), out=g)
-            else:
-                torch.baddbmm(bias, weights, _column(feed, t, lo, n), out=g)
+            torch.bmm(weights, _column(feed, t, lo, n), out=g)
             h_new = _column(same, t + 1, lo, n)  # h(t, r) as read by row r of column t + 1
-            cell_forward_(
-                g, _column(c, t, lo + 1, n), _column(c, t + 1, lo + 1, n), _column(tanh_c, t, lo, n), h_new, hidden, 1,
-            )
+            cell_forward_(g, _column(c, t, lo + 1, n), _column(c, t + 1, lo + 1, n), _column(m, t, lo, n), h_new, hidden, 1)
             _column(above, t + 1, lo + 1, n).copy_(h_new)  # ... and by row r + 1
         out = scratch((hidden, height, width, batch), dtype, device)
         h_both = _unskewed(same, height, width, 1, 0)  # (D, h, H, W, B)
         out.copy_(h_both[0])
         for j in range(width):  # + h_rl(r - 1, j): column W - 1 - j of the mirrored map
             out[:, 1:, j].add_(h_both[1, :, : height - 1, width - 1 - j])
-        ctx.has_bias = b_in is not None
-        ctx.save_for_backward(acts, c, tanh_c, feed, w_in, w_lr, w_rl)
+        ctx.save_for_backward(acts, c, m, feed, w_in, b_in, w_lr, w_rl)
         return batch_last_to_nchw(out)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         reject_batched_gradients("conv_diagonal_bilstm", grad_out)
-        acts, c, tanh_c, feed, w_in, w_lr, w_rl = ctx.saved_tensors
+        acts, c, m, feed, w_in, b_in, w_lr, w_rl = ctx.saved_tensors
         _, columns, four_h, height, batch = acts.shape
         hidden = four_h // 4
         width = columns - height + 1
         k = feed.shape[2]
-        cin = k - 2 * hidden
-        # d_taps[:, t, :, r]: dL/d[h(t-1, r-1) | h(t-1, r)] through row r of column t, as in the scan.
-        d_taps = scratch((2, columns + 1, 2 * hidden, height + 1, batch), acts.dtype, acts.device)
-        d_above, d_same = d_taps[:, :, :hidden], d_taps[:, :, hidden:]
-        d_above.zero_()
+        cin = w_in.shape[1]
+        dtype, device = acts.dtype, acts.device
+        # d_out[:, t + 1, :, r] = dL/dh(t, r) from the layer's output (the right-to-left map was
+        # shifted down a row and mirrored); the scan adds what the next column sends back.
+        d_out = scratch((2, columns + 1, hidden, height + 1, batch), dtype, device)
+        ext = _unskewed(d_out, height, width, 1, 0)
         grad = nchw_to_batch_last(grad_out)  # (h, H, W, B)
-        ext = _unskewed(d_same, height, width, 1, 0)
         ext[0].copy_(grad)
-        for j in range(width):  # the right-to-left map was shifted down a row and mirrored
+        for j in range(width):
             ext[1, :, : height - 1, j].copy_(grad[:, 1:, width - 1 - j])
         ext[1, :, height - 1].zero_()
-        dc = scratch(tuple(c.shape), c.dtype, c.device)  # dL/dc flowing leftwards; zero after the last pixel of every row
+        # d_feed[:, t, :, r] = dL/d(feed[:, t, :, r]) through column t, written by one product per
+        # column. The cells the scan reads but no column writes are zeroed (states right of and
+        # below the image, which reach nothing): column T, row H, and row t - W of column t >= W.
+        d_feed = scratch(tuple(feed.shape), dtype, device)
+        d_above, d_same = d_feed[:, :, k - 2 * hidden : k - hidden], d_feed[:, :, k - hidden :]
+        d_feed[:, columns].zero_()
+        d_feed[:, :, :, height].zero_()
+        if height > 1:
+            sd, st, sk, sr, _ = d_same.stride()
+            d_same.as_strided((2, hidden, height - 1, batch), (sd, sk, st + sr, 1),
+                              d_same.storage_offset() + width * st).zero_()
+        dc = scratch(tuple(c.shape), dtype, device)  # dL/dc flowing leftwards; zero after the last pixel of every row
         _unskewed(dc, height, 1, width, 1).zero_()
-        d_acts = scratch(tuple(acts.shape), acts.dtype, acts.device)
-        weights_t = _layer_weights(w_in, w_lr, w_rl).transpose(1, 2)  # (D, Cin + 2h, 4h)
-        w_taps_t = weights_t[:, cin:]
+        d_acts = scratch(tuple(acts.shape), dtype, device)
+        weights_t = _layer_weights(w_in, b_in, w_lr, w_rl).transpose(1, 2)  # (D, K, 4h)
+        d_weights = torch.zeros(2, four_h, k, dtype=dtype, device=device)
         for t in reversed(range(columns)):
             lo, hi = max(0, t - width + 1), min(height - 1, t)
             n = (hi - lo + 1) * batch
-            dh = _column(d_same, t + 1, lo, n).add_(_column(d_above, t + 1, lo + 1, n))  # dL/dh(t, r)
+            dh = _column(d_out, t + 1, lo, n).add_(_column(d_same, t + 1, lo, n)).add_(_column(d_above, t + 1, lo + 1, n))
             d_g = _column(d_acts, t, lo, n)
             cell_backward_(
-                _column(acts, t, lo, n), _column(tanh_c, t, lo, n), _column(c, t, lo + 1, n), dh,
+                _column(acts, t, lo, n), _column(m, t, lo, n), _column(c, t, lo + 1, n), dh,
                 _column(dc, t + 1, lo + 1, n), d_g, _column(dc, t, lo + 1, n) if t > 0 else None, hidden, 1,
             )
-            if t > 0:
-                _column(d_taps, t, lo, n).baddbmm_(w_taps_t, d_g)
-        pixels = height * width * batch
-        d_gates = scratch((2, four_h, height, width, batch), acts.dtype, acts.device)
-        d_gates.copy_(_unskewed(d_acts, height, width, 0, 0))
-        d_gates_flat = d_gates.view(2, four_h, pixels)
+            feed_t = _column(feed, t, lo, n)
+            torch.bmm(weights_t, d_g, out=_column(d_feed, t, lo, n))
+            d_weights.baddbmm_(d_g, feed_t.transpose(1, 2))
         grad_x = grad_w_in = grad_b = grad_lr = grad_rl = None
         if ctx.needs_input_grad[0]:
-            dx = torch.bmm(weights_t[:, :cin], d_gates_flat).view(2, cin, height, width, batch)
+            dx = scratch((cin, height, width, batch), dtype, device)
+            dx_both = _unskewed(d_feed[:, :, :cin], height, width, 0, 0)  # (D, Cin, H, W, B)
+            dx.copy_(dx_both[0])
             for j in range(width):  # the right-to-left direction's gradient, mirrored back
-                dx[0, :, :, j].add_(dx[1, :, :, width - 1 - j])
-            grad_x = batch_last_to_nchw(dx[0])
-        if any(ctx.needs_input_grad[1:]):
-            reads = scratch((2, k, height, width, batch), acts.dtype, acts.device)
-            reads.copy_(_unskewed(feed, height, width, 0, 0))  # [x_d(r, j) | h(r - 1, j) | h(r, j - 1)]
-            d_w = torch.bmm(d_gates_flat, reads.view(2, k, pixels).transpose(1, 2))  # (D, 4h, Cin + 2h)
-            grad_w_in = d_w[:, :, :cin].reshape(2 * four_h, cin)
-            grad_lr, grad_rl = (d_w[d, :, cin:].view(four_h, 2, hidden).transpose(1, 2).unsqueeze(-1).contiguous()
-                                for d in range(2))
-            if ctx.has_bias:
-                grad_b = d_gates_flat.sum(dim=2).view(2 * four_h)
+                dx[:, :, j].add_(dx_both[1, :, :, width - 1 - j])
+            grad_x = batch_last_to_nchw(dx)
+        grad_w_in = d_weights[:, :, :cin].reshape(2 * four_h, cin)
+        if b_in is not None:
+            grad_b = d_weights[:, :, cin].reshape(2 * four_h)
+        grad_lr, grad_rl = (d_weights[d, :, k - 2 * hidden :].view(four_h, 2, hidden).transpose(1, 2).unsqueeze(-1).contiguous()
+                            for d in range(2))
         return grad_x, grad_w_in, grad_b, grad_lr, grad_rl
 
 
