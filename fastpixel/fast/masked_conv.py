@@ -13,9 +13,9 @@ shifted by (dy - top, dx - left) (zero where it falls off the map), per image b
 one ``addmm`` per image into a reused buffer (:mod:`fastpixel.fast.workspace`; the shifted copies
 live there too, and a 1x1 kernel uses x itself). The Row LSTM's 1x3 mask-B input-to-state conv
 has 2 live taps of 3, the PixelCNN's 3x3 mask B 5 of 9; but oneDNN's convs are quick, and
-by default (:func:`gemm_wins`, which has the measurements) only 1x1 convs take this path (the
-Diagonal BiLSTM's input-to-state conv, 128 -> 512 channels, 27.8 ms as GEMMs against 57.3 ms
-``F.conv2d`` forward; the residual blocks' and output layers' 1x1 convs). The backward is the
+by default (:func:`gemm_wins`, which has the measurements) only wide 1x1 convs take this path:
+the Diagonal BiLSTM's input-to-state conv, 128 -> 512 channels, 27.8 ms as GEMMs against 57.3 ms
+``F.conv2d`` forward. The backward is the
 same GEMMs transposed: d cols_b = W^T dy_b, shifted back and summed into dx; dW = sum_b dy_b
 cols_b^T (accumulated in place), scattered to the live taps and masked; d bias = sum of dy.
 Small outputs (below :data:`GEMM_MIN_OUTPUT`), narrow inputs (below :data:`GEMM_MIN_INNER`
@@ -35,9 +35,9 @@ from fastpixel.fast.workspace import scratch
 from fastpixel.masks import MaskSpec
 
 
-#: Smallest output (elements) for which the per-image GEMMs are used (a 1x1 conv to 16 x 32 x 28 x 28
-#: = 0.4 M elements was 2.5x faster as GEMMs on the second machine, 16 x 2 x 28 x 28 = 25 K level).
-GEMM_MIN_OUTPUT = 1 << 17
+#: Smallest output (elements) for which the per-image GEMMs beat F.conv2d here (measured: 16 x 32 x
+#: 28 x 28 = 0.4 M elements was slower with GEMMs, 16 x 128 x 28 x 28 = 1.6 M three times faster).
+GEMM_MIN_OUTPUT = 1 << 20
 
 #: Smallest GEMM depth (live taps x input channels) for which the GEMM path is used.
 GEMM_MIN_INNER = 16
@@ -107,24 +107,17 @@ def gemm_wins(spec: MaskSpec, live: int) -> bool:
     3x3 mask B 64 -> 64 (T = 5)     11.4 vs 7.4 (loaded)      33.3 vs 36.5 (loaded)
     ==============================  =======================  =======================
 
-    (in brackets: without the tunables). oneDNN's multi-tap convs run at up to ~165 GFLOP/s there
+    (in brackets: without the tunables). oneDNN's multi-tap convs run at up to ~165 GFLOP/s here
     against ~80 for these per-image GEMMs, which the skipped taps do not make up for once page
     faults are out of the picture, and the PixelCNN block timed by ``bench.fast_targets`` was
-    0.83-1.04x the reference with GEMMs for its convs: so multi-tap convs run ``F.conv2d`` like
-    the reference (the multi-tap GEMM path stays available, and tested, for callers that change
-    this rule).
-
-    A 1x1 conv, though, is a plain GEMM, and ``F.conv2d`` runs it as oneDNN reorders of the NCHW
-    input into a blocked layout and of the output back, around the conv (seen with
-    ``ONEDNN_VERBOSE=1``: for 16 x 16 x 28 x 28 -> 32 channels a 0.7 ms input reorder and a 1.6 ms
-    conv, 8 GFLOP/s). Measured on a second machine of this kind (2026-12-02, same method, ms,
-    forward + backward, GEMMs vs F.conv2d): 1x1 16 -> 32 at 28x28 2.5 vs 6.2, 32 -> 32 3.1 vs 8.0,
-    32 -> 2 1.8 vs 1.9, 64 -> 128 at 32x32 18.1 vs 40.4, 128 -> 512 105 vs 223, 128 -> 256 70 vs
-    131. The 64 -> 128 case went the other way on the first machine (13.9 vs 11.1): one host's
-    oneDNN is 25% ahead where the other's is 2x behind, so every 1x1 conv with enough work
-    (:data:`GEMM_MIN_OUTPUT`, :data:`GEMM_MIN_INNER`) takes the GEMMs.
+    0.83-1.04x the reference with GEMMs for its convs: so only 1x1 convs at least 4 times wider
+    at the output than at the input take the GEMM path (the Diagonal BiLSTM's input-to-state
+    conv); the others, multi-tap included, run ``F.conv2d`` like the reference. The multi-tap
+    GEMM path stays available (and tested) for callers that change this rule.
     """
-    return spec.kernel_size == (1, 1)
+    if spec.kernel_size == (1, 1):
+        return spec.out_channels >= 4 * spec.in_channels
+    return False
 
 
 def _conv2d(x: torch.Tensor, masked_weight: torch.Tensor, bias: torch.Tensor | None, spec: MaskSpec) -> torch.Tensor:
