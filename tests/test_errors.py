@@ -8,7 +8,7 @@ import torch
 import fastpixel
 from fastpixel import ops
 from fastpixel.backend import BackendUnavailableError, resolve_backend
-from fastpixel.masks import MaskSpec
+from fastpixel.masks import MaskSpec, color_groups
 
 
 @pytest.fixture
@@ -122,6 +122,29 @@ def test_op_argument_errors():
     with pytest.raises(ValueError, match=r"state weights \(4h, h, 2, 1\)"):
         g = torch.randn(1, 8, 3, 3)
         ops.diagonal_bilstm_scan(g, torch.randn(8, 2, 1, 3), g, torch.randn(8, 2, 2, 1))
+
+
+def test_conv_diagonal_bilstm_argument_errors():
+    from fastpixel.masks import gate_groups
+
+    spec = MaskSpec((1, 1), "B", color_groups(4, 1), gate_groups(2, 1, num_gates=8))
+    x, w, b = torch.randn(2, 4, 3, 3), torch.randn(16, 4, 1, 1), torch.randn(16)
+    k = torch.randn(8, 2, 2, 1)
+    assert ops.conv_diagonal_bilstm(x, w, b, spec, k, k).shape == (2, 2, 3, 3)
+    with pytest.raises(ValueError, match=r"expected input_weight \(8h, Cin, 1, 1\) = \(16, 4, 1, 1\)"):
+        ops.conv_diagonal_bilstm(x, torch.randn(16, 3, 1, 1), b, spec, k, k)
+    with pytest.raises(ValueError, match=r"state weights \(4h, h, 2, 1\) = \(8, 2, 2, 1\)"):
+        ops.conv_diagonal_bilstm(x, w, b, spec, k, torch.randn(8, 2, 1, 2))
+    with pytest.raises(ValueError, match=r"input_bias must have shape \(16,\)"):
+        ops.conv_diagonal_bilstm(x, w, torch.randn(8), spec, k, k)
+    with pytest.raises(ValueError, match=r"gate_bias must have shape \(2, 16, 3, 3\)"):
+        ops.conv_diagonal_bilstm(x, w, b, spec, k, k, torch.randn(2, 16, 3, 4))
+    with pytest.raises(ValueError, match="spec must describe a 1x1 conv 4 -> 16"):
+        ops.conv_diagonal_bilstm(x, w, b, MaskSpec((1, 1), "B", color_groups(4, 1), color_groups(8, 1)), k, k)
+    with pytest.raises(TypeError, match="all tensors must have one dtype"):
+        ops.conv_diagonal_bilstm(x.double(), w, b, spec, k, k)
+    with pytest.raises(ValueError, match="x must have 4 dimensions"):
+        ops.conv_diagonal_bilstm(x[0], w, b, spec, k, k)
 
 
 def test_cross_entropy_argument_errors():

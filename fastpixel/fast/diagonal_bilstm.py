@@ -21,7 +21,8 @@ the equations), up to float rounding. How it is computed:
   K = 2h: all four gates, both taps, both directions (bmm over D), added in place onto the input
   gates; then the in-place cell (:mod:`fastpixel.fast.lstm_cell`). (Measured level with two
   K = h products per column, which skip the duplicate write.)
-* **Backward.** The forward saves the gate activations, c, tanh(c) and the taps buffer (skewed).
+* **Backward.** The forward saves the gate activations, c, m = sigmoid(-2c) (see
+  :mod:`fastpixel.fast.lstm_cell`) and the taps buffer (skewed).
   A reverse column scan gives the gate gradients; one ``baddbmm_`` per column sends them to both
   taps of the previous column, and dL/dh(t, r) is the "same row" gradient of row r plus the "row
   above" gradient of row r + 1. The state-weight gradients are then one GEMM over all pixels per
@@ -117,7 +118,7 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
         _zero_diagonal_(same, height)  # h(t-1, t): left of the image
         c = scratch((2, columns + 1, hidden, height + 1, batch), dtype, device)  # c(t-1, r-1) at [t, :, r]
         _zero_unwritten_(c, height)
-        tanh_c = scratch((2, columns, hidden, height, batch), dtype, device)
+        m = scratch((2, columns, hidden, height, batch), dtype, device)  # sigmoid(-2c), see lstm_cell
         w_taps = torch.cat((_state_weights(w_lr, w_rl, 0), _state_weights(w_lr, w_rl, 1)), dim=2)  # (D, 4h, 2h)
         w_taps[:, 3 * hidden :].mul_(2.0)
         for t in range(columns):
@@ -127,7 +128,7 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
             g.baddbmm_(w_taps, _column(taps, t, lo, n))
             h_new = _column(same, t + 1, lo, n)  # h(t, r) as read by row r of column t + 1
             cell_forward_(
-                g, _column(c, t, lo + 1, n), _column(c, t + 1, lo + 1, n), _column(tanh_c, t, lo, n), h_new, hidden, 1,
+                g, _column(c, t, lo + 1, n), _column(c, t + 1, lo + 1, n), _column(m, t, lo, n), h_new, hidden, 1,
             )
             _column(above, t + 1, lo + 1, n).copy_(h_new)  # ... and by row r + 1
         out = scratch((hidden, height, width, batch), dtype, device)
@@ -135,14 +136,14 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
         out.copy_(h_both[0])
         for j in range(width):  # + h_rl(r - 1, j): column W - 1 - j of the mirrored map
             out[:, 1:, j].add_(h_both[1, :, : height - 1, width - 1 - j])
-        ctx.save_for_backward(acts, c, tanh_c, taps, w_lr, w_rl)
+        ctx.save_for_backward(acts, c, m, taps, w_lr, w_rl)
         return batch_last_to_nchw(out)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         reject_batched_gradients("diagonal_bilstm_scan", grad_out)
-        acts, c, tanh_c, taps, w_lr, w_rl = ctx.saved_tensors
+        acts, c, m, taps, w_lr, w_rl = ctx.saved_tensors
         _, columns, four_h, height, batch = acts.shape
         hidden = four_h // 4
         width = columns - height + 1
@@ -167,7 +168,7 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
             dh = _column(d_same, t + 1, lo, n).add_(_column(d_above, t + 1, lo + 1, n))  # dL/dh(t, r)
             d_g = _column(d_acts, t, lo, n)
             cell_backward_(
-                _column(acts, t, lo, n), _column(tanh_c, t, lo, n), _column(c, t, lo + 1, n), dh,
+                _column(acts, t, lo, n), _column(m, t, lo, n), _column(c, t, lo + 1, n), dh,
                 _column(dc, t + 1, lo + 1, n), d_g, _column(dc, t, lo + 1, n) if t > 0 else None, hidden, 1,
             )
             if t > 0:

@@ -14,7 +14,7 @@ ONE GEMM ``(4h, 3h) @ (3h, B*W)`` added in place onto the row's input gates, fol
 in-place cell (:mod:`fastpixel.fast.lstm_cell`), which writes h of row i straight into the
 centre tap of ``reads[i + 1]``; two shifted copies fill its other two taps. ``reads`` is also
 what the state-kernel gradient needs, so the backward does not rebuild it. The forward saves
-the gate activations, c, tanh(c) and ``reads``; the backward is a reverse row scan for the gate
+the gate activations, c, m = sigmoid(-2c) (see :mod:`fastpixel.fast.lstm_cell`) and ``reads``; the backward is a reverse row scan for the gate
 gradients (the gradient reaching row i - 1's h is one GEMM ``(3h, 4h) @ (4h, B*W)`` whose three
 tap blocks are added back with the same shifts), then the state-kernel gradient as one GEMM per
 row ``(4h, B*W) @ (B*W, 3h)`` accumulated in place.
@@ -82,24 +82,24 @@ class RowLSTMScan(torch.autograd.Function):
         reads[:, 2 * hidden :, :, width - 1].zero_()
         c = scratch((height + 1, hidden, n), dtype, device)  # row i at index i + 1
         c[0].zero_()
-        tanh_c = scratch((height, hidden, n), dtype, device)
+        m = scratch((height, hidden, n), dtype, device)
         taps = stacked_taps(state_weight).clone()
         taps[3 * hidden :].mul_(2.0)
         for i in range(height):
             g = acts[i].view(four_h, n)
             if i > 0:
                 g.addmm_(taps, reads[i].view(3 * hidden, n))
-            cell_forward_(g, c[i], c[i + 1], tanh_c[i], reads[i + 1, hidden : 2 * hidden].view(hidden, n), hidden, 0)
+            cell_forward_(g, c[i], c[i + 1], m[i], reads[i + 1, hidden : 2 * hidden].view(hidden, n), hidden, 0)
             if i < height - 1:
                 fill_side_taps_(reads[i + 1], hidden)
-        ctx.save_for_backward(acts, c, tanh_c, reads, state_weight)
+        ctx.save_for_backward(acts, c, m, reads, state_weight)
         return rows_to_nchw(reads[1:, hidden : 2 * hidden])
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         reject_batched_gradients("row_lstm_scan", grad_out)
-        acts, c, tanh_c, reads, state_weight = ctx.saved_tensors
+        acts, c, m, reads, state_weight = ctx.saved_tensors
         height, four_h, batch, width = acts.shape
         hidden = four_h // 4
         n = batch * width
@@ -114,7 +114,7 @@ class RowLSTMScan(torch.autograd.Function):
         for i in reversed(range(height)):
             d_g = d_acts[i].view(four_h, n)
             cell_backward_(
-                acts[i].view(four_h, n), tanh_c[i], c[i], dh[i].view(hidden, n), dc[(i + 1) % 2], d_g,
+                acts[i].view(four_h, n), m[i], c[i], dh[i].view(hidden, n), dc[(i + 1) % 2], d_g,
                 dc[i % 2] if i > 0 else None, hidden, 0,
             )
             if i > 0:

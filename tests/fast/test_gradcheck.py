@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastpixel.fast import cross_entropy, diagonal_bilstm, masked_conv, row_lstm
-from fastpixel.masks import MaskSpec, color_groups
+from fastpixel.fast import cross_entropy, diagonal_bilstm, diagonal_bilstm_layer, masked_conv, row_lstm
+from fastpixel.masks import MaskSpec, color_groups, gate_groups
 
 
 def rand(*shape, scale=1.0, seed=0):
@@ -21,6 +21,21 @@ def test_diagonal_bilstm_gradcheck(batch, hidden, height, width):
         rand(batch, 4 * hidden, height, width, seed=3), rand(4 * hidden, hidden, 2, 1, scale=0.5, seed=4),
     )
     assert torch.autograd.gradcheck(diagonal_bilstm.diagonal_bilstm_scan, inputs)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("batch,cin,hidden,colors,height,width", [(1, 1, 1, 1, 1, 1), (2, 3, 2, 1, 3, 2), (1, 3, 3, 3, 2, 4)])
+def test_conv_diagonal_bilstm_gradcheck(batch, cin, hidden, colors, height, width, bias):
+    """The fused layer (input-to-state conv folded into the scan): x, conv weight and bias, both state kernels."""
+    spec = MaskSpec((1, 1), "B", color_groups(cin, colors), gate_groups(hidden, colors, num_gates=8))
+    x, w_in, b_in = rand(batch, cin, height, width, seed=1), rand(8 * hidden, cin, 1, 1, scale=0.5, seed=2), rand(8 * hidden, seed=3)
+    w_lr, w_rl = rand(4 * hidden, hidden, 2, 1, scale=0.5, seed=4), rand(4 * hidden, hidden, 2, 1, scale=0.5, seed=5)
+    if bias:
+        fn = lambda x, w, b, k1, k2: diagonal_bilstm_layer.conv_diagonal_bilstm(x, w, b, spec, k1, k2)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (x, w_in, b_in, w_lr, w_rl))
+    else:
+        fn = lambda x, w, k1, k2: diagonal_bilstm_layer.conv_diagonal_bilstm(x, w, None, spec, k1, k2)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (x, w_in, w_lr, w_rl))
 
 
 @pytest.mark.parametrize("batch,hidden,height,width", [(1, 1, 1, 1), (2, 2, 3, 2), (1, 3, 2, 4)])

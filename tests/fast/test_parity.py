@@ -12,8 +12,8 @@ import torch
 
 import fastpixel
 from fastpixel import dispatch, ops, reference
-from fastpixel.fast import cross_entropy, diagonal_bilstm, masked_conv, row_lstm
-from fastpixel.masks import MaskSpec, color_groups
+from fastpixel.fast import cross_entropy, diagonal_bilstm, diagonal_bilstm_layer, masked_conv, row_lstm
+from fastpixel.masks import MaskSpec, color_groups, gate_groups
 
 SHAPES = [(1, 1, 1, 1), (3, 3, 1, 6), (1, 5, 5, 1), (3, 3, 4, 7), (1, 5, 6, 3), (3, 2, 5, 5)]
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=2e-6)}
@@ -43,6 +43,33 @@ def test_diagonal_bilstm_matches_reference(batch, hidden, height, width, dtype):
     g, w = (batch, 4 * hidden, height, width), (4 * hidden, hidden, 2, 1)
     inputs = leaves(height * 7 + width, dtype, (g, 1.0), (w, 0.5), (g, 1.0), (w, 0.5))
     compare(diagonal_bilstm.diagonal_bilstm_scan, reference.diagonal_bilstm_scan, inputs, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("colors", [1, 3])
+@pytest.mark.parametrize("batch,hidden,height,width", SHAPES)
+def test_conv_diagonal_bilstm_matches_reference(batch, hidden, height, width, colors, dtype):
+    """The fused layer: output and the gradients of x, conv weight, conv bias and both state kernels."""
+    cin = 3 * colors
+    spec = MaskSpec((1, 1), "B", color_groups(cin, colors), gate_groups(hidden, colors, num_gates=8))
+    inputs = leaves(height * 7 + width, dtype, ((batch, cin, height, width), 1.0), ((8 * hidden, cin, 1, 1), 0.5),
+                    ((8 * hidden,), 0.3), ((4 * hidden, hidden, 2, 1), 0.5), ((4 * hidden, hidden, 2, 1), 0.5))
+    x, w_in, b_in, w_lr, w_rl = inputs
+    compare(lambda *a: diagonal_bilstm_layer.conv_diagonal_bilstm(a[0], a[1], a[2], spec, a[3], a[4]),
+            lambda *a: reference.conv_diagonal_bilstm(a[0], a[1], a[2], spec, a[3], a[4]), inputs, dtype)
+    no_bias = [x, w_in, w_lr, w_rl]
+    compare(lambda *a: diagonal_bilstm_layer.conv_diagonal_bilstm(a[0], a[1], None, spec, a[2], a[3]),
+            lambda *a: reference.conv_diagonal_bilstm(a[0], a[1], None, spec, a[2], a[3]), no_bias, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_conv_diagonal_bilstm_with_gate_bias_matches_reference(dtype):
+    """With a gate bias (conditioning) the fast op forms the gates (fast conv + sum + fast scan)."""
+    spec = MaskSpec((1, 1), "B", color_groups(4, 1), gate_groups(2, 1, num_gates=8))
+    inputs = leaves(5, dtype, ((2, 4, 3, 5), 1.0), ((16, 4, 1, 1), 0.5), ((16,), 0.3), ((8, 2, 2, 1), 0.5),
+                    ((8, 2, 2, 1), 0.5), ((2, 16, 3, 5), 1.0))
+    compare(lambda x, w, b, k1, k2, gb: diagonal_bilstm_layer.conv_diagonal_bilstm(x, w, b, spec, k1, k2, gb),
+            lambda x, w, b, k1, k2, gb: reference.conv_diagonal_bilstm(x, w, b, spec, k1, k2, gb), inputs, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
