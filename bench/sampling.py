@@ -54,9 +54,15 @@ def machine(device: torch.device) -> dict:
     except (OSError, subprocess.SubprocessError):
         commit = None
     cpu = platform.processor() or None
+    cpu_model = None  # "family F model M": a model name like "AMD EPYC" names several generations
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
+        with open("/proc/cpuinfo") as f:
+            info = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines() if ":" in line)
+        info = {k.strip(): v.strip() for k, v in info.items()}
+        cpu = info.get("model name", cpu)
+        if "cpu family" in info and "model" in info:
+            cpu_model = f"family {info['cpu family']} model {info['model']}"
+    except (OSError, ValueError):
         pass
     try:
         triton = importlib.metadata.version("triton")
@@ -64,7 +70,8 @@ def machine(device: torch.device) -> dict:
         triton = None
     return {
         "device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "cpu": cpu, "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+        "cpu": cpu, "cpu_model": cpu_model, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
         "torch": torch.__version__, "triton": triton, "commit": commit,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,

@@ -13,9 +13,10 @@ shifted by (dy - top, dx - left) (zero where it falls off the map), per image b
 one ``addmm`` per image into a reused buffer (:mod:`fastpixel.fast.workspace`; the shifted copies
 live there too, and a 1x1 kernel uses x itself). The Row LSTM's 1x3 mask-B input-to-state conv
 has 2 live taps of 3, the PixelCNN's 3x3 mask B 5 of 9; but oneDNN's convs are quick, and
-by default (:func:`gemm_wins`, which has the measurements) only wide 1x1 convs take this path:
-the Diagonal BiLSTM's input-to-state conv, 128 -> 512 channels, 27.8 ms as GEMMs against 57.3 ms
-``F.conv2d`` forward. The backward is the
+by default (:func:`gemm_wins`, which has the measurements) only wide 1x1 convs take this path,
+such as a Diagonal BiLSTM's input-to-state conv, 128 -> 512 channels, 27.8 ms as GEMMs against
+57.3 ms ``F.conv2d`` forward (the "torch" backend's Diagonal BiLSTM layer folds that conv into its
+scan, :mod:`fastpixel.fast.diagonal_bilstm_layer`; it runs here when the layer has a gate bias). The backward is the
 same GEMMs transposed: d cols_b = W^T dy_b, shifted back and summed into dx; dW = sum_b dy_b
 cols_b^T (accumulated in place), scattered to the live taps and masked; d bias = sum of dy.
 Small outputs (below :data:`GEMM_MIN_OUTPUT`), narrow inputs (below :data:`GEMM_MIN_INNER`
@@ -114,6 +115,13 @@ def gemm_wins(spec: MaskSpec, live: int) -> bool:
     at the output than at the input take the GEMM path (the Diagonal BiLSTM's input-to-state
     conv); the others, multi-tap included, run ``F.conv2d`` like the reference. The multi-tap
     GEMM path stays available (and tested) for callers that change this rule.
+
+    Rechecked on an AVX2 host (2026-12-02): the isolated 1x1 16 -> 32 conv at 16 x 28 x 28 ran
+    2.5 ms forward + backward as GEMMs against 6.2 ms ``F.conv2d`` (oneDNN reorders NCHW to a
+    blocked layout and back around a 1.6 ms conv), yet making *every* 1x1 conv a GEMM measured
+    level in the MNIST Diagonal BiLSTM step with its scans stubbed out (41.1 vs 41.1 ms, median of
+    15, interleaved) and 5% slower in the MNIST PixelCNN step (82.8 vs 77.8 ms, median of 21): an
+    isolated conv's timing does not predict its cost inside a model here, so the rule stays.
     """
     if spec.kernel_size == (1, 1):
         return spec.out_channels >= 4 * spec.in_channels
