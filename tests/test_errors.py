@@ -145,6 +145,23 @@ def test_conv_diagonal_bilstm_argument_errors():
         ops.conv_diagonal_bilstm(x.double(), w, b, spec, k, k)
     with pytest.raises(ValueError, match="x must have 4 dimensions"):
         ops.conv_diagonal_bilstm(x[0], w, b, spec, k, k)
+    with pytest.raises(ValueError, match=r"x must have H >= 1 and W >= 1.*\(2, 4, 0, 3\)"):
+        ops.conv_diagonal_bilstm(torch.randn(2, 4, 0, 3), w, b, spec, k, k)
+
+
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+def test_layer_and_scan_ops_take_an_empty_batch(backend):
+    from fastpixel.masks import gate_groups
+
+    spec = MaskSpec((1, 1), "B", color_groups(4, 1), gate_groups(2, 1, num_gates=8))
+    x = torch.randn(0, 4, 3, 3, requires_grad=True)
+    w, k = torch.randn(16, 4, 1, 1), torch.randn(8, 2, 2, 1)
+    out = ops.conv_diagonal_bilstm(x, w, torch.zeros(16), spec, k, k, backend=backend)
+    out.sum().backward()
+    assert out.shape == (0, 2, 3, 3) and x.grad.shape == x.shape
+    g = torch.randn(0, 8, 3, 3)
+    assert ops.diagonal_bilstm_scan(g, k, g, k, backend=backend).shape == (0, 2, 3, 3)
+    assert ops.row_lstm_scan(g, torch.randn(8, 2, 1, 3), backend=backend).shape == (0, 2, 3, 3)
 
 
 def test_cross_entropy_argument_errors():

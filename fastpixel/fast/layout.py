@@ -19,7 +19,7 @@ def nchw_to_batch_last(x: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> contiguous (C, H, W, B), a scratch buffer (see :mod:`fastpixel.fast.workspace`)."""
     batch, channels, height, width = x.shape
     out = scratch((channels, height, width, batch), x.dtype, x.device)
-    out.view(-1, batch).copy_(x.reshape(batch, -1).t())
+    out.view(channels * height * width, batch).copy_(x.reshape(batch, channels * height * width).t())
     return out
 
 
@@ -28,5 +28,5 @@ def batch_last_to_nchw(x: torch.Tensor) -> torch.Tensor:
     the pool reuses a buffer only once nothing references it)."""
     channels, height, width, batch = x.shape
     out = scratch((batch, channels, height, width), x.dtype, x.device)
-    out.view(batch, -1).copy_(x.reshape(-1, batch).t())
+    out.view(batch, channels * height * width).copy_(x.reshape(channels * height * width, batch).t())
     return out

@@ -33,6 +33,8 @@ def conv_diagonal_bilstm(
     check_float_tensor(_OP, "input_weight", input_weight, ndim=4)
     check_float_tensor(_OP, "state_weight_lr", state_weight_lr, ndim=4)
     check_float_tensor(_OP, "state_weight_rl", state_weight_rl, ndim=4)
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"{_OP}: x must have H >= 1 and W >= 1 (its 1x1 conv has no output otherwise), got shape {tuple(x.shape)}")
     four_h = state_weight_lr.shape[0]
     hidden = four_h // 4
     cin = x.shape[1]
