@@ -87,6 +87,28 @@ def _copy_doubling_g_(dst: torch.Tensor, src: torch.Tensor, hidden: int) -> None
     torch.mul(src[3 * hidden :], 2.0, out=dst[3 * hidden :])
 
 
+def _sum_of_directions(same: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(B, h, H, W) = h_lr(r, j) + h_rl(r - 1, j), from a (D, T + 1, h, H + 1, B) buffer holding h(t, r) at [t + 1, :, r]."""
+    _, _, hidden, _, batch = same.shape
+    out = scratch((hidden, height, width, batch), same.dtype, same.device)
+    h_both = _unskewed(same, height, width, 1, 0)  # (D, h, H, W, B)
+    out.copy_(h_both[0])
+    for j in range(width):  # + h_rl(r - 1, j): column W - 1 - j of the mirrored map
+        out[:, 1:, j].add_(h_both[1, :, : height - 1, width - 1 - j])
+    return batch_last_to_nchw(out)
+
+
+def _skew_output_grad_(buf: torch.Tensor, grad_out: torch.Tensor, height: int, width: int) -> None:
+    """Write dL/d(output) (B, h, H, W) into a (D, T + 1, h, H + 1, B) buffer as dL/dh(t, r) at [t + 1, :, r]
+    of each direction (the right-to-left map was shifted down a row and mirrored; its last row reaches nothing)."""
+    grad = nchw_to_batch_last(grad_out)  # (h, H, W, B)
+    ext = _unskewed(buf, height, width, 1, 0)
+    ext[0].copy_(grad)
+    for j in range(width):
+        ext[1, :, : height - 1, j].copy_(grad[:, 1:, width - 1 - j])
+    ext[1, :, height - 1].zero_()
+
+
 class DiagonalBiLSTMScan(torch.autograd.Function):
     """autograd.Function of :func:`diagonal_bilstm_scan`; use that function."""
 
@@ -131,13 +153,8 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
                 g, _column(c, t, lo + 1, n), _column(c, t + 1, lo + 1, n), _column(m, t, lo, n), h_new, hidden, 1,
             )
             _column(above, t + 1, lo + 1, n).copy_(h_new)  # ... and by row r + 1
-        out = scratch((hidden, height, width, batch), dtype, device)
-        h_both = _unskewed(same, height, width, 1, 0)  # (D, h, H, W, B)
-        out.copy_(h_both[0])
-        for j in range(width):  # + h_rl(r - 1, j): column W - 1 - j of the mirrored map
-            out[:, 1:, j].add_(h_both[1, :, : height - 1, width - 1 - j])
         ctx.save_for_backward(acts, c, m, taps, w_lr, w_rl)
-        return batch_last_to_nchw(out)
+        return _sum_of_directions(same, height, width)
 
     @staticmethod
     @once_differentiable
@@ -153,11 +170,7 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
         d_taps = scratch(tuple(taps.shape), taps.dtype, taps.device)
         d_above, d_same = d_taps[:, :, :hidden], d_taps[:, :, hidden:]
         d_above.zero_()
-        grad = nchw_to_batch_last(grad_out)  # (h, H, W, B)
-        ext = _unskewed(d_same, height, width, 1, 0)
-        ext[0].copy_(grad)
-        ext[1, :, : height - 1].copy_(grad[:, 1:].flip(2))
-        ext[1, :, height - 1].zero_()
+        _skew_output_grad_(d_same, grad_out, height, width)
         dc = scratch(tuple(c.shape), c.dtype, c.device)  # dL/dc flowing leftwards; zero after the last pixel of every row
         _unskewed(dc, height, 1, width, 1).zero_()
         d_acts = scratch(tuple(acts.shape), acts.dtype, acts.device)

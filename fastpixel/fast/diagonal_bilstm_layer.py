@@ -32,7 +32,9 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from fastpixel.fast.autocast import autocast_boundary
-from fastpixel.fast.diagonal_bilstm import _column, _unskewed, _zero_diagonal_, _zero_unwritten_, diagonal_bilstm_scan
+from fastpixel.fast.diagonal_bilstm import (
+    _column, _skew_output_grad_, _sum_of_directions, _unskewed, _zero_diagonal_, _zero_unwritten_, diagonal_bilstm_scan,
+)
 from fastpixel.fast.guards import reject_batched_gradients
 from fastpixel.fast.layout import batch_last_to_nchw, nchw_to_batch_last
 from fastpixel.fast.lstm_cell import cell_backward_, cell_forward_
@@ -93,13 +95,8 @@ class DiagonalBiLSTMLayer(torch.autograd.Function):
             h_new = _column(same, t + 1, lo, n)  # h(t, r) as read by row r of column t + 1
             cell_forward_(g, _column(c, t, lo + 1, n), _column(c, t + 1, lo + 1, n), _column(m, t, lo, n), h_new, hidden, 1)
             _column(above, t + 1, lo + 1, n).copy_(h_new)  # ... and by row r + 1
-        out = scratch((hidden, height, width, batch), dtype, device)
-        h_both = _unskewed(same, height, width, 1, 0)  # (D, h, H, W, B)
-        out.copy_(h_both[0])
-        for j in range(width):  # + h_rl(r - 1, j): column W - 1 - j of the mirrored map
-            out[:, 1:, j].add_(h_both[1, :, : height - 1, width - 1 - j])
         ctx.save_for_backward(acts, c, m, feed, w_in, b_in, w_lr, w_rl)
-        return batch_last_to_nchw(out)
+        return _sum_of_directions(same, height, width)
 
     @staticmethod
     @once_differentiable
@@ -115,12 +112,7 @@ class DiagonalBiLSTMLayer(torch.autograd.Function):
         # d_out[:, t + 1, :, r] = dL/dh(t, r) from the layer's output (the right-to-left map was
         # shifted down a row and mirrored); the scan adds what the next column sends back.
         d_out = scratch((2, columns + 1, hidden, height + 1, batch), dtype, device)
-        ext = _unskewed(d_out, height, width, 1, 0)
-        grad = nchw_to_batch_last(grad_out)  # (h, H, W, B)
-        ext[0].copy_(grad)
-        for j in range(width):
-            ext[1, :, : height - 1, j].copy_(grad[:, 1:, width - 1 - j])
-        ext[1, :, height - 1].zero_()
+        _skew_output_grad_(d_out, grad_out, height, width)
         # d_feed[:, t, :, r] = dL/d(feed[:, t, :, r]) through column t, written by one product per
         # column. The cells the scan reads but no column writes are zeroed (states right of and
         # below the image, which reach nothing): column T, row H, and row t - W of column t >= W.
