@@ -11,6 +11,7 @@ import torch
 from fastpixel.kernels.diagonal_bilstm import diagonal_bilstm_scan
 from fastpixel.kernels.masked_conv import masked_conv2d
 from fastpixel.masks import MaskSpec
+from fastpixel.reference.diagonal_bilstm_layer import conv_then_scan
 
 
 def conv_diagonal_bilstm(
@@ -23,8 +24,5 @@ def conv_diagonal_bilstm(
     gate_bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(B, Cin, H, W) -> (B, h, H, W); see :func:`fastpixel.reference.conv_diagonal_bilstm`."""
-    gates = masked_conv2d(x, input_weight, input_bias, spec)
-    if gate_bias is not None:
-        gates = gates + gate_bias
-    gates_lr, gates_rl = gates.chunk(2, dim=1)
-    return diagonal_bilstm_scan(gates_lr, state_weight_lr, gates_rl, state_weight_rl)
+    return conv_then_scan(masked_conv2d, diagonal_bilstm_scan, x, input_weight, input_bias, spec,
+                          state_weight_lr, state_weight_rl, gate_bias)

@@ -41,6 +41,7 @@ from fastpixel.fast.lstm_cell import cell_backward_, cell_forward_
 from fastpixel.fast.masked_conv import masked_conv2d
 from fastpixel.fast.workspace import scratch
 from fastpixel.masks import MaskSpec
+from fastpixel.reference.diagonal_bilstm_layer import conv_then_scan
 
 
 def _layer_weights(w_in: torch.Tensor, b_in: torch.Tensor | None, w_lr: torch.Tensor, w_rl: torch.Tensor) -> torch.Tensor:
@@ -174,9 +175,8 @@ def conv_diagonal_bilstm(
     gates are formed: the fast conv, the sum, the fast scan). Equal to the reference up to rounding.
     """
     if gate_bias is not None:
-        gates = masked_conv2d(x, input_weight, input_bias, spec) + gate_bias
-        gates_lr, gates_rl = gates.chunk(2, dim=1)
-        return diagonal_bilstm_scan(gates_lr, state_weight_lr, gates_rl, state_weight_rl)
+        return conv_then_scan(masked_conv2d, diagonal_bilstm_scan, x, input_weight, input_bias, spec,
+                              state_weight_lr, state_weight_rl, gate_bias)
     mask = spec.mask(input_weight.dtype, input_weight.device)
     w_in = (input_weight * mask).view(input_weight.shape[0], input_weight.shape[1])
     return DiagonalBiLSTMLayer.apply(x, w_in, input_bias, state_weight_lr, state_weight_rl)

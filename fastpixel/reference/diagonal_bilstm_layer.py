@@ -11,11 +11,32 @@ products, see :mod:`fastpixel.fast.diagonal_bilstm_layer`); here it is the two o
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from fastpixel.masks import MaskSpec
 from fastpixel.reference.diagonal_bilstm import diagonal_bilstm_scan
 from fastpixel.reference.masked_conv import masked_conv2d
+
+
+def conv_then_scan(
+    conv: Callable[..., torch.Tensor],
+    scan: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    input_weight: torch.Tensor,
+    input_bias: torch.Tensor | None,
+    spec: MaskSpec,
+    state_weight_lr: torch.Tensor,
+    state_weight_rl: torch.Tensor,
+    gate_bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The layer as one backend's two ops: ``conv`` (a ``masked_conv2d``), then ``scan`` (a ``diagonal_bilstm_scan``)."""
+    gates = conv(x, input_weight, input_bias, spec)
+    if gate_bias is not None:
+        gates = gates + gate_bias
+    gates_lr, gates_rl = gates.chunk(2, dim=1)
+    return scan(gates_lr, state_weight_lr, gates_rl, state_weight_rl)
 
 
 def conv_diagonal_bilstm(
@@ -32,8 +53,5 @@ def conv_diagonal_bilstm(
     input_weight: (8h, Cin, 1, 1) masked by ``spec``; input_bias: (8h,) or None; state_weight_*:
     (4h, h, 2, 1); gate_bias: optional (B, 8h, H, W) added to the conv's output (conditioning).
     """
-    gates = masked_conv2d(x, input_weight, input_bias, spec)
-    if gate_bias is not None:
-        gates = gates + gate_bias
-    gates_lr, gates_rl = gates.chunk(2, dim=1)
-    return diagonal_bilstm_scan(gates_lr, state_weight_lr, gates_rl, state_weight_rl)
+    return conv_then_scan(masked_conv2d, diagonal_bilstm_scan, x, input_weight, input_bias, spec,
+                          state_weight_lr, state_weight_rl, gate_bias)
