@@ -9,8 +9,8 @@ Gates are stacked [o | f | i | g] along dimension ``dim`` (each ``hidden`` wide)
 Only sigmoids are evaluated: PyTorch's CPU tanh is ~3-10x slower than its sigmoid (measured on
 this project's machines, torch 2.13), and tanh(x) = 2 sigmoid(2x) - 1 = 1 - 2 sigmoid(-2x). So
 
-* the g pre-activations arrive doubled (the scans fold the 2 into their weights and inputs, see
-  :func:`double_g_`), one sigmoid covers all four gates, and the cell keeps ``s_g = sigmoid(2 g_pre)``
+* the g pre-activations arrive doubled (the scans fold the 2 into their weights and into the
+  copy that lays out their inputs), one sigmoid covers all four gates, and the cell keeps ``s_g = sigmoid(2 g_pre)``
   in the g slot (g = 2 s_g - 1 is never formed: c = f c_prev + 2 i s_g - i);
 * for the cell state it keeps ``m = sigmoid(-2c)``: tanh(c) = 1 - 2m, so h = o - 2 o m.
 
@@ -35,29 +35,18 @@ from __future__ import annotations
 
 import torch
 
-_SIGNS: dict[tuple, torch.Tensor] = {}
-
-
-def double_g_(gates: torch.Tensor, hidden: int, dim: int) -> torch.Tensor:
-    """Multiply the g block (the last ``hidden`` along ``dim``) by 2 in place; returns ``gates``."""
-    gates.narrow(dim, 3 * hidden, hidden).mul_(2.0)
-    return gates
-
-
-def tanh_(x: torch.Tensor) -> torch.Tensor:
-    """tanh in place, as 2 sigmoid(2x) - 1 (see the module docstring)."""
-    return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
+_I_G_FACTORS: dict[tuple, torch.Tensor] = {}
 
 
 def _i_g_factors(hidden: int, dim: int, ndim: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """[-1] * h + [4] * h along ``dim`` (broadcastable): turns (-dc g, dc i) into (dc g, 4 dc i)."""
     key = (hidden, dim, ndim, dtype, device)
-    t = _SIGNS.get(key)
+    t = _I_G_FACTORS.get(key)
     if t is None:
         shape = [1] * ndim
         shape[dim] = 2 * hidden
         t = torch.cat((torch.full((hidden,), -1.0), torch.full((hidden,), 4.0))).to(dtype=dtype, device=device)
-        t = _SIGNS[key] = t.view(shape)
+        t = _I_G_FACTORS[key] = t.view(shape)
     return t
 
 
