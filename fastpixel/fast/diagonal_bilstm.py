@@ -87,26 +87,34 @@ def _copy_doubling_g_(dst: torch.Tensor, src: torch.Tensor, hidden: int) -> None
     torch.mul(src[3 * hidden :], 2.0, out=dst[3 * hidden :])
 
 
-def _sum_of_directions(same: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(B, h, H, W) = h_lr(r, j) + h_rl(r - 1, j), from a (D, T + 1, h, H + 1, B) buffer holding h(t, r) at [t + 1, :, r]."""
-    _, _, hidden, _, batch = same.shape
-    out = scratch((hidden, height, width, batch), same.dtype, same.device)
-    h_both = _unskewed(same, height, width, 1, 0)  # (D, h, H, W, B)
-    out.copy_(h_both[0])
-    for j in range(width):  # + h_rl(r - 1, j): column W - 1 - j of the mirrored map
-        out[:, 1:, j].add_(h_both[1, :, : height - 1, width - 1 - j])
+def _sum_of_directions(buf: torch.Tensor, height: int, width: int, col0: int, shift: int) -> torch.Tensor:
+    """(B, C, H, W) = left-to-right + right-to-left map, the latter mirrored back and shifted down ``shift`` rows.
+
+    buf: a (D, T', C, H', B) skewed buffer holding pixel (r, j) of each direction's scan at
+    [col0 + r + j, :, r] (the right-to-left direction scans the mirrored map). The output sums h
+    of both directions (``shift`` = 1); the input gradient of the layer sums its two readings of x
+    (``shift`` = 0).
+    """
+    _, _, channels, _, batch = buf.shape
+    out = scratch((channels, height, width, batch), buf.dtype, buf.device)
+    both = _unskewed(buf, height, width, col0, 0)  # (D, C, H, W, B)
+    out.copy_(both[0])
+    for j in range(width):  # column W - 1 - j of the mirrored map
+        out[:, shift:, j].add_(both[1, :, : height - shift, width - 1 - j])
     return batch_last_to_nchw(out)
 
 
-def _skew_output_grad_(buf: torch.Tensor, grad_out: torch.Tensor, height: int, width: int) -> None:
-    """Write dL/d(output) (B, h, H, W) into a (D, T + 1, h, H + 1, B) buffer as dL/dh(t, r) at [t + 1, :, r]
-    of each direction (the right-to-left map was shifted down a row and mirrored; its last row reaches nothing)."""
-    grad = nchw_to_batch_last(grad_out)  # (h, H, W, B)
-    ext = _unskewed(buf, height, width, 1, 0)
-    ext[0].copy_(grad)
+def _skew_both_directions_(buf: torch.Tensor, x: torch.Tensor, col0: int, shift: int) -> None:
+    """The adjoint layout of :func:`_sum_of_directions`: write the NCHW map x (B, C, H, W) into both
+    directions of the skewed buffer ``buf`` (D, T', C, H', B), the right-to-left copy mirrored and
+    read ``shift`` rows lower (its last ``shift`` rows, which read nothing, zero)."""
+    height, width = x.shape[2:]
+    rows = nchw_to_batch_last(x)  # (C, H, W, B)
+    both = _unskewed(buf, height, width, col0, 0)
+    both[0].copy_(rows)
     for j in range(width):
-        ext[1, :, : height - 1, j].copy_(grad[:, 1:, width - 1 - j])
-    ext[1, :, height - 1].zero_()
+        both[1, :, : height - shift, j].copy_(rows[:, shift:, width - 1 - j])
+    both[1, :, height - shift :].zero_()
 
 
 class DiagonalBiLSTMScan(torch.autograd.Function):
@@ -154,7 +162,7 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
             )
             _column(above, t + 1, lo + 1, n).copy_(h_new)  # ... and by row r + 1
         ctx.save_for_backward(acts, c, m, taps, w_lr, w_rl)
-        return _sum_of_directions(same, height, width)
+        return _sum_of_directions(same, height, width, 1, 1)
 
     @staticmethod
     @once_differentiable
@@ -170,7 +178,7 @@ class DiagonalBiLSTMScan(torch.autograd.Function):
         d_taps = scratch(tuple(taps.shape), taps.dtype, taps.device)
         d_above, d_same = d_taps[:, :, :hidden], d_taps[:, :, hidden:]
         d_above.zero_()
-        _skew_output_grad_(d_same, grad_out, height, width)
+        _skew_both_directions_(d_same, grad_out, 1, 1)  # dL/dh(t, r) at [t + 1, :, r]
         dc = scratch(tuple(c.shape), c.dtype, c.device)  # dL/dc flowing leftwards; zero after the last pixel of every row
         _unskewed(dc, height, 1, width, 1).zero_()
         d_acts = scratch(tuple(acts.shape), acts.dtype, acts.device)

@@ -33,10 +33,9 @@ from torch.autograd.function import once_differentiable
 
 from fastpixel.fast.autocast import autocast_boundary
 from fastpixel.fast.diagonal_bilstm import (
-    _column, _skew_output_grad_, _sum_of_directions, _unskewed, _zero_diagonal_, _zero_unwritten_, diagonal_bilstm_scan,
+    _column, _skew_both_directions_, _sum_of_directions, _unskewed, _zero_diagonal_, _zero_unwritten_, diagonal_bilstm_scan,
 )
 from fastpixel.fast.guards import reject_batched_gradients
-from fastpixel.fast.layout import batch_last_to_nchw, nchw_to_batch_last
 from fastpixel.fast.lstm_cell import cell_backward_, cell_forward_
 from fastpixel.fast.masked_conv import masked_conv2d
 from fastpixel.fast.workspace import scratch
@@ -73,11 +72,7 @@ class DiagonalBiLSTMLayer(torch.autograd.Function):
         # feed[:, t, :, r] = [x_d(r, t - r) | 1 | h(t-1, r-1) | h(t-1, r)]: what row r of column t reads.
         feed = scratch((2, columns + 1, k, height + 1, batch), dtype, device)
         xs, above, same = feed[:, :, :cin], feed[:, :, k - 2 * hidden : k - hidden], feed[:, :, k - hidden :]
-        xb = nchw_to_batch_last(x)  # (Cin, H, W, B)
-        x_view = _unskewed(xs, height, width, 0, 0)  # (D, Cin, H, W, B)
-        x_view[0].copy_(xb)
-        for j in range(width):  # the right-to-left direction scans the mirrored map
-            x_view[1, :, :, j].copy_(xb[:, :, width - 1 - j])
+        _skew_both_directions_(xs, x, 0, 0)  # the right-to-left direction scans the mirrored map
         if ones:
             feed[:, :, cin].fill_(1.0)  # the bias is the weight of a constant input
         above[:, :, :, 0].zero_()  # h(t-1, -1): the row above the image
@@ -97,7 +92,7 @@ class DiagonalBiLSTMLayer(torch.autograd.Function):
             cell_forward_(g, _column(c, t, lo + 1, n), _column(c, t + 1, lo + 1, n), _column(m, t, lo, n), h_new, hidden, 1)
             _column(above, t + 1, lo + 1, n).copy_(h_new)  # ... and by row r + 1
         ctx.save_for_backward(acts, c, m, feed, w_in, b_in, w_lr, w_rl)
-        return _sum_of_directions(same, height, width)
+        return _sum_of_directions(same, height, width, 1, 1)
 
     @staticmethod
     @once_differentiable
@@ -113,7 +108,7 @@ class DiagonalBiLSTMLayer(torch.autograd.Function):
         # d_out[:, t + 1, :, r] = dL/dh(t, r) from the layer's output (the right-to-left map was
         # shifted down a row and mirrored); the scan adds what the next column sends back.
         d_out = scratch((2, columns + 1, hidden, height + 1, batch), dtype, device)
-        _skew_output_grad_(d_out, grad_out, height, width)
+        _skew_both_directions_(d_out, grad_out, 1, 1)
         # d_feed[:, t, :, r] = dL/d(feed[:, t, :, r]) through column t, written by one product per
         # column. The cells the scan reads but no column writes are zeroed (states right of and
         # below the image, which reach nothing): column T, row H, and row t - W of column t >= W.
@@ -142,14 +137,9 @@ class DiagonalBiLSTMLayer(torch.autograd.Function):
             feed_t = _column(feed, t, lo, n)
             torch.bmm(weights_t, d_g, out=_column(d_feed, t, lo, n))
             d_weights.baddbmm_(d_g, feed_t.transpose(1, 2))
-        grad_x = grad_w_in = grad_b = grad_lr = grad_rl = None
-        if ctx.needs_input_grad[0]:
-            dx = scratch((cin, height, width, batch), dtype, device)
-            dx_both = _unskewed(d_feed[:, :, :cin], height, width, 0, 0)  # (D, Cin, H, W, B)
-            dx.copy_(dx_both[0])
-            for j in range(width):  # the right-to-left direction's gradient, mirrored back
-                dx[:, :, j].add_(dx_both[1, :, :, width - 1 - j])
-            grad_x = batch_last_to_nchw(dx)
+        grad_x = grad_b = None
+        if ctx.needs_input_grad[0]:  # both directions read x; the right-to-left one mirrored
+            grad_x = _sum_of_directions(d_feed[:, :, :cin], height, width, 0, 0)
         grad_w_in = d_weights[:, :, :cin].reshape(2 * four_h, cin)
         if b_in is not None:
             grad_b = d_weights[:, :, cin].reshape(2 * four_h)
