@@ -33,6 +33,7 @@ from typing import Iterator
 import torch
 
 from fastpixel import dispatch
+from fastpixel.kernels._interpreter import triton_interpreter_enabled  # triton-free
 
 BACKENDS = ("reference", "torch", "triton", "auto")
 ENV_VAR = "FASTPIXEL_BACKEND"
@@ -86,11 +87,6 @@ def requested_backend(backend: str | None = None) -> str:
     if env:
         return _check_name(env.strip().lower(), f"environment variable {ENV_VAR}")
     return "auto"
-
-
-def triton_interpreter_enabled() -> bool:
-    """True when ``TRITON_INTERPRET=1``: Triton kernels then run on CPU tensors (slowly)."""
-    return os.environ.get("TRITON_INTERPRET", "0").strip() not in ("", "0", "false", "False")
 
 
 def _probe_triton() -> bool:

@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastpixel.backend import triton_interpreter_enabled
+from fastpixel.kernels._interpreter import triton_interpreter_enabled
 from fastpixel.kernels._common import num_sms
 
 

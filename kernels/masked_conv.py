@@ -29,12 +29,13 @@ runs with ``input_precision="ieee"`` (no tf32) so float32 matches the reference.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import torch
 import triton
 import triton.language as tl
 
-from fastpixel.backend import triton_interpreter_enabled
+from fastpixel.kernels._interpreter import triton_interpreter_enabled
 from fastpixel.kernels._common import (
     INT32_LIMIT,
     acc_dtype,
@@ -45,7 +46,9 @@ from fastpixel.kernels._common import (
     register_autocast_rule,
     tl_dtype,
 )
-from fastpixel.masks import MaskSpec
+
+if TYPE_CHECKING:  # annotations only: the kernels import nothing of fastpixel outside this package
+    from fastpixel.masks import MaskSpec
 
 __all__ = ["masked_conv2d", "masked_conv2d_op", "useful_flops", "dense_flops"]
 

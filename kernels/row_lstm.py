@@ -49,7 +49,7 @@ import triton
 import triton.language as tl
 from torch.utils.weak import WeakIdKeyDictionary
 
-from fastpixel.backend import triton_interpreter_enabled
+from fastpixel.kernels._interpreter import triton_interpreter_enabled
 from fastpixel.kernels._common import (
     acc_dtype,
     cast_floating,
