@@ -1,26 +1,24 @@
-"""Backend selection, resolved in one place.
-
-Every op in :mod:`fastpixel.ops` takes ``backend=``; when it is ``None`` the choice falls back,
-in order, to the innermost :func:`use_backend` block, then to the ``FASTPIXEL_BACKEND``
-environment variable, then to ``"auto"``.
+"""Backend selection: each model and layer runs one backend, chosen when it is built or moved.
 
 Names:
   * ``"reference"`` -- the pure-PyTorch path in :mod:`fastpixel.reference` (the readable ground
     truth; chosen only when asked for);
   * ``"torch"``     -- hand-written pure-PyTorch ops in :mod:`fastpixel.fast` (same numbers as the
-    reference, much faster on CPUs; runs wherever torch runs);
+    reference, much faster on CPUs; eager only: traced by ``torch.compile``, its ops run as the
+    reference's, which Inductor fuses);
   * ``"triton"``    -- the Triton kernels in :mod:`fastpixel.kernels`; needs triton and either a
     CUDA tensor or ``TRITON_INTERPRET=1`` (Triton's CPU interpreter, used by CI);
-  * ``"auto"``      -- triton when it can run on the given tensors, else ``"torch"`` when the op
-    has it (in eager mode; inside ``torch.compile`` the reference, which Inductor traces into one
-    graph), else the reference.
+  * ``"auto"``      -- triton where it can run, else ``"torch"``.
 
-Resolution is plain Python on module-level state, so ``torch.compile`` traces it as constants
-(guarding on the values it read): no ``ContextVar``, no device sync, nothing that breaks a graph.
-:func:`use_backend` therefore sets a process-wide default (not a per-thread one). Which
-implementation a (op, backend) pair runs is in :mod:`fastpixel.dispatch`.
+A module that runs ops (a layer, a model) inherits :class:`BackendChoice`: it resolves the name it
+was given -- else the innermost :func:`use_backend` block *of the thread that builds it*, else the
+``FASTPIXEL_BACKEND`` environment variable, else ``"auto"`` -- to a concrete backend once, when it is
+built, and again when it is moved (``.to(device)``, when it was built with ``"auto"``) or switched
+(``model.to_backend(name)``). ``module.backend`` says which one runs; ``forward`` reads that
+attribute and nothing else, so two models on two backends can run in two threads at once.
 
-Nothing here touches the GPU or imports triton at import time.
+The functional ops (:mod:`fastpixel.ops`) take ``backend=`` per call, with the same fallbacks when
+it is None. Nothing here touches the GPU or imports triton at import time.
 """
 
 from __future__ import annotations
@@ -28,31 +26,44 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import threading
 from typing import Iterator
 
 import torch
 
-from fastpixel import dispatch
 from fastpixel.kernels._interpreter import triton_interpreter_enabled  # triton-free
+
+__all__ = [
+    "BACKENDS",
+    "BackendChoice",
+    "BackendUnavailableError",
+    "choose_backend",
+    "requested_backend",
+    "resolve_backend",
+    "triton_installed",
+    "triton_interpreter_enabled",
+    "triton_unavailable_reason",
+    "use_backend",
+]
 
 BACKENDS = ("reference", "torch", "triton", "auto")
 ENV_VAR = "FASTPIXEL_BACKEND"
-
-
-class _Defaults:
-    """The process-wide backend default set by :func:`use_backend` (None: not set)."""
-
-    backend: str | None = None
-
-
-_defaults = _Defaults()
 
 
 class BackendUnavailableError(RuntimeError):
     """An explicitly requested backend cannot run on this machine or these tensors."""
 
 
-def _check_name(name: str, where: str) -> str:
+class _ThreadDefaults(threading.local):
+    """The default set by :func:`use_backend`, one per thread (None: not set)."""
+
+    backend: str | None = None
+
+
+_defaults = _ThreadDefaults()
+
+
+def _check_name(name: object, where: str) -> str:
     if not isinstance(name, str) or name not in BACKENDS:
         raise ValueError(f"{where}: backend must be one of {BACKENDS}, got {name!r}")
     return name
@@ -60,13 +71,15 @@ def _check_name(name: str, where: str) -> str:
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[None]:
-    """Run the enclosed code with ``name`` as the default backend of every op.
+    """Make ``name`` the default backend of the models and layers *built* in the enclosed block
+    (and of functional ops called there without ``backend=``).
 
     >>> with fastpixel.use_backend("reference"):
-    ...     logits = model(x)
+    ...     model = fastpixel.create_model("pixelcnn", channels=1, levels=2, hidden=8, layers=2)
+    >>> model(x)          # runs the reference, inside or outside the block
 
-    The default is process-wide (every thread sees it) and nests: leaving the block restores the
-    previous one. A compiled model reads it at trace time and recompiles when it changes.
+    A model built earlier keeps its backend (switch it with ``model.to_backend(name)``). The
+    default belongs to the calling thread and nests: leaving the block restores the previous one.
     """
     chosen = _check_name(name, "use_backend")
     previous = _defaults.backend
@@ -78,7 +91,7 @@ def use_backend(name: str) -> Iterator[None]:
 
 
 def requested_backend(backend: str | None = None) -> str:
-    """The backend name in force: the argument, else the use_backend block, else the environment, else auto."""
+    """The name asked for: the argument, else this thread's use_backend block, else the environment, else auto."""
     if backend is not None:
         return _check_name(backend, "backend argument")
     if _defaults.backend is not None:
@@ -105,54 +118,123 @@ def triton_installed() -> bool:
     return _TRITON_INSTALLED
 
 
-def triton_unavailable_reason(*tensors: torch.Tensor) -> str | None:
-    """Why the triton backend cannot run on ``tensors`` (None when it can)."""
+def _device_reason(device_types: set[str]) -> str | None:
     if not triton_installed():
         return "the triton package is not installed (pip install triton)"
-    devices = {t.device.type for t in tensors if isinstance(t, torch.Tensor)}
-    if devices <= {"cuda"} and devices:
+    if device_types == {"cuda"}:
         return None
-    if devices <= {"cpu"} and triton_interpreter_enabled():
+    if device_types == {"cpu"} and triton_interpreter_enabled():
         return None
-    if "cpu" in devices and "cuda" in devices:
+    if device_types == {"cpu", "cuda"}:
         return "tensors are on both CPU and CUDA"
     return (
-        f"tensors are on {sorted(devices) or ['no device']}; Triton kernels need CUDA tensors, "
+        f"tensors are on {sorted(device_types) or ['no device']}; Triton kernels need CUDA tensors, "
         "or TRITON_INTERPRET=1 to run them on CPU through Triton's interpreter"
     )
 
 
-def kernel_available(op: str) -> bool:
-    """True when the op ``op`` has a Triton kernel (``fastpixel.kernels.<op>``)."""
-    return dispatch.has_implementation(op, "triton")
+def triton_unavailable_reason(*tensors: torch.Tensor) -> str | None:
+    """Why the triton backend cannot run on ``tensors`` (None when it can)."""
+    return _device_reason({t.device.type for t in tensors if isinstance(t, torch.Tensor)})
+
+
+def choose_backend(backend: str | None, device: torch.device | str) -> str:
+    """The concrete backend ("reference", "torch" or "triton") a module on ``device`` runs.
+
+    ``backend`` None falls back as :func:`requested_backend` says; "auto" takes triton when it can
+    run on ``device``, else "torch". An explicit "triton" needs the triton package (the device is
+    checked when an op runs, so that ``create_model(..., backend="triton").cuda()`` works).
+    """
+    name = requested_backend(backend)
+    if name == "auto":
+        return "triton" if _device_reason({torch.device(device).type}) is None else "torch"
+    if name == "triton" and not triton_installed():
+        raise BackendUnavailableError("backend 'triton' cannot run: the triton package is not installed (pip install triton)")
+    return name
 
 
 def resolve_backend(backend: str | None, *tensors: torch.Tensor, op: str) -> str:
-    """Return ``"reference"``, ``"torch"`` or ``"triton"`` for the op ``op`` about to run on ``tensors``.
+    """The backend op ``op`` runs on ``tensors``: "reference", "torch" or "triton".
 
-    ``op`` is the op's stem (``"masked_conv"``, ``"row_lstm"``, ...). Raises
-    :class:`BackendUnavailableError` when a backend was asked for explicitly but cannot run,
-    saying why; ``"auto"`` quietly takes the best one that can.
+    ``backend``: a concrete name (what a layer passes: a check, nothing more), "auto", or None
+    (the fallbacks of :func:`requested_backend`). Raises :class:`BackendUnavailableError` when
+    "triton" was asked for but cannot run here, saying why. Traced by ``torch.compile``, "torch"
+    runs as "reference": the torch backend's ops are eager autograd.Functions over reused buffers,
+    opaque to dynamo, and the reference computes the same numbers in ops Inductor fuses.
     """
     name = requested_backend(backend)
-    if name == "reference":
-        return "reference"
-    if name == "torch":
-        if not dispatch.has_implementation(op, "torch"):
-            raise BackendUnavailableError(f"{op}: backend 'torch' has no implementation of '{op}'")
-        return "torch"
-    reason = triton_unavailable_reason(*tensors)
-    if reason is None and not kernel_available(op):
-        reason = f"fastpixel has no Triton kernel for '{op}' (use backend='torch' or 'reference')"
+    if name == "torch" or name == "auto":
+        if name == "auto" and triton_unavailable_reason(*tensors) is None:
+            return "triton"
+        return "reference" if torch.compiler.is_compiling() else "torch"
     if name == "triton":
+        reason = triton_unavailable_reason(*tensors)
         if reason is not None:
             raise BackendUnavailableError(f"{op}: backend 'triton' cannot run: {reason}")
-        return "triton"
-    if reason is None:
-        return "triton"
-    if torch.compiler.is_compiling():
-        # The "torch" backend is an eager fast path (hand-written autograd.Functions over reused
-        # buffers, opaque to dynamo); under torch.compile the readable reference is what Inductor
-        # traces and fuses into one graph, so "auto" takes it there.
-        return "reference"
-    return "torch" if dispatch.has_implementation(op, "torch") else "reference"
+    return name
+
+
+def _module_device(module: torch.nn.Module) -> torch.device:
+    for t in module.parameters(recurse=False):
+        return t.device
+    for t in module.buffers(recurse=False):
+        return t.device
+    for t in module.parameters():
+        return t.device
+    return torch.empty(0).device  # the default device (torch.set_default_device / a device context)
+
+
+class BackendChoice:
+    """Mixin for an ``nn.Module`` that runs fastpixel ops: the backend it runs, chosen once.
+
+    ``self.backend``: the concrete backend its ops run ("reference", "torch", "triton");
+    ``self.requested_backend``: what was asked for ("auto" is resolved again when the module moves).
+    """
+
+    backend: str
+    requested_backend: str
+
+    def _init_backend(self, backend: str | None) -> None:
+        """Call at the end of ``__init__`` (the parameters exist, so the device is known)."""
+        self.requested_backend = requested_backend(backend)
+        self.backend = choose_backend(self.requested_backend, _module_device(self))
+
+    def to_backend(self, backend: str):
+        """Run every op of this module and of every submodule on ``backend``; returns ``self``."""
+        _check_name(backend, "to_backend")
+        for module in self.modules():
+            if isinstance(module, BackendChoice):
+                module.requested_backend = backend
+                module.backend = choose_backend(backend, _module_device(module))
+        return self
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .cuda(), .cpu(), .double(), ... all land here
+        out = super()._apply(fn, *args, **kwargs)
+        if getattr(self, "requested_backend", None) == "auto":
+            self.backend = choose_backend("auto", _module_device(self))
+        return out
+
+    @contextlib.contextmanager
+    def _deprecated_call_backend(self, backend: str | None, where: str) -> Iterator[None]:
+        """A per-call ``backend=`` (deprecated): switch this module for the call, then switch back.
+
+        Mutates the module for the call's duration (not thread-safe: build the model with
+        ``backend=`` or call ``to_backend``); None: nothing changes.
+        """
+        if backend is None:
+            yield
+            return
+        import warnings
+
+        warnings.warn(
+            f"{where}(..., backend=...) is deprecated and will be removed: a model runs the backend it was built "
+            "with; use create_model(..., backend=...) or model.to_backend(name)",
+            DeprecationWarning, stacklevel=4,
+        )
+        saved = [(m, m.requested_backend, m.backend) for m in self.modules() if isinstance(m, BackendChoice)]
+        self.to_backend(backend)
+        try:
+            yield
+        finally:
+            for module, requested, concrete in saved:
+                module.requested_backend, module.backend = requested, concrete

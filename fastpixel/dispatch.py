@@ -6,13 +6,18 @@ Every op has one stem, used in every folder: ``fastpixel/reference/<stem>.py`` (
 ground truth), ``fastpixel/fast/<stem>.py`` (backend ``"torch"``), ``kernels/<stem>.py``
 (backend ``"triton"``, imported as ``fastpixel.kernels.<stem>``), ``fastpixel/ops/<stem>.py``
 (the public op that validates and dispatches) and the tests. Each backend's module of a stem
-exports the same function with the reference's signature, named in :data:`FUNCTIONS`.
+exports the function named in :data:`OPS`, with the reference's signature. Every backend
+implements every op.
 
-The pure-PyTorch backends ("reference", "torch") are entered when :mod:`fastpixel.ops` is
-imported; the triton one the first time one of its ops runs (it imports triton and registers the
-``fastpixel::`` custom ops), then cached. The imports are plain ``import`` statements, which
-``torch.compile`` follows, so even that first call may happen inside a compiled region without a
-graph break (the table filling up there costs one recompile on the next call, nothing more).
+A **fusion** is a composition of ops that :mod:`fastpixel.ops` computes op by op on every backend,
+and that a backend *may* compute as one piece (:data:`FUSIONS`): today the ``torch`` backend's
+Diagonal BiLSTM layer, its 1x1 input-to-state conv folded into the scan
+(:mod:`fastpixel.fast.diagonal_bilstm_layer`). :func:`fused` returns a backend's fused function,
+or None where the backend has none (the op then composes).
+
+The pure-PyTorch backends are entered when :mod:`fastpixel.ops` is imported; the triton one the
+first time one of its ops runs (it imports triton and registers the ``fastpixel::`` custom ops),
+then cached. The imports are plain ``import`` statements, which ``torch.compile`` follows.
 """
 
 from __future__ import annotations
@@ -20,64 +25,69 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Callable
 
-#: op stem -> the name of the function every backend module of that stem exports.
-FUNCTIONS: dict[str, str] = {
+#: op stem -> the name of the function every backend's module of that stem exports.
+OPS: dict[str, str] = {
     "masked_conv": "masked_conv2d",
     "cross_entropy": "pixel_cross_entropy",
     "row_lstm": "row_lstm_scan",
     "diagonal_bilstm": "diagonal_bilstm_scan",
+}
+
+#: fusion stem -> the name of the function a backend's module of that stem exports, where it has one.
+FUSIONS: dict[str, str] = {
     "diagonal_bilstm_layer": "conv_diagonal_bilstm",
 }
 
-#: backend -> the op stems it implements.
-IMPLEMENTED: dict[str, tuple[str, ...]] = {
-    "reference": tuple(FUNCTIONS),
-    "torch": tuple(FUNCTIONS),
-    "triton": tuple(FUNCTIONS),
-}
+
+def _reference_modules() -> tuple[dict[str, ModuleType], dict[str, ModuleType]]:
+    from fastpixel.reference import cross_entropy, diagonal_bilstm, masked_conv, row_lstm
+
+    return dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm), {}
 
 
-def _reference_modules() -> dict[str, ModuleType]:
-    from fastpixel.reference import cross_entropy, diagonal_bilstm, diagonal_bilstm_layer, masked_conv, row_lstm
-
-    return dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm,
-                diagonal_bilstm_layer=diagonal_bilstm_layer)
-
-
-def _torch_modules() -> dict[str, ModuleType]:
+def _torch_modules() -> tuple[dict[str, ModuleType], dict[str, ModuleType]]:
     from fastpixel.fast import cross_entropy, diagonal_bilstm, diagonal_bilstm_layer, masked_conv, row_lstm
 
-    return dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm,
-                diagonal_bilstm_layer=diagonal_bilstm_layer)
+    ops = dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm)
+    return ops, dict(diagonal_bilstm_layer=diagonal_bilstm_layer)
 
 
-def _triton_modules() -> dict[str, ModuleType]:
-    from fastpixel.kernels import cross_entropy, diagonal_bilstm, diagonal_bilstm_layer, masked_conv, row_lstm
+def _triton_modules() -> tuple[dict[str, ModuleType], dict[str, ModuleType]]:
+    from fastpixel.kernels import cross_entropy, diagonal_bilstm, masked_conv, row_lstm
 
-    return dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm,
-                diagonal_bilstm_layer=diagonal_bilstm_layer)
+    return dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm), {}
 
 
-_MODULE_LOADERS: dict[str, Callable[[], dict[str, ModuleType]]] = {
+#: backend -> its modules: (one per op stem, one per fusion it provides). Plain imports, which
+#: ``torch.compile`` follows when the first call of a backend happens inside a compiled region.
+MODULES: dict[str, Callable[[], tuple[dict[str, ModuleType], dict[str, ModuleType]]]] = {
     "reference": _reference_modules,
     "torch": _torch_modules,
     "triton": _triton_modules,
 }
 
 #: The table itself, filled one backend at a time: {op stem: {backend: implementation}}.
-TABLE: dict[str, dict[str, Callable]] = {op: {} for op in FUNCTIONS}
-
-
-def has_implementation(op: str, backend: str) -> bool:
-    """Whether ``backend`` implements the op ``op`` (without importing anything)."""
-    return op in IMPLEMENTED.get(backend, ())
+TABLE: dict[str, dict[str, Callable]] = {op: {} for op in OPS}
+#: Fused implementations: {fusion stem: {backend: implementation}}; a backend without one is absent.
+FUSED: dict[str, dict[str, Callable]] = {name: {} for name in FUSIONS}
+_LOADED: set[str] = set()
 
 
 def load(backend: str) -> None:
-    """Import ``backend``'s modules and enter its functions in :data:`TABLE` (once; cheap after)."""
-    if any(backend not in TABLE[op] for op in IMPLEMENTED[backend]):
-        for stem, module in _MODULE_LOADERS[backend]().items():
-            TABLE[stem][backend] = getattr(module, FUNCTIONS[stem])
+    """Import ``backend``'s modules and enter its functions (once; cheap after)."""
+    if backend in _LOADED:
+        return
+    if backend not in MODULES:
+        raise KeyError(f"unknown backend {backend!r}; have {sorted(MODULES)}")
+    ops, fusions = MODULES[backend]()
+    missing = set(OPS) - set(ops)
+    if missing:
+        raise RuntimeError(f"backend {backend!r} lacks the op(s) {sorted(missing)}: every backend implements every op")
+    for stem, module in ops.items():
+        TABLE[stem][backend] = getattr(module, OPS[stem])
+    for stem, module in fusions.items():
+        FUSED[stem][backend] = getattr(module, FUSIONS[stem])
+    _LOADED.add(backend)
 
 
 def implementation(op: str, backend: str) -> Callable:
@@ -85,7 +95,15 @@ def implementation(op: str, backend: str) -> Callable:
     fn = TABLE.get(op, {}).get(backend)
     if fn is not None:
         return fn
-    if not has_implementation(op, backend):
-        raise KeyError(f"no implementation of op {op!r} on backend {backend!r}; have {IMPLEMENTED}")
+    if op not in OPS:
+        raise KeyError(f"no op {op!r}; the ops are {sorted(OPS)}")
     load(backend)
     return TABLE[op][backend]
+
+
+def fused(name: str, backend: str) -> Callable | None:
+    """``backend``'s one-piece implementation of the composition ``name``, or None if it has none."""
+    if name not in FUSIONS:
+        raise KeyError(f"no fusion {name!r}; the fusions are {sorted(FUSIONS)}")
+    load(backend)
+    return FUSED[name].get(backend)

@@ -1,9 +1,10 @@
 """Fast pure-PyTorch Diagonal BiLSTM layer: the 1x1 input-to-state conv fused into the column scan.
 
-Same function and result as :func:`fastpixel.reference.conv_diagonal_bilstm` (the masked 1x1
-conv to 8h gates, then :func:`fastpixel.reference.diagonal_bilstm_scan`), up to float rounding.
-The scan is the one of :mod:`fastpixel.fast.diagonal_bilstm` (read its docstring first); what
-changes is where the input-to-state gates come from:
+The torch backend's fused implementation of the composition :func:`fastpixel.ops.conv_diagonal_bilstm`
+(the masked 1x1 conv to 8h gates, then the diagonal scans; ``dispatch.FUSIONS``), equal to the
+reference's conv then scan up to float rounding.
+The column scan is :mod:`fastpixel.fast.column_scan`'s, shared with :mod:`fastpixel.fast.diagonal_bilstm`
+(read its docstring first); what changes is where the input-to-state gates come from:
 
 * **The conv is part of each column's product.** The buffer ``feed`` holds, for every cell of the
   skewed map, ``[x | 1 | h(t-1, r-1) | h(t-1, r)]`` (the layer's input, mirrored for the
@@ -32,15 +33,13 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from fastpixel.fast.autocast import autocast_boundary
-from fastpixel.fast.diagonal_bilstm import (
-    _column, _skew_both_directions_, _sum_of_directions, _unskewed, _zero_diagonal_, _zero_unwritten_, diagonal_bilstm_scan,
-)
+from fastpixel.fast.column_scan import scan_backward_, scan_forward_
+from fastpixel.fast.diagonal_bilstm import diagonal_bilstm_scan
 from fastpixel.fast.guards import reject_batched_gradients
-from fastpixel.fast.lstm_cell import cell_backward_, cell_forward_
 from fastpixel.fast.masked_conv import masked_conv2d
+from fastpixel.fast.skew import skew_both_directions_, sum_of_directions
 from fastpixel.fast.workspace import scratch
 from fastpixel.masks import MaskSpec
-from fastpixel.reference.diagonal_bilstm_layer import conv_then_scan
 
 
 def _layer_weights(w_in: torch.Tensor, b_in: torch.Tensor | None, w_lr: torch.Tensor, w_rl: torch.Tensor) -> torch.Tensor:
@@ -71,28 +70,17 @@ class DiagonalBiLSTMLayer(torch.autograd.Function):
         dtype, device = x.dtype, x.device
         # feed[:, t, :, r] = [x_d(r, t - r) | 1 | h(t-1, r-1) | h(t-1, r)]: what row r of column t reads.
         feed = scratch((2, columns + 1, k, height + 1, batch), dtype, device)
-        xs, above, same = feed[:, :, :cin], feed[:, :, k - 2 * hidden : k - hidden], feed[:, :, k - hidden :]
-        _skew_both_directions_(xs, x, 0, 0)  # the right-to-left direction scans the mirrored map
+        skew_both_directions_(feed[:, :, :cin], x, 0, 0)  # the right-to-left direction scans the mirrored map
         if ones:
             feed[:, :, cin].fill_(1.0)  # the bias is the weight of a constant input
-        above[:, :, :, 0].zero_()  # h(t-1, -1): the row above the image
-        _zero_diagonal_(same, height)  # h(t-1, t): left of the image
         c = scratch((2, columns + 1, hidden, height + 1, batch), dtype, device)  # c(t-1, r-1) at [t, :, r]
-        _zero_unwritten_(c, height)
         m = scratch((2, columns, hidden, height, batch), dtype, device)  # sigmoid(-2c), see lstm_cell
         acts = scratch((2, columns, four_h, height, batch), dtype, device)
         weights = _layer_weights(w_in, b_in, w_lr, w_rl)
         weights[:, 3 * hidden :].mul_(2.0)  # g pre-activations doubled: tanh(x) = 2 sigmoid(2x) - 1
-        for t in range(columns):
-            lo, hi = max(0, t - width + 1), min(height - 1, t)
-            n = (hi - lo + 1) * batch
-            g = _column(acts, t, lo, n)
-            torch.bmm(weights, _column(feed, t, lo, n), out=g)
-            h_new = _column(same, t + 1, lo, n)  # h(t, r) as read by row r of column t + 1
-            cell_forward_(g, _column(c, t, lo + 1, n), _column(c, t + 1, lo + 1, n), _column(m, t, lo, n), h_new, hidden, 1)
-            _column(above, t + 1, lo + 1, n).copy_(h_new)  # ... and by row r + 1
+        scan_forward_(feed, acts, c, m, weights, hidden, width, accumulate=False)
         ctx.save_for_backward(acts, c, m, feed, w_in, b_in, w_lr, w_rl)
-        return _sum_of_directions(same, height, width, 1, 1)
+        return sum_of_directions(feed[:, :, k - hidden :], height, width, 1, 1)
 
     @staticmethod
     @once_differentiable
@@ -108,38 +96,15 @@ class DiagonalBiLSTMLayer(torch.autograd.Function):
         # d_out[:, t + 1, :, r] = dL/dh(t, r) from the layer's output (the right-to-left map was
         # shifted down a row and mirrored); the scan adds what the next column sends back.
         d_out = scratch((2, columns + 1, hidden, height + 1, batch), dtype, device)
-        _skew_both_directions_(d_out, grad_out, 1, 1)
-        # d_feed[:, t, :, r] = dL/d(feed[:, t, :, r]) through column t, written by one product per
-        # column. The cells the scan reads but no column writes are zeroed (states right of and
-        # below the image, which reach nothing): column T, row H, and row t - W of column t >= W.
+        skew_both_directions_(d_out, grad_out, 1, 1)
         d_feed = scratch(tuple(feed.shape), dtype, device)
-        d_above, d_same = d_feed[:, :, k - 2 * hidden : k - hidden], d_feed[:, :, k - hidden :]
-        d_feed[:, columns].zero_()
-        d_feed[:, :, :, height].zero_()
-        if height > 1:
-            sd, st, sk, sr, _ = d_same.stride()
-            d_same.as_strided((2, hidden, height - 1, batch), (sd, sk, st + sr, 1),
-                              d_same.storage_offset() + width * st).zero_()
-        dc = scratch(tuple(c.shape), dtype, device)  # dL/dc flowing leftwards; zero after the last pixel of every row
-        _unskewed(dc, height, 1, width, 1).zero_()
         d_acts = scratch(tuple(acts.shape), dtype, device)
-        weights_t = _layer_weights(w_in, b_in, w_lr, w_rl).transpose(1, 2)  # (D, K, 4h)
         d_weights = torch.zeros(2, four_h, k, dtype=dtype, device=device)
-        for t in reversed(range(columns)):
-            lo, hi = max(0, t - width + 1), min(height - 1, t)
-            n = (hi - lo + 1) * batch
-            dh = _column(d_out, t + 1, lo, n).add_(_column(d_same, t + 1, lo, n)).add_(_column(d_above, t + 1, lo + 1, n))
-            d_g = _column(d_acts, t, lo, n)
-            cell_backward_(
-                _column(acts, t, lo, n), _column(m, t, lo, n), _column(c, t, lo + 1, n), dh,
-                _column(dc, t + 1, lo + 1, n), d_g, _column(dc, t, lo + 1, n) if t > 0 else None, hidden, 1,
-            )
-            feed_t = _column(feed, t, lo, n)
-            torch.bmm(weights_t, d_g, out=_column(d_feed, t, lo, n))
-            d_weights.baddbmm_(d_g, feed_t.transpose(1, 2))
+        weights_t = _layer_weights(w_in, b_in, w_lr, w_rl).transpose(1, 2)  # (D, K, 4h)
+        scan_backward_(acts, c, m, feed, weights_t, d_out, d_feed, d_acts, d_weights, hidden)
         grad_x = grad_b = None
         if ctx.needs_input_grad[0]:  # both directions read x; the right-to-left one mirrored
-            grad_x = _sum_of_directions(d_feed[:, :, :cin], height, width, 0, 0)
+            grad_x = sum_of_directions(d_feed[:, :, :cin], height, width, 0, 0)
         grad_w_in = d_weights[:, :, :cin].reshape(2 * four_h, cin)
         if b_in is not None:
             grad_b = d_weights[:, :, cin].reshape(2 * four_h)
@@ -162,11 +127,11 @@ def conv_diagonal_bilstm(
 
     input_weight: (8h, Cin, 1, 1), masked by ``spec``; input_bias: (8h,) or None;
     state_weight_*: (4h, h, 2, 1); gate_bias: optional (B, 8h, H, W) added to the gates (then the
-    gates are formed: the fast conv, the sum, the fast scan). Equal to the reference up to rounding.
+    gates are formed: this backend's conv, the sum, its scan). Equal to the reference up to rounding.
     """
     if gate_bias is not None:
-        return conv_then_scan(masked_conv2d, diagonal_bilstm_scan, x, input_weight, input_bias, spec,
-                              state_weight_lr, state_weight_rl, gate_bias)
+        gates_lr, gates_rl = (masked_conv2d(x, input_weight, input_bias, spec) + gate_bias).chunk(2, dim=1)
+        return diagonal_bilstm_scan(gates_lr, state_weight_lr, gates_rl, state_weight_rl)
     mask = spec.mask(input_weight.dtype, input_weight.device)
     w_in = (input_weight * mask).view(input_weight.shape[0], input_weight.shape[1])
     return DiagonalBiLSTMLayer.apply(x, w_in, input_bias, state_weight_lr, state_weight_rl)

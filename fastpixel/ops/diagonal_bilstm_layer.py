@@ -1,11 +1,21 @@
-"""Public Diagonal BiLSTM layer op: validates, then runs the chosen backend (see fastpixel.dispatch)."""
+"""Public Diagonal BiLSTM layer op: the input-to-state conv, then both scans, on one backend.
+
+    gates = K^is * x  (+ gate_bias)                (1x1 mask-B conv to 8h maps)
+    [gates_lr | gates_rl] = gates                  (4h each, [o | f | i | g])
+    h = diagonal_bilstm_scan(gates_lr, K^ss_lr, gates_rl, K^ss_rl)
+
+composed here from the backend's ``masked_conv2d`` and ``diagonal_bilstm_scan`` for every backend,
+unless the backend registered a fused implementation of the composition (``dispatch.FUSIONS``:
+the ``torch`` backend folds the conv into its scan's column products,
+:mod:`fastpixel.fast.diagonal_bilstm_layer`).
+"""
 
 from __future__ import annotations
 
 import torch
 
 from fastpixel.backend import resolve_backend
-from fastpixel.dispatch import implementation
+from fastpixel.dispatch import fused, implementation
 from fastpixel.masks import MaskSpec
 from fastpixel.ops._checks import check_float_tensor, check_same_device_dtype
 
@@ -27,7 +37,7 @@ def conv_diagonal_bilstm(
 
     x: (B, Cin, H, W); input_weight: (8h, Cin, 1, 1) masked by ``spec``; input_bias: (8h,) or None;
     state_weight_*: (4h, h, 2, 1); gate_bias: optional (B, 8h, H, W) added to the gates
-    -> (B, h, H, W). See :func:`fastpixel.reference.conv_diagonal_bilstm`.
+    -> (B, h, H, W).
     """
     check_float_tensor(_OP, "x", x, ndim=4)
     check_float_tensor(_OP, "input_weight", input_weight, ndim=4)
@@ -65,5 +75,26 @@ def conv_diagonal_bilstm(
             raise ValueError(f"{_OP}: gate_bias must have shape {expected}, got {tuple(gate_bias.shape)}")
         tensors.append(gate_bias)
     check_same_device_dtype(_OP, tensors)
-    fn = implementation("diagonal_bilstm_layer", resolve_backend(backend, *tensors, op="diagonal_bilstm_layer"))
-    return fn(x, input_weight, input_bias, spec, state_weight_lr, state_weight_rl, gate_bias)
+    chosen = resolve_backend(backend, *tensors, op=_OP)
+    one_piece = fused("diagonal_bilstm_layer", chosen)
+    if one_piece is not None:
+        return one_piece(x, input_weight, input_bias, spec, state_weight_lr, state_weight_rl, gate_bias)
+    return conv_then_scan(chosen, x, input_weight, input_bias, spec, state_weight_lr, state_weight_rl, gate_bias)
+
+
+def conv_then_scan(
+    backend: str,
+    x: torch.Tensor,
+    input_weight: torch.Tensor,
+    input_bias: torch.Tensor | None,
+    spec: MaskSpec,
+    state_weight_lr: torch.Tensor,
+    state_weight_rl: torch.Tensor,
+    gate_bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The layer as ``backend``'s two ops (arguments already checked): the conv, then the scan."""
+    gates = implementation("masked_conv", backend)(x, input_weight, input_bias, spec)
+    if gate_bias is not None:
+        gates = gates + gate_bias
+    gates_lr, gates_rl = gates.chunk(2, dim=1)
+    return implementation("diagonal_bilstm", backend)(gates_lr, state_weight_lr, gates_rl, state_weight_rl)

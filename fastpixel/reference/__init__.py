@@ -5,12 +5,10 @@ Every Triton kernel in :mod:`fastpixel.kernels` is tested against the function o
 
 from fastpixel.reference.cross_entropy import pixel_cross_entropy
 from fastpixel.reference.diagonal_bilstm import diagonal_bilstm_scan, diagonal_lstm_scan, skew, unskew
-from fastpixel.reference.diagonal_bilstm_layer import conv_diagonal_bilstm
 from fastpixel.reference.masked_conv import masked_conv2d
 from fastpixel.reference.row_lstm import lstm_cell, row_lstm_scan
 
 __all__ = [
-    "conv_diagonal_bilstm",
     "diagonal_bilstm_scan",
     "diagonal_lstm_scan",
     "lstm_cell",
@@ -20,3 +18,12 @@ __all__ = [
     "skew",
     "unskew",
 ]
+
+
+
+def __getattr__(name: str):
+    if name == "conv_diagonal_bilstm":  # deprecated: see fastpixel.reference.diagonal_bilstm.conv_diagonal_bilstm
+        from fastpixel.reference.diagonal_bilstm import conv_diagonal_bilstm
+
+        return conv_diagonal_bilstm
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

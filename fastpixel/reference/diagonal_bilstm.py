@@ -97,3 +97,19 @@ def diagonal_bilstm_scan(
     h_rl = diagonal_lstm_scan(input_gates_rl.flip(3), state_weight_rl).flip(3)
     h_rl_down = F.pad(h_rl, (0, 0, 1, 0))[:, :, :-1]
     return h_lr + h_rl_down
+
+
+def conv_diagonal_bilstm(x, input_weight, input_bias, spec, state_weight_lr, state_weight_rl, gate_bias=None):
+    """Deprecated: the layer is composed for every backend by :func:`fastpixel.ops.conv_diagonal_bilstm`
+    (``backend="reference"`` runs this same composition of the reference's conv and scan)."""
+    import warnings
+
+    from fastpixel.reference.masked_conv import masked_conv2d
+
+    warnings.warn("fastpixel.reference.conv_diagonal_bilstm is deprecated: use "
+                  "fastpixel.ops.conv_diagonal_bilstm(..., backend='reference')", DeprecationWarning, stacklevel=2)
+    gates = masked_conv2d(x, input_weight, input_bias, spec)
+    if gate_bias is not None:
+        gates = gates + gate_bias
+    gates_lr, gates_rl = gates.chunk(2, dim=1)
+    return diagonal_bilstm_scan(gates_lr, state_weight_lr, gates_rl, state_weight_rl)

@@ -19,6 +19,14 @@ SHAPES = [(1, 1, 1, 1), (3, 3, 1, 6), (1, 5, 5, 1), (3, 3, 4, 7), (1, 5, 6, 3), 
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=2e-6)}
 
 
+def _reference_layer(x, w, b, spec, k1, k2, gate_bias=None):
+    """The layer as written: the reference's masked 1x1 conv (+ gate bias), then its scan."""
+    gates = reference.masked_conv2d(x, w, b, spec)
+    gates = gates if gate_bias is None else gates + gate_bias
+    lr, rl = gates.chunk(2, dim=1)
+    return reference.diagonal_bilstm_scan(lr, k1, rl, k2)
+
+
 def leaves(seed, dtype, *shapes_scales):
     g = torch.Generator().manual_seed(seed)
     return [(torch.randn(*s, generator=g, dtype=torch.float64) * k).to(dtype).requires_grad_() for s, k in shapes_scales]
@@ -56,10 +64,10 @@ def test_conv_diagonal_bilstm_matches_reference(batch, hidden, height, width, co
                     ((8 * hidden,), 0.3), ((4 * hidden, hidden, 2, 1), 0.5), ((4 * hidden, hidden, 2, 1), 0.5))
     x, w_in, b_in, w_lr, w_rl = inputs
     compare(lambda *a: diagonal_bilstm_layer.conv_diagonal_bilstm(a[0], a[1], a[2], spec, a[3], a[4]),
-            lambda *a: reference.conv_diagonal_bilstm(a[0], a[1], a[2], spec, a[3], a[4]), inputs, dtype)
+            lambda *a: _reference_layer(a[0], a[1], a[2], spec, a[3], a[4]), inputs, dtype)
     no_bias = [x, w_in, w_lr, w_rl]
     compare(lambda *a: diagonal_bilstm_layer.conv_diagonal_bilstm(a[0], a[1], None, spec, a[2], a[3]),
-            lambda *a: reference.conv_diagonal_bilstm(a[0], a[1], None, spec, a[2], a[3]), no_bias, dtype)
+            lambda *a: _reference_layer(a[0], a[1], None, spec, a[2], a[3]), no_bias, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -69,7 +77,7 @@ def test_conv_diagonal_bilstm_with_gate_bias_matches_reference(dtype):
     inputs = leaves(5, dtype, ((2, 4, 3, 5), 1.0), ((16, 4, 1, 1), 0.5), ((16,), 0.3), ((8, 2, 2, 1), 0.5),
                     ((8, 2, 2, 1), 0.5), ((2, 16, 3, 5), 1.0))
     compare(lambda x, w, b, k1, k2, gb: diagonal_bilstm_layer.conv_diagonal_bilstm(x, w, b, spec, k1, k2, gb),
-            lambda x, w, b, k1, k2, gb: reference.conv_diagonal_bilstm(x, w, b, spec, k1, k2, gb), inputs, dtype)
+            lambda x, w, b, k1, k2, gb: _reference_layer(x, w, b, spec, k1, k2, gb), inputs, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -118,12 +126,18 @@ def test_bad_reduction_is_rejected():
         cross_entropy.pixel_cross_entropy(torch.zeros(1, 2, 1, 1, 1), torch.zeros(1, 1, 1, 1, dtype=torch.long), "max")
 
 
-@pytest.mark.parametrize("op", sorted(dispatch.FUNCTIONS))
+@pytest.mark.parametrize("op", sorted(dispatch.OPS))
 def test_torch_backend_dispatches_to_the_fast_module(op):
     import importlib
 
     module = importlib.import_module(f"fastpixel.fast.{op}")
-    assert dispatch.implementation(op, "torch") is getattr(module, dispatch.FUNCTIONS[op])
+    assert dispatch.implementation(op, "torch") is getattr(module, dispatch.OPS[op])
+
+
+def test_torch_backend_registers_its_fused_layer_and_the_others_compose():
+    assert dispatch.fused("diagonal_bilstm_layer", "torch") is diagonal_bilstm_layer.conv_diagonal_bilstm
+    assert dispatch.fused("diagonal_bilstm_layer", "reference") is None
+    assert dispatch.fused("diagonal_bilstm_layer", "triton") is None
 
 
 def test_public_ops_run_the_fast_path_and_match():

@@ -67,12 +67,12 @@ def test_the_fast_path_actually_runs(monkeypatch):
     from fastpixel import dispatch
 
     calls = []
-    real = dispatch.implementation
+    real = dispatch.fused
 
-    def spy(op, backend):
+    def spy(name, backend):
         calls.append(backend)
-        return real(op, backend)
+        return real(name, backend)
 
-    monkeypatch.setattr("fastpixel.ops.diagonal_bilstm_layer.implementation", spy)
+    monkeypatch.setattr("fastpixel.ops.diagonal_bilstm_layer.fused", spy)
     fastpixel.DiagonalBiLSTM(2, 2)(torch.zeros(1, 2, 3, 3))
     assert calls == ["torch"]

@@ -31,7 +31,6 @@ def test_the_triton_backend_really_runs_kernels(monkeypatch):
     """A spy on every kernel entry point of the dispatch table: the model's triton path calls each."""
     import fastpixel.kernels.cross_entropy as ce
     import fastpixel.kernels.diagonal_bilstm as dl
-    import fastpixel.kernels.diagonal_bilstm_layer as layer
     import fastpixel.kernels.masked_conv as mc
     from fastpixel import dispatch
 
@@ -40,13 +39,11 @@ def test_the_triton_backend_really_runs_kernels(monkeypatch):
     def spy(name, real):
         return lambda *a, _real=real, **k: calls.append(name) or _real(*a, **k)
 
-    for op, module in (("cross_entropy", ce), ("diagonal_bilstm", dl), ("diagonal_bilstm_layer", layer), ("masked_conv", mc)):
+    for op, module in (("cross_entropy", ce), ("diagonal_bilstm", dl), ("masked_conv", mc)):
         real = dispatch.implementation(op, "triton")
-        assert real is getattr(module, dispatch.FUNCTIONS[op])  # the table holds the kernels' entry points
+        assert real is getattr(module, dispatch.OPS[op])  # the table holds the kernels' entry points
         monkeypatch.setitem(dispatch.TABLE[op], "triton", spy(op, real))
-    # the layer op is the conv kernel then the scan kernel, called directly
-    monkeypatch.setattr(layer, "masked_conv2d", spy("masked_conv", mc.masked_conv2d))
-    monkeypatch.setattr(layer, "diagonal_bilstm_scan", spy("diagonal_bilstm", dl.diagonal_bilstm_scan))
-    model = fastpixel.create_model("diagonal_bilstm", channels=1, levels=2, hidden=3, layers=1)
-    model.log_prob(torch.randint(0, 2, (1, 1, 2, 3)), backend="triton")
-    assert {"cross_entropy", "diagonal_bilstm", "diagonal_bilstm_layer", "masked_conv"} <= set(calls)
+    assert dispatch.fused("diagonal_bilstm_layer", "triton") is None  # the layer is the conv kernel, then the scan's
+    model = fastpixel.create_model("diagonal_bilstm", channels=1, levels=2, hidden=3, layers=1, backend="triton")
+    model.log_prob(torch.randint(0, 2, (1, 1, 2, 3)))
+    assert {"cross_entropy", "diagonal_bilstm", "masked_conv"} <= set(calls)
