@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> list[tuple[int, float]]:
     torch.manual_seed(args.seed)
     data_gen = torch.Generator().manual_seed(args.seed)
     test = bars(512, data_gen)
-    model = create_model(args.model, channels=1, levels=2, hidden=args.hidden, layers=args.layers)
+    model = create_model(args.model, channels=1, levels=2, hidden=args.hidden, layers=args.layers, backend=args.backend)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     bound = bars_entropy_nats()
     params = sum(p.numel() for p in model.parameters())
@@ -79,14 +79,14 @@ def run(args: argparse.Namespace) -> list[tuple[int, float]]:
 
     def held_out_nll() -> float:
         with torch.no_grad():
-            return model.nll(test, backend=args.backend).mean().item()
+            return model.nll(test).mean().item()
 
     history = [(0, held_out_nll())]
     print(f"step {0:5d}  held-out NLL {history[0][1]:8.3f} nats/image")
     start = time.perf_counter()
     bar = tqdm(range(1, args.steps + 1), desc="training", disable=not sys.stderr.isatty(), leave=False)
     for step in bar:
-        loss = model.nll(bars(args.batch, data_gen), backend=args.backend).mean()
+        loss = model.nll(bars(args.batch, data_gen)).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

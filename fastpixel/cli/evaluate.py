@@ -10,7 +10,7 @@ import argparse
 import json
 from typing import Any
 
-from fastpixel.backend import BACKENDS, use_backend
+from fastpixel.backend import BACKENDS
 from fastpixel.cli.args import CommandError, Parser, int_at_least, resolve_device, run_command
 from fastpixel.cli.model_source import add_model_source, load_model_source
 from fastpixel.data import DATASETS, load_dataset
@@ -57,8 +57,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         raise CommandError(f"{dataset} {args.split!r} has {data.channels} channel(s) and {data.levels} levels, the "
                            f"model {model.channels} and {model.levels}; pass the --dataset / --binarize it was "
                            f"trained on")
-    with use_backend(args.backend):
-        result = evaluate_nll(model, data, batch_size=args.batch_size, device=device, progress=True)
+    model.to_backend(args.backend)
+    result = evaluate_nll(model, data, batch_size=args.batch_size, device=device, progress=True)
     result.update(split=args.split, step=loaded.step, weights=args.weights, protocol=data.protocol,
                   model=model.config.get("name", type(model).__name__) if hasattr(model, "config") else None)
     print(f"data: {data.protocol}")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from fastpixel import sampling
-from fastpixel.backend import BACKENDS, use_backend
+from fastpixel.backend import BACKENDS
 from fastpixel.cli.args import (MAX_PNG_SIDE, MAX_SCALE, CommandError, Parser, int_at_least, number, resolve_device,
                                 run_command)
 from fastpixel.cli.model_source import LoadedModel, add_model_source, load_model_source
@@ -192,27 +192,27 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     npz = out.with_suffix(".npz")
     options = dict(temperature=args.temperature, generator=torch.Generator().manual_seed(args.seed),
                    method=args.method, progress=not args.no_progress and sys.stderr.isatty())
-    with use_backend(args.backend):
-        if args.complete:
-            known = occlusion_mask(height, width, args.occlude)
-            repeated = originals.repeat_interleave(args.per_image, dim=0)  # image k's completions are adjacent
-            parts = [sampling.complete(model, chunk.to(device), known.to(device), **options).cpu()
-                     for chunk in repeated.split(args.batch_size)]
-            completions = torch.cat(parts).view(n, args.per_image, *originals.shape[1:])
-            rows = [to_rgb8(originals, model.levels, known), *(to_rgb8(completions[:, k], model.levels)
-                    for k in range(args.per_image)), to_rgb8(originals, model.levels)]
-            tiles = np.stack(rows, axis=1).reshape(-1, height, width, 3)  # per image: occluded | completions | original
-            save_png(out, grid(tiles, columns=args.per_image + 2), args.scale)
-            np.savez_compressed(npz, originals=originals.numpy(), known=known.numpy(),
-                                completions=completions.numpy(), levels=model.levels)
-            result = {"png": str(out), "npz": str(npz), "completions": completions}
-        else:
-            parts = [sampling.sample(model, min(args.batch_size, args.num - k), height=height, width=width,
-                                     **options).cpu() for k in range(0, args.num, args.batch_size)]
-            images = torch.cat(parts)
-            save_png(out, grid(to_rgb8(images, model.levels), columns=columns), args.scale)
-            np.savez_compressed(npz, images=images.numpy(), levels=model.levels)
-            result = {"png": str(out), "npz": str(npz), "images": images}
+    model.to_backend(args.backend)
+    if args.complete:
+        known = occlusion_mask(height, width, args.occlude)
+        repeated = originals.repeat_interleave(args.per_image, dim=0)  # image k's completions are adjacent
+        parts = [sampling.complete(model, chunk.to(device), known.to(device), **options).cpu()
+                 for chunk in repeated.split(args.batch_size)]
+        completions = torch.cat(parts).view(n, args.per_image, *originals.shape[1:])
+        rows = [to_rgb8(originals, model.levels, known), *(to_rgb8(completions[:, k], model.levels)
+                for k in range(args.per_image)), to_rgb8(originals, model.levels)]
+        tiles = np.stack(rows, axis=1).reshape(-1, height, width, 3)  # per image: occluded | completions | original
+        save_png(out, grid(tiles, columns=args.per_image + 2), args.scale)
+        np.savez_compressed(npz, originals=originals.numpy(), known=known.numpy(),
+                            completions=completions.numpy(), levels=model.levels)
+        result = {"png": str(out), "npz": str(npz), "completions": completions}
+    else:
+        parts = [sampling.sample(model, min(args.batch_size, args.num - k), height=height, width=width,
+                                 **options).cpu() for k in range(0, args.num, args.batch_size)]
+        images = torch.cat(parts)
+        save_png(out, grid(to_rgb8(images, model.levels), columns=columns), args.scale)
+        np.savez_compressed(npz, images=images.numpy(), levels=model.levels)
+        result = {"png": str(out), "npz": str(npz), "images": images}
     print(f"wrote {result['png']} and {result['npz']}")
     return result
 

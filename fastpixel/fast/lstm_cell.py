@@ -100,29 +100,3 @@ def cell_backward_(
     d_gates.narrow(dim, 2 * hidden, 2 * hidden).mul_(_i_g_factors(hidden, dim, d_gates.ndim, d_gates.dtype, d_gates.device))
     if dc_prev_out is not None:
         torch.mul(dc, f, out=dc_prev_out)
-
-
-def gate_views(gates: torch.Tensor, hidden: int) -> tuple[torch.Tensor, ...]:
-    """Views (o | f | i, g, o, f, i) of gates (..., 4h), for :func:`cell_step_` on a reused buffer."""
-    return (gates[..., : 3 * hidden], gates[..., 3 * hidden :], gates[..., :hidden],
-            gates[..., hidden : 2 * hidden], gates[..., 2 * hidden : 3 * hidden])
-
-
-def cell_step_(
-    gates: torch.Tensor, c_prev: torch.Tensor, c_out: torch.Tensor, tanh_c: torch.Tensor, h_out: torch.Tensor,
-    hidden: int, views: tuple[torch.Tensor, ...] | None = None,
-) -> None:
-    """One cell step on tiny tensors (a sampler's pixel): gates (..., 4h) [o | f | i | g] overwritten.
-
-    c_prev (..., h) is read and c_out written (they may be the same tensor); tanh_c (..., h) is
-    scratch; h_out (..., h) is written. ``views``: :func:`gate_views` of ``gates``, when the caller
-    reuses one gates buffer (slicing costs as much as a tiny op). For a handful of values op
-    overhead dominates, so this uses torch.tanh (one op) rather than the 2 sigmoid(2x) - 1 of
-    :func:`cell_forward_`.
-    """
-    sigmoids, g, o, f, i = views if views is not None else gate_views(gates, hidden)
-    sigmoids.sigmoid_()
-    g.tanh_()
-    torch.mul(f, c_prev, out=c_out).addcmul_(i, g)
-    torch.tanh(c_out, out=tanh_c)
-    torch.mul(o, tanh_c, out=h_out)

@@ -1,4 +1,5 @@
-"""nn.Modules for users' own models. Each takes ``backend=`` (None: the global choice)."""
+"""nn.Modules for users' own models. Each takes ``backend=`` (None: the default, see fastpixel.backend),
+resolved when it is built; ``module.backend`` says which runs, ``module.to_backend(name)`` switches it."""
 
 from fastpixel.layers.diagonal_bilstm import DiagonalBiLSTM
 from fastpixel.layers.masked_conv import MaskedConv2d

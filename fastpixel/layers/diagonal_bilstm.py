@@ -7,12 +7,14 @@ import math
 import torch
 from torch import nn
 
+from fastpixel.backend import BackendChoice, requested_backend
 from fastpixel.layers.masked_conv import MaskedConv2d
+from fastpixel.layers.diagonal_bilstm_step import DiagonalBiLSTMBlockCache
 from fastpixel.masks import color_groups, gate_groups
 from fastpixel.ops.diagonal_bilstm_layer import conv_diagonal_bilstm
 
 
-class DiagonalBiLSTM(nn.Module):
+class DiagonalBiLSTM(BackendChoice, nn.Module):
     """Diagonal BiLSTM: (B, in_channels, H, W) -> (B, hidden, H, W).
 
     Each direction has a 1x1 mask-B input-to-state conv (both computed by one conv to 8h maps:
@@ -22,10 +24,13 @@ class DiagonalBiLSTM(nn.Module):
     pixel above it and to its left: its whole context.
     """
 
+    #: The cache of a residual block around this layer, one pixel at a time (fastpixel.layers.step).
+    block_cache = DiagonalBiLSTMBlockCache
+
     def __init__(self, in_channels: int, hidden: int, *, num_colors: int = 1, backend: str | None = None) -> None:
         super().__init__()
         self.hidden = hidden
-        self.backend = backend
+        backend = requested_backend(backend)  # resolved once, then handed to the sublayers
         self.input_to_state = MaskedConv2d(
             in_channels,
             8 * hidden,
@@ -40,6 +45,7 @@ class DiagonalBiLSTM(nn.Module):
         bound = 1 / math.sqrt(2 * hidden)
         nn.init.uniform_(self.state_weight_lr, -bound, bound)
         nn.init.uniform_(self.state_weight_rl, -bound, bound)
+        self._init_backend(backend)
 
     def forward(self, x: torch.Tensor, gate_bias: torch.Tensor | None = None) -> torch.Tensor:
         """gate_bias: optional (B, 8h, H, W) added to both directions' input-to-state gates."""

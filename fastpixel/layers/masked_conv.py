@@ -7,11 +7,12 @@ import math
 import torch
 from torch import nn
 
+from fastpixel.backend import BackendChoice
 from fastpixel.masks import MaskSpec, color_groups
 from fastpixel.ops.masked_conv import masked_conv2d
 
 
-class MaskedConv2d(nn.Module):
+class MaskedConv2d(BackendChoice, nn.Module):
     """Masked convolution of the paper's section 3.4 (mask "A", "B", or None).
 
     Args:
@@ -22,7 +23,8 @@ class MaskedConv2d(nn.Module):
       in_groups / out_groups: explicit colour group of each channel; default: contiguous split.
       center: centre tap (default the middle of the kernel); the output keeps H and W.
       bias: learn an additive bias (as nn.Conv2d).
-      backend: None (the global choice), "reference", "triton" or "auto".
+      backend: "reference", "torch", "triton" or "auto" (None: the default, see fastpixel.backend);
+        resolved once, ``self.backend`` says which runs (``to_backend`` switches it).
 
     Shapes: (B, in_channels, H, W) -> (B, out_channels, H, W). Parameters ``weight``
     (out, in, kh, kw) and ``bias`` (out,) have nn.Conv2d's names, shapes and initialisation; the
@@ -54,10 +56,10 @@ class MaskedConv2d(nn.Module):
                 f"got {len(in_groups)}/{len(out_groups)}"
             )
         self.spec = MaskSpec((kh, kw), mask_type, in_groups, out_groups, center)
-        self.backend = backend
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kh, kw))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self.reset_parameters()
+        self._init_backend(backend)
 
     def reset_parameters(self) -> None:
         """nn.Conv2d's initialisation (uniform, bound 1/sqrt(fan_in))."""

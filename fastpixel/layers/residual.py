@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fastpixel.layers.conv_step import PointwiseConv, RowConvCache
 from fastpixel.layers.diagonal_bilstm import DiagonalBiLSTM
 from fastpixel.layers.masked_conv import MaskedConv2d
 from fastpixel.layers.row_lstm import RowLSTM
+from fastpixel.layers.step import InferenceCache
 
 
 class ResidualConvBlock(nn.Module):
@@ -28,6 +30,35 @@ class ResidualConvBlock(nn.Module):
         y = self.conv(torch.relu(y))
         y = self.expand(torch.relu(y))
         return x + y
+
+    # -- incremental step (cached sampling; protocol in fastpixel.layers.step) -----------------
+    def allocate_inference_cache(
+        self, batch: int, width: int, gate_bias: torch.Tensor | None = None
+    ) -> ResidualConvBlockCache:
+        if gate_bias is not None:
+            raise TypeError("ResidualConvBlock takes no gate_bias (only LSTM blocks are conditioned)")
+        return ResidualConvBlockCache(self, batch, width)
+
+    def step(self, cache: ResidualConvBlockCache, j: int, x: torch.Tensor) -> torch.Tensor:
+        """x: the stream (B, 2h) at pixel (r, j) -> the block's output there, (B, 2h)."""
+        return cache.step(j, x)
+
+
+class ResidualConvBlockCache(InferenceCache):
+    """The PixelCNN block one pixel at a time: only the 3x3 conv looks at other pixels; its cache
+    holds rows r - 1 and r of relu(reduce(relu(x)))."""
+
+    def __init__(self, block: ResidualConvBlock, batch: int, width: int) -> None:
+        self.reduce = PointwiseConv(block.reduce)
+        self.conv = RowConvCache(block.conv, batch, width)
+        self.expand = PointwiseConv(block.expand)
+
+    def start_row(self, r: int) -> None:
+        self.conv.start_row()
+
+    def step(self, j: int, x: torch.Tensor) -> torch.Tensor:
+        self.conv.write(j, torch.relu(self.reduce(torch.relu(x))))
+        return x + self.expand(torch.relu(self.conv.at(j)))
 
 
 class ResidualLSTMBlock(nn.Module):
@@ -52,3 +83,12 @@ class ResidualLSTMBlock(nn.Module):
     def forward(self, x: torch.Tensor, gate_bias: torch.Tensor | None = None) -> torch.Tensor:
         """gate_bias: optional (B, gate_channels, H, W) conditioning added to the LSTM's gates."""
         return x + self.expand(self.lstm(x, gate_bias))
+
+    # -- incremental step (cached sampling; protocol in fastpixel.layers.step) -----------------
+    def allocate_inference_cache(self, batch: int, width: int, gate_bias: torch.Tensor | None = None) -> InferenceCache:
+        """The LSTM kind's block cache (``RowLSTM.block_cache`` / ``DiagonalBiLSTM.block_cache``)."""
+        return self.lstm.block_cache(self, batch, width, gate_bias)
+
+    def step(self, cache: InferenceCache, j: int, x: torch.Tensor) -> torch.Tensor:
+        """x: the stream (B, 2h) at pixel (r, j) -> the block's output there, (B, 2h)."""
+        return cache.step(j, x)

@@ -7,12 +7,14 @@ import math
 import torch
 from torch import nn
 
+from fastpixel.backend import BackendChoice, requested_backend
 from fastpixel.layers.masked_conv import MaskedConv2d
+from fastpixel.layers.row_lstm_step import RowLSTMBlockCache
 from fastpixel.masks import color_groups, gate_groups
 from fastpixel.ops.row_lstm import row_lstm_scan
 
 
-class RowLSTM(nn.Module):
+class RowLSTM(BackendChoice, nn.Module):
     """Row LSTM: (B, in_channels, H, W) -> h (B, hidden, H, W).
 
     input-to-state: 1x3 conv along the row with mask B (reads the pixel to the left and, by colour
@@ -22,10 +24,13 @@ class RowLSTM(nn.Module):
     Each pixel thus sees a triangle: row r - d, columns j - 1 - d .. j + d (paper Figure 4).
     """
 
+    #: The cache of a residual block around this layer, one pixel at a time (fastpixel.layers.step).
+    block_cache = RowLSTMBlockCache
+
     def __init__(self, in_channels: int, hidden: int, *, num_colors: int = 1, backend: str | None = None) -> None:
         super().__init__()
         self.hidden = hidden
-        self.backend = backend
+        backend = requested_backend(backend)  # resolved once, then handed to the sublayers
         self.input_to_state = MaskedConv2d(
             in_channels,
             4 * hidden,
@@ -38,6 +43,7 @@ class RowLSTM(nn.Module):
         self.state_weight = nn.Parameter(torch.empty(4 * hidden, hidden, 1, 3))
         bound = 1 / math.sqrt(3 * hidden)
         nn.init.uniform_(self.state_weight, -bound, bound)
+        self._init_backend(backend)
 
     def forward(self, x: torch.Tensor, gate_bias: torch.Tensor | None = None) -> torch.Tensor:
         """gate_bias: optional (B, 4h, H, W) added to the input-to-state gates (a conditioning map)."""

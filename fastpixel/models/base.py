@@ -15,13 +15,11 @@ conv) or <= g (everything after), so logits[:, :, c, r, j] depend only on sub-pi
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from einops import rearrange
 from torch import nn
 
-from fastpixel.backend import use_backend
+from fastpixel.backend import BackendChoice, requested_backend
 from fastpixel.layers.masked_conv import MaskedConv2d
 from fastpixel.masks import color_groups, logit_groups
 from fastpixel.metrics import bits_per_dim
@@ -34,16 +32,18 @@ class DiscreteLikelihood:
     """log p(x) from ``self.forward(x)``'s per-sub-pixel logits (B, levels, C, H, W).
 
     Shared by every model whose forward returns one categorical distribution per sub-pixel;
-    the class needs ``forward(x, backend=, validate=)`` and a ``backend`` attribute.
+    the class needs ``forward(x, validate=)`` and is a :class:`~fastpixel.backend.BackendChoice`
+    (the loss runs on ``self.backend``).
     """
 
-    backend: str | None = None
+    def log_prob(self, x: torch.Tensor, *, validate: bool = True, backend: str | None = None) -> torch.Tensor:
+        """log p(x) in nats, (B,): minus the sum of every sub-pixel's cross-entropy.
 
-    def log_prob(self, x: torch.Tensor, *, backend: str | None = None, validate: bool = True) -> torch.Tensor:
-        """log p(x) in nats, (B,): minus the sum of every sub-pixel's cross-entropy."""
-        logits = self.forward(x, backend=backend, validate=validate)
-        with self._backend_scope(backend):
-            nll = pixel_cross_entropy(logits, x, reduction="none", validate=False)
+        backend: deprecated (a model runs the backend it was built with; see ``to_backend``).
+        """
+        with self._deprecated_call_backend(backend, "log_prob"):
+            logits = self.forward(x, validate=validate)
+            nll = pixel_cross_entropy(logits, x, reduction="none", validate=False, backend=self.backend)
         return -nll.sum(dim=(1, 2, 3))
 
     def nll(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
@@ -54,14 +54,10 @@ class DiscreteLikelihood:
         """Negative log-likelihood in bits per sub-pixel, (B,)."""
         return bits_per_dim(self.nll(x, **kwargs), x.shape[1] * x.shape[2] * x.shape[3])
 
-    def _backend_scope(self, backend: str | None):
-        """The per-call backend, else the model's own, else whatever is in force already."""
-        chosen = backend or self.backend
-        return use_backend(chosen) if chosen else contextlib.nullcontext()
 
-
-class PixelModel(DiscreteLikelihood, SavePretrainedMixin, nn.Module):
-    """Base class: subclasses provide ``self.blocks`` (an nn.ModuleList on the 2h stream)."""
+class PixelModel(BackendChoice, DiscreteLikelihood, SavePretrainedMixin, nn.Module):
+    """Base class: subclasses fill ``self.blocks`` (an nn.ModuleList on the 2h stream), building each
+    block with ``backend=self.requested_backend``."""
 
     name = "base"
 
@@ -86,7 +82,7 @@ class PixelModel(DiscreteLikelihood, SavePretrainedMixin, nn.Module):
         if isinstance(output_hidden, bool) or not isinstance(output_hidden, int) or output_hidden < 1:
             raise ValueError(f"output_hidden must be an int >= 1, got {output_hidden!r}")
         self.hidden, self.num_layers, self.output_hidden, self.skip = hidden, layers, output_hidden, skip
-        self.backend = backend
+        self.requested_backend = backend = requested_backend(backend)  # every layer gets the same name
         self.config = dict(
             name=self.name, channels=channels, levels=levels, hidden=hidden, layers=layers,
             output_hidden=output_hidden, skip=skip,
@@ -95,17 +91,19 @@ class PixelModel(DiscreteLikelihood, SavePretrainedMixin, nn.Module):
         stream = 2 * hidden
         self.input_conv = MaskedConv2d(
             channels, stream, 7, "A", in_groups=color_groups(channels, colors),
-            out_groups=color_groups(stream, colors),
+            out_groups=color_groups(stream, colors), backend=backend,
         )
         self.blocks = nn.ModuleList()
         self.skip_convs = nn.ModuleList(
-            [MaskedConv2d(stream, stream, 1, "B", num_colors=colors) for _ in range(layers + 1)] if skip else []
+            [MaskedConv2d(stream, stream, 1, "B", num_colors=colors, backend=backend) for _ in range(layers + 1)]
+            if skip else []
         )
-        self.output_conv1 = MaskedConv2d(stream, output_hidden, 1, "B", num_colors=colors)
+        self.output_conv1 = MaskedConv2d(stream, output_hidden, 1, "B", num_colors=colors, backend=backend)
         self.output_conv2 = MaskedConv2d(
             output_hidden, levels * channels, 1, "B", in_groups=color_groups(output_hidden, colors),
-            out_groups=logit_groups(levels, channels),
+            out_groups=logit_groups(levels, channels), backend=backend,
         )
+        self._init_backend(backend)
 
     # -- the network ---------------------------------------------------------------------------
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -130,12 +128,13 @@ class PixelModel(DiscreteLikelihood, SavePretrainedMixin, nn.Module):
         out = self.output_conv2(torch.relu(self.output_conv1(torch.relu(features))))
         return rearrange(out, "b (level c) h w -> b level c h w", level=self.levels)  # a view, no copy
 
-    def forward(self, x: torch.Tensor, *, backend: str | None = None, validate: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, validate: bool = True, backend: str | None = None) -> torch.Tensor:
         """x: integer images (B, C, H, W) in [0, levels) -> logits (B, levels, C, H, W).
 
-        backend: run every op on this backend (None: the global choice, see fastpixel.backend).
         validate: check dtype, shape and value range (one device sync for the range).
+        backend: deprecated (every op runs ``self.backend``, chosen when the model was built;
+          switch it with ``model.to_backend(name)``).
         """
         check_images(x, channels=self.channels, levels=self.levels, check_values=validate)
-        with self._backend_scope(backend):
+        with self._deprecated_call_backend(backend, "forward"):
             return self.forward_float(self.embed(x))

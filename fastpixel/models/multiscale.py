@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fastpixel.backend import BackendChoice, requested_backend
 from fastpixel.models.base import DiscreteLikelihood, PixelModel
 from fastpixel.models.pixelrnn import DiagonalBiLSTMPixelRNN, RowLSTMPixelRNN
 from fastpixel.persistence import SavePretrainedMixin
@@ -29,7 +30,7 @@ from fastpixel.validation import check_images
 KINDS = {"row_lstm": RowLSTMPixelRNN, "diagonal_bilstm": DiagonalBiLSTMPixelRNN}
 
 
-class MultiScalePixelRNN(DiscreteLikelihood, SavePretrainedMixin, nn.Module):
+class MultiScalePixelRNN(BackendChoice, DiscreteLikelihood, SavePretrainedMixin, nn.Module):
     """Small unconditional PixelRNN + large PixelRNN conditioned on the small image.
 
     Args:
@@ -67,6 +68,7 @@ class MultiScalePixelRNN(DiscreteLikelihood, SavePretrainedMixin, nn.Module):
             raise ValueError(f"factor must be an int >= 2, got {factor!r}")
         if layers < 1:
             raise ValueError(f"layers must be >= 1 (the conditioning biases the LSTM layers), got {layers}")
+        backend = requested_backend(backend)
         common = dict(channels=channels, levels=levels, skip=skip, backend=backend)
         self.small: PixelModel = KINDS[kind](
             hidden=small_hidden or hidden, layers=small_layers or layers, **common,
@@ -83,12 +85,12 @@ class MultiScalePixelRNN(DiscreteLikelihood, SavePretrainedMixin, nn.Module):
         )
         self.condition_convs = nn.ModuleList(nn.Conv2d(features, block.gate_channels, 1) for block in self.large.blocks)
         self.kind, self.factor, self.channels, self.levels = kind, factor, channels, levels
-        self.backend = backend
         self.config = dict(
             name=self.name, kind=kind, channels=channels, levels=levels, hidden=hidden, layers=layers, factor=factor,
             small_hidden=small_hidden, small_layers=small_layers, condition_features=condition_features,
             output_hidden=output_hidden, skip=skip,
         )
+        self._init_backend(backend)
 
     # -- structure -------------------------------------------------------------------------------
     def subsample(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,11 +110,12 @@ class MultiScalePixelRNN(DiscreteLikelihood, SavePretrainedMixin, nn.Module):
         return [conv(condition) for conv in self.condition_convs]
 
     # -- the model -------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, *, backend: str | None = None, validate: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, validate: bool = True, backend: str | None = None) -> torch.Tensor:
         """x: integer (B, C, H, W) in [0, levels) -> logits (B, levels, C, H, W), each sub-pixel's
-        distribution under the multi-scale order (small model on s, conditional model elsewhere)."""
+        distribution under the multi-scale order (small model on s, conditional model elsewhere).
+        backend: deprecated (see ``PixelModel.forward``)."""
         check_images(x, channels=self.channels, levels=self.levels, check_values=validate)
-        with self._backend_scope(backend):
+        with self._deprecated_call_backend(backend, "forward"):
             small = self.subsample(x)
             small_logits = self.small.forward_float(self.small.embed(small))
             height, width = x.shape[2:]

@@ -14,4 +14,4 @@ class PixelCNN(PixelModel):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         for _ in range(self.num_layers):
-            self.blocks.append(ResidualConvBlock(self.hidden, num_colors=self.channels))
+            self.blocks.append(ResidualConvBlock(self.hidden, num_colors=self.channels, backend=self.requested_backend))

@@ -14,7 +14,8 @@ class RowLSTMPixelRNN(PixelModel):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         for _ in range(self.num_layers):
-            self.blocks.append(ResidualLSTMBlock("row_lstm", self.hidden, num_colors=self.channels))
+            self.blocks.append(ResidualLSTMBlock("row_lstm", self.hidden, num_colors=self.channels,
+                                                 backend=self.requested_backend))
 
 
 class DiagonalBiLSTMPixelRNN(PixelModel):
@@ -25,4 +26,5 @@ class DiagonalBiLSTMPixelRNN(PixelModel):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         for _ in range(self.num_layers):
-            self.blocks.append(ResidualLSTMBlock("diagonal_bilstm", self.hidden, num_colors=self.channels))
+            self.blocks.append(ResidualLSTMBlock("diagonal_bilstm", self.hidden, num_colors=self.channels,
+                                                 backend=self.requested_backend))

@@ -17,13 +17,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fastpixel.lstm_cell import lstm_cell
 
-def lstm_cell(gates: torch.Tensor, c_prev: torch.Tensor, hidden: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """gates: (B, 4h, ...) laid out [o | f | i | g]; c_prev: (B, h, ...) -> (h, c)."""
-    o, f, i, g = gates.split(hidden, dim=1)
-    c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
-    h = torch.sigmoid(o) * torch.tanh(c)
-    return h, c
+__all__ = ["lstm_cell", "row_lstm_scan"]
 
 
 def row_lstm_scan(input_gates: torch.Tensor, state_weight: torch.Tensor) -> torch.Tensor:

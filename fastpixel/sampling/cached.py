@@ -1,6 +1,7 @@
 """The cached sampler's engine: the whole network evaluated one pixel at a time.
 
-Each layer keeps what later pixels will read (see conv_cache, row_lstm_cache, diagonal_bilstm_cache);
+Each block keeps what later pixels will read, in the cache its ``allocate_inference_cache`` returns
+(the protocol: :mod:`fastpixel.layers.step`);
 generating pixel (r, j) costs one step of every layer, so an image costs O(H W) layer steps instead
 of the naive sampler's O((H W)^2 C). Protocol, driven by :func:`fastpixel.sampling.generate`:
 
@@ -17,37 +18,40 @@ from __future__ import annotations
 
 import torch
 
-from fastpixel.layers.diagonal_bilstm import DiagonalBiLSTM
-from fastpixel.layers.residual import ResidualConvBlock, ResidualLSTMBlock
-from fastpixel.layers.row_lstm import RowLSTM
-from fastpixel.sampling.conv_cache import PointwiseConv, ResidualConvBlockCache, RowConvCache
-from fastpixel.sampling.diagonal_bilstm_cache import DiagonalBiLSTMBlockCache
-from fastpixel.sampling.row_lstm_cache import RowLSTMBlockCache
+from fastpixel.layers.conv_step import PointwiseConv, RowConvCache
 
 
-def block_cache(block: torch.nn.Module, batch: int, width: int, gate_bias: torch.Tensor | None = None):
-    """The cache class of one residual block of a Table 1 model (gate_bias: LSTM conditioning)."""
-    if isinstance(block, ResidualConvBlock) and gate_bias is None:
-        return ResidualConvBlockCache(block, batch, width)
-    if isinstance(block, ResidualLSTMBlock) and isinstance(block.lstm, RowLSTM):
-        return RowLSTMBlockCache(block, batch, width, gate_bias)
-    if isinstance(block, ResidualLSTMBlock) and isinstance(block.lstm, DiagonalBiLSTM):
-        return DiagonalBiLSTMBlockCache(block, batch, width, gate_bias)
-    raise TypeError(f"no cached sampler for block {type(block).__name__}; use method='naive'")
+def _allocate(block: torch.nn.Module, batch: int, width: int, gate_bias: torch.Tensor | None):
+    allocate = getattr(block, "allocate_inference_cache", None)
+    if allocate is None or not callable(getattr(block, "step", None)):
+        raise TypeError(
+            f"block {type(block).__name__} has no incremental step (allocate_inference_cache and step, see "
+            "fastpixel.layers.step): sample this model with method='naive'"
+        )
+    return allocate(batch, width) if gate_bias is None else allocate(batch, width, gate_bias=gate_bias)
 
 
 class CachedEngine:
-    """Incremental evaluation of a PixelModel on a (batch, C, H, W) image being generated."""
+    """Incremental evaluation of a PixelModel on a (batch, C, H, W) image being generated.
+
+    The input conv and the output layers are the model's own (fixed kinds); every block between
+    them is driven through its ``allocate_inference_cache`` / ``step`` (fastpixel.layers.step).
+    """
 
     def __init__(
         self, model: torch.nn.Module, images: torch.Tensor, gate_biases: list[torch.Tensor] | None = None
     ) -> None:
-        """gate_biases: optional per-block LSTM conditioning, as in ``PixelModel.forward_float``."""
+        """gate_biases: optional per-block conditioning, as in ``PixelModel.forward_float``."""
         batch, channels, _, width = images.shape
         self.levels, self.channels, self.skip = model.levels, channels, model.skip
         self.input = RowConvCache(model.input_conv, batch, width)  # 4 rows of the embedded image
         biases = gate_biases if gate_biases is not None else [None] * len(model.blocks)
-        self.blocks = [block_cache(block, batch, width, bias) for block, bias in zip(model.blocks, biases)]
+        self.blocks = list(model.blocks)
+        self.caches = [_allocate(block, batch, width, bias) for block, bias in zip(self.blocks, biases)]
+        self.steps = [(block.step, cache) for block, cache in zip(self.blocks, self.caches)]
+        self.cache_kinds: dict[type, list] = {}  # caches of one type end a row together
+        for cache in self.caches:
+            self.cache_kinds.setdefault(type(cache), []).append(cache)
         self.skips = [PointwiseConv(conv) for conv in model.skip_convs]
         self.output1 = PointwiseConv(model.output_conv1)
         self.output2 = PointwiseConv(model.output_conv2)
@@ -56,8 +60,8 @@ class CachedEngine:
 
     def start_row(self, r: int) -> None:
         self.input.start_row()
-        for block in self.blocks:
-            block.start_row(r)
+        for cache in self.caches:
+            cache.start_row(r)
 
     def write(self, r: int, j: int, c: int, values: torch.Tensor) -> None:
         """values: (B,) integers, sub-pixel c of pixel (r, j)."""
@@ -66,8 +70,8 @@ class CachedEngine:
     def _step(self, j: int, head: bool) -> torch.Tensor | None:
         stream = self.input.at(j)  # [B, 2h]
         skips = [self.skips[0](stream)] if self.skip else []
-        for i, block in enumerate(self.blocks):
-            stream = block.step(j, stream)
+        for i, (step, cache) in enumerate(self.steps):
+            stream = step(cache, j, stream)
             if self.skip:
                 skips.append(self.skips[i + 1](stream))
         if not head:
@@ -85,9 +89,10 @@ class CachedEngine:
         self._step(j, head=False)
 
     def end_row(self, r: int) -> None:
-        diagonal = [block for block in self.blocks if isinstance(block, DiagonalBiLSTMBlockCache)]
-        if diagonal:  # their right-to-left scans of row r are independent: one batched scan
-            DiagonalBiLSTMBlockCache.end_row_all(diagonal, r)
-        for block in self.blocks:
-            if not isinstance(block, DiagonalBiLSTMBlockCache):
-                block.end_row(r)
+        for kind, caches in self.cache_kinds.items():
+            end_rows = getattr(kind, "end_rows", None)
+            if end_rows is not None:
+                end_rows(caches, r)
+            else:
+                for cache in caches:
+                    cache.end_row(r)

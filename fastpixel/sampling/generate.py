@@ -41,19 +41,22 @@ def sample(
       every sub-pixel takes its most likely value given those before it).
     generator: the source of the (num, C, H, W) uniforms (None: torch's default generator).
     method: "cached" (work proportional to the image) or "naive" (full forward per sub-pixel).
-    progress: a tqdm bar over rows. backend: the naive method's forward backend (None: the global).
+    progress: a tqdm bar over rows. backend: deprecated (the naive method runs ``model.backend``;
+      switch it with ``model.to_backend(name)``).
     A :class:`~fastpixel.models.multiscale.MultiScalePixelRNN` draws the small image first, then the
     rest of the full image conditioned on it (see :func:`_sample_multiscale`).
     """
     for label, value in (("num", num), ("height", height), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{label} must be an int >= 1, got {value!r}")
-    options = dict(temperature=temperature, generator=generator, method=method, progress=progress, backend=backend)
-    if isinstance(model, MultiScalePixelRNN):
-        return _sample_multiscale(model, num, height, width, **options)
-    _check_model(model)
-    images = torch.zeros(num, model.channels, height, width, dtype=torch.long, device=_device(model))
-    return generate(model, images, None, **options)
+    options = dict(temperature=temperature, generator=generator, method=method, progress=progress)
+    if not isinstance(model, (PixelModel, MultiScalePixelRNN)):
+        _check_model(model)
+    with model._deprecated_call_backend(backend, "sample"):
+        if isinstance(model, MultiScalePixelRNN):
+            return _sample_multiscale(model, num, height, width, **options)
+        images = torch.zeros(num, model.channels, height, width, dtype=torch.long, device=_device(model))
+        return generate(model, images, None, **options)
 
 
 def _sample_multiscale(model: MultiScalePixelRNN, num: int, height: int, width: int, **options) -> torch.Tensor:
@@ -105,8 +108,9 @@ def complete(
         raise ValueError(f"known image values must lie in [0, {model.levels})")
     work = torch.where(known, images.long(), torch.zeros((), dtype=torch.long, device=images.device))
     work = work.to(_device(model))
-    return generate(model, work, known.to(work.device), temperature=temperature, generator=generator,
-                    method=method, progress=progress, backend=backend)
+    with model._deprecated_call_backend(backend, "complete"):
+        return generate(model, work, known.to(work.device), temperature=temperature, generator=generator,
+                        method=method, progress=progress)
 
 
 @torch.no_grad()
@@ -119,7 +123,6 @@ def generate(
     generator: torch.Generator | None,
     method: str,
     progress: bool = False,
-    backend: str | None = None,
     gate_biases: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The driver: fill ``images`` (int64 (B, C, H, W), modified in place and returned) where not known.
@@ -134,7 +137,7 @@ def generate(
     if method == "cached":
         engine = CachedEngine(model, images, gate_biases)
     else:
-        engine = NaiveEngine(model, images, backend, gate_biases)
+        engine = NaiveEngine(model, images, gate_biases)
     # todo[c][r][j]: some image of the batch still needs sub-pixel (c, r, j); one host copy up front
     todo = [[[True] * width] * height] * channels if known is None else (~known).any(0).tolist()
     for r in tqdm(range(height), desc=f"sampling ({method})", unit="row", disable=not progress):

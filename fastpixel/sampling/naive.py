@@ -1,7 +1,7 @@
 """The naive sampler's engine: a full forward pass of the model for every generated sub-pixel.
 
 O((H W)^2 C) work, the reference the cached engine is tested against. It runs ``model(images)``,
-so the model's backend choice applies (the Triton kernels on GPU when they are available).
+so the model's backend applies (``model.backend``: the Triton kernels on GPU when it was built for them).
 """
 
 from __future__ import annotations
@@ -13,13 +13,9 @@ class NaiveEngine:
     """Same protocol as :class:`fastpixel.sampling.cached.CachedEngine`; reads ``images`` directly."""
 
     def __init__(
-        self,
-        model: torch.nn.Module,
-        images: torch.Tensor,
-        backend: str | None = None,
-        gate_biases: list[torch.Tensor] | None = None,
+        self, model: torch.nn.Module, images: torch.Tensor, gate_biases: list[torch.Tensor] | None = None
     ) -> None:
-        self.model, self.images, self.backend, self.gate_biases = model, images, backend, gate_biases
+        self.model, self.images, self.gate_biases = model, images, gate_biases
 
     def start_row(self, r: int) -> None:
         pass
@@ -30,10 +26,9 @@ class NaiveEngine:
     def logits(self, r: int, j: int) -> torch.Tensor:
         """(B, L, C): the full forward pass, read at pixel (r, j)."""
         if self.gate_biases is not None:
-            with self.model._backend_scope(self.backend):
-                u = self.model.embed(self.images)
-                return self.model.forward_float(u, self.gate_biases)[:, :, :, r, j]
-        return self.model(self.images, backend=self.backend, validate=False)[:, :, :, r, j]
+            u = self.model.embed(self.images)
+            return self.model.forward_float(u, self.gate_biases)[:, :, :, r, j]
+        return self.model(self.images, validate=False)[:, :, :, r, j]
 
     def settle(self, r: int, j: int) -> None:
         pass

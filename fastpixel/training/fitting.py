@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Any, Callable
 
 import torch
 
 from fastpixel import presets
-from fastpixel.backend import use_backend
 from fastpixel.distributed import DistInfo
 from fastpixel.training.loop import train_loop
 from fastpixel.training.user_data import as_image_set
@@ -82,6 +80,7 @@ def fit(
     device = first.device if first is not None else torch.device("cpu")
     info = DistInfo(rank=0, world=1, local_rank=0, device=device)
     record = {"data": {"train": train_set.protocol, "test": test_set.protocol if test_set else None}}
-    with use_backend(backend) if backend else nullcontext():
-        return train_loop(model, train_set, test_set, config, info=info, on_step=on_step, record=record)
+    if backend:
+        model.to_backend(backend)
+    return train_loop(model, train_set, test_set, config, info=info, on_step=on_step, record=record)
 

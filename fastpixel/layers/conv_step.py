@@ -1,5 +1,6 @@
 """Incremental masked convolutions for cached sampling (Ramachandran et al. 2017, "Fast Generation
-for Convolutional Autoregressive Models"), and the PixelCNN residual block built from them.
+for Convolutional Autoregressive Models"): what the blocks' ``step`` methods and the sampler's
+input and output layers are built from.
 
 A masked conv with centre tap (cy, cx) computes output pixel (r, j) from input rows r - cy .. r only
 (the mask closes every tap below the centre row), and in row r only from columns <= j. So while
@@ -18,7 +19,6 @@ from __future__ import annotations
 import torch
 
 from fastpixel.layers.masked_conv import MaskedConv2d
-from fastpixel.layers.residual import ResidualConvBlock
 
 
 def masked_weight(conv: MaskedConv2d) -> torch.Tensor:
@@ -77,26 +77,3 @@ class RowConvCache:
         if self.bias is None:
             return patch @ self.weight
         return torch.addmm(self.bias, patch, self.weight)
-
-
-class ResidualConvBlockCache:
-    """PixelCNN block x + expand(relu(conv3x3(relu(reduce(relu(x)))))) one pixel at a time.
-
-    Only the 3x3 conv looks at other pixels; its cache holds rows r - 1 and r of relu(reduce(relu(x))).
-    """
-
-    def __init__(self, block: ResidualConvBlock, batch: int, width: int) -> None:
-        self.reduce = PointwiseConv(block.reduce)
-        self.conv = RowConvCache(block.conv, batch, width)
-        self.expand = PointwiseConv(block.expand)
-
-    def start_row(self, r: int) -> None:
-        self.conv.start_row()
-
-    def step(self, j: int, x: torch.Tensor) -> torch.Tensor:
-        """x: the stream (B, 2h) at (r, j) -> the block's output there, (B, 2h)."""
-        self.conv.write(j, torch.relu(self.reduce(torch.relu(x))))
-        return x + self.expand(torch.relu(self.conv.at(j)))
-
-    def end_row(self, r: int) -> None:
-        pass

@@ -1,4 +1,4 @@
-"""The residual Diagonal BiLSTM block one pixel at a time (paper section 3.2), for cached sampling.
+"""The residual Diagonal BiLSTM block one pixel at a time (paper section 3.2): its incremental step.
 
 Unskewed, the reference's left-to-right scan gives pixel (r, j) from its left neighbour and the
 pixel above (zero outside the image):
@@ -13,26 +13,31 @@ So while row r is generated, each pixel advances the left-to-right state by one 
 that depend only on row r - 1 -- the state from above, the bias, the expanded right-to-left output
 -- are computed for the whole row at ``start_row``), and when row r is complete, ``end_row`` runs
 the right-to-left direction over it, W steps from the right, ready to be read one row down;
-:meth:`DiagonalBiLSTMBlockCache.end_row_all` runs those scans of every block of a model together
+:meth:`DiagonalBiLSTMBlockCache.end_rows` runs those scans of every block of a model together
 (they are independent: each reads only its own block's row r).
 
 A pixel step is a handful of small ops (the per-pixel cost of sampling is op overhead): the input
 and the left state sit side by side in one buffer row ``[x(r, j) | h_lr(r, j - 1)]``, so the gates
 are one ``addmm`` with the stacked kernel, and the cell runs in place
-(:func:`fastpixel.fast.lstm_cell.cell_step_`). A step reads only column j and writes only column
+(:func:`fastpixel.lstm_cell.lstm_cell_step_`). A step reads only column j and writes only column
 j + 1, so calling it again for the same pixel (once per colour) recomputes the same states.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from fastpixel.fast.lstm_cell import cell_step_, gate_views
-from fastpixel.layers.residual import ResidualLSTMBlock
-from fastpixel.sampling.conv_cache import masked_weight
+from fastpixel.layers.conv_step import masked_weight
+from fastpixel.layers.step import InferenceCache
+from fastpixel.lstm_cell import gate_views, lstm_cell_step_
+
+if TYPE_CHECKING:
+    from fastpixel.layers.residual import ResidualLSTMBlock
 
 
-class DiagonalBiLSTMBlockCache:
+class DiagonalBiLSTMBlockCache(InferenceCache):
     """x + expand(DiagonalBiLSTM(x)) evaluated pixel by pixel; step(j, x (B, 2h)) -> (B, 2h)."""
 
     def __init__(
@@ -89,7 +94,7 @@ class DiagonalBiLSTMBlockCache:
         here, x_here, h, c_left, c, from_above, out_from_above = self._columns[j]
         x_here.copy_(x)
         gates = torch.addmm(from_above, here, self.lr_input_left, out=self.gates)  # [B, 4h]
-        cell_step_(gates, c_left, c, self.tanh_c, h, self.hidden, self.gate_views)
+        lstm_cell_step_(gates, c_left, c, self.tanh_c, h, self.hidden, self.gate_views)
         return torch.addmm(out_from_above, h, self.expand_weight).add_(x)
 
     def right_to_left_gates(self, r: int) -> torch.Tensor:
@@ -104,14 +109,20 @@ class DiagonalBiLSTMBlockCache:
         return gates
 
     def end_row(self, r: int) -> None:
-        DiagonalBiLSTMBlockCache.end_row_all([self], r)
+        DiagonalBiLSTMBlockCache.end_rows([self], r)
+
+    @classmethod
+    def end_rows(cls, caches: list[DiagonalBiLSTMBlockCache], r: int) -> None:
+        """Run the right-to-left scan of row r for every cache at once (one bmm per step over the caches
+        of one shape: hidden size, batch, width and dtype)."""
+        shapes: dict[tuple, list[DiagonalBiLSTMBlockCache]] = {}
+        for cache in caches:
+            shapes.setdefault((tuple(cache.h_rl_above.shape), cache.h_rl_above.dtype), []).append(cache)
+        for group in shapes.values():
+            cls._end_rows_of_one_shape(group, r)
 
     @staticmethod
-    def end_row_all(caches: list[DiagonalBiLSTMBlockCache], r: int) -> None:
-        """Run the right-to-left scan of row r for every cache at once (one bmm per step over caches).
-
-        All caches must have the same hidden size, batch and width.
-        """
+    def _end_rows_of_one_shape(caches: list[DiagonalBiLSTMBlockCache], r: int) -> None:
         first = caches[0]
         width, batch, hidden = first.h_rl_above.shape
         gates = torch.stack([cache.right_to_left_gates(r) for cache in caches])  # (L, W, B, 4h)
@@ -121,7 +132,7 @@ class DiagonalBiLSTMBlockCache:
         tanh_c = torch.empty_like(c)
         for j in reversed(range(width)):
             g = gates[:, j].baddbmm_(h_rl[:, j + 1], right)  # (L, B, 4h)
-            cell_step_(g, c, c, tanh_c, h_rl[:, j], hidden)
+            lstm_cell_step_(g, c, c, tanh_c, h_rl[:, j], hidden)
         for i, cache in enumerate(caches):
             cache.h_rl_above = h_rl[i, :width]
             cache.h_lr_above = cache.row[1:, :, cache.stream :].clone()

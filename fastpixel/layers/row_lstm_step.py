@@ -1,4 +1,4 @@
-"""The residual Row LSTM block one pixel at a time (paper section 3.1), for cached sampling.
+"""The residual Row LSTM block one pixel at a time (paper section 3.1): its incremental step.
 
 Pixel (r, j) of the reference scan gets
 
@@ -13,15 +13,20 @@ h and c and the current row's, swapped at the end of each row.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
-from fastpixel.layers.residual import ResidualLSTMBlock
-from fastpixel.reference.row_lstm import lstm_cell
-from fastpixel.sampling.conv_cache import PointwiseConv, RowConvCache
+from fastpixel.layers.conv_step import PointwiseConv, RowConvCache
+from fastpixel.layers.step import InferenceCache
+from fastpixel.lstm_cell import lstm_cell
+
+if TYPE_CHECKING:
+    from fastpixel.layers.residual import ResidualLSTMBlock
 
 
-class RowLSTMBlockCache:
+class RowLSTMBlockCache(InferenceCache):
     """x + expand(RowLSTM(x)) evaluated pixel by pixel; step(j, x (B, 2h)) -> (B, 2h)."""
 
     def __init__(
