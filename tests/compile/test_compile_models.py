@@ -17,10 +17,12 @@ pytestmark = pytest.mark.slow
 
 
 def build(name: str) -> torch.nn.Module:
+    """A model on the reference backend."""
     torch.manual_seed(0)
     if name == "multiscale":
-        return MultiScalePixelRNN(kind="row_lstm", channels=3, levels=4, hidden=3, layers=1, factor=2).double()
-    return fastpixel.create_model(name, channels=3, levels=4, hidden=3, layers=1).double()
+        return MultiScalePixelRNN(kind="row_lstm", channels=3, levels=4, hidden=3, layers=1, factor=2,
+                                  backend="reference").double()
+    return fastpixel.create_model(name, channels=3, levels=4, hidden=3, layers=1, backend="reference").double()
 
 
 MODELS = ("pixelcnn", "row_lstm", "diagonal_bilstm", "multiscale")
@@ -37,10 +39,9 @@ def fresh_dynamo():
 def test_explain_finds_no_graph_break(name):
     model = build(name)
     x = torch.randint(0, 4, (2, 3, 4, 5))
-    with fastpixel.use_backend("reference"):
-        forward = torch._dynamo.explain(model)(x)
-        torch._dynamo.reset()
-        likelihood = torch._dynamo.explain(lambda x: model.log_prob(x))(x)
+    forward = torch._dynamo.explain(model)(x)
+    torch._dynamo.reset()
+    likelihood = torch._dynamo.explain(lambda x: model.log_prob(x))(x)
     assert forward.graph_break_count == 0, [str(b.reason) for b in forward.break_reasons]
     assert likelihood.graph_break_count == 0, [str(b.reason) for b in likelihood.break_reasons]
     assert forward.graph_count == likelihood.graph_count == 1
@@ -66,9 +67,8 @@ def test_fullgraph_compile_matches_eager_with_every_gradient(name, compiler):
         loss.backward()
         return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
-    with fastpixel.use_backend("reference"):
-        want_logits, want_grads = loss_and_grads(model)
-        got_logits, got_grads = loss_and_grads(compiled)
+    want_logits, want_grads = loss_and_grads(model)
+    got_logits, got_grads = loss_and_grads(compiled)
     torch.testing.assert_close(got_logits, want_logits, rtol=1e-10, atol=1e-10)
     assert want_grads.keys() == got_grads.keys()
     for n in want_grads:
@@ -78,18 +78,18 @@ def test_fullgraph_compile_matches_eager_with_every_gradient(name, compiler):
 def test_compiled_log_prob_still_counts_nats():
     model = build("row_lstm")
     x = torch.randint(0, 4, (2, 3, 3, 3))
-    with fastpixel.use_backend("reference"):
-        want = model.log_prob(x)
-        got = torch.compile(lambda x: model.log_prob(x), fullgraph=True)(x)
+    want = model.log_prob(x)
+    got = torch.compile(lambda x: model.log_prob(x), fullgraph=True)(x)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
 
-def test_auto_backend_compiles_into_one_graph_and_retraces_when_the_default_changes(monkeypatch):
-    """With no backend named, a compiled model takes the reference inside the graph (the eager-only
-    "torch" fast path stays outside it), and a new use_backend default gives a new graph."""
-    monkeypatch.delenv("FASTPIXEL_BACKEND", raising=False)  # "auto", as a user has it
+def test_a_torch_backend_model_compiles_by_tracing_the_reference(monkeypatch):
+    """A CPU user's model (auto -> the eager-only "torch" backend) compiles into one graph: traced,
+    its ops run as the reference's (same numbers); switching the model's backend retraces."""
     monkeypatch.setenv("TRITON_INTERPRET", "0")  # a CPU user: triton cannot run
-    model = build("diagonal_bilstm")
+    torch.manual_seed(0)
+    model = fastpixel.create_model("diagonal_bilstm", channels=3, levels=4, hidden=3, layers=1, backend="auto").double()
+    assert model.backend == "torch"
     x = torch.randint(0, 4, (2, 3, 3, 4))
     graphs = []
 
@@ -98,10 +98,10 @@ def test_auto_backend_compiles_into_one_graph_and_retraces_when_the_default_chan
         return gm.forward
 
     compiled = torch.compile(model, fullgraph=True, backend=counting)
-    want = model(x, backend="reference")
+    want = model(x)  # eager: the torch backend
     torch.testing.assert_close(compiled(x), want, rtol=1e-10, atol=1e-10)
     compiled(x)
-    assert len(graphs) == 1  # same default: the cached graph runs again
-    with fastpixel.use_backend("reference"):
-        torch.testing.assert_close(compiled(x), want, rtol=1e-10, atol=1e-10)
-    assert len(graphs) == 2  # the default changed: traced anew, not a stale graph
+    assert len(graphs) == 1  # same backend: the cached graph runs again
+    model.to_backend("reference")
+    torch.testing.assert_close(compiled(x), want, rtol=1e-10, atol=1e-10)
+    assert len(graphs) == 2  # the model's backend changed: traced anew, not a stale graph

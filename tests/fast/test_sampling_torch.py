@@ -16,8 +16,7 @@ from tests.test_sampling import KINDS, MODELS, gen, make_model
 
 def torch_model(name, channels, levels, skip=False, dtype=torch.float64, **kw):
     model = make_model(name, channels, levels, skip, dtype=dtype, **kw)
-    model.backend = "torch"
-    return model
+    return model.to_backend("torch")
 
 
 @pytest.mark.parametrize("name", MODELS)

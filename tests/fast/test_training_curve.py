@@ -16,12 +16,12 @@ import fastpixel
 
 
 def losses(model, batches, backend):
-    model = copy.deepcopy(model)
+    model = copy.deepcopy(model).to_backend(backend)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     curve = []
     for x in batches:
         opt.zero_grad()
-        loss = -model.log_prob(x, backend=backend).mean()
+        loss = -model.log_prob(x).mean()
         loss.backward()
         opt.step()
         curve.append(loss.item())

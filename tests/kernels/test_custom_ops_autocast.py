@@ -123,11 +123,11 @@ def test_reference_dtype_routing_under_cpu_autocast():
 def test_model_under_cpu_autocast_reference():
     """A model on the reference path under bf16 autocast: bf16 logits, float32 log-likelihood,
     float32 parameter gradients."""
-    model = fastpixel.create_model("row_lstm", channels=3, levels=4, hidden=4, layers=1)
+    model = fastpixel.create_model("row_lstm", channels=3, levels=4, hidden=4, layers=1, backend="reference")
     x = torch.randint(0, 4, (2, 3, 4, 5))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        logits = model(x, backend="reference")
-        log_p = model.log_prob(x, backend="reference")
+        logits = model(x)
+        log_p = model.log_prob(x)
     assert logits.dtype == torch.bfloat16 and log_p.dtype == torch.float32
     (-log_p.sum()).backward()
     assert all(p.grad.dtype == torch.float32 for p in model.parameters())
@@ -184,14 +184,14 @@ def test_model_under_autocast_triton_matches_reference(name, device):
     torch.manual_seed(0)
     model = fastpixel.create_model(name, channels=3, levels=4, hidden=4, layers=1).to(device)
     x = torch.randint(0, 4, (2, 3, 4, 5), device=device)
-    exact = model.double().log_prob(x, backend="reference").detach()
+    exact = model.double().to_backend("reference").log_prob(x).detach()
     model.float()
     results = {}
     for backend in ("reference", "triton"):
-        model.zero_grad(set_to_none=True)
+        model.to_backend(backend).zero_grad(set_to_none=True)
         with torch.autocast(device, dtype=dtype):
-            logits = model(x, backend=backend)
-            log_p = model.log_prob(x, backend=backend)
+            logits = model(x)
+            log_p = model.log_prob(x)
         (-log_p.sum()).backward()
         results[backend] = (logits.dtype, log_p.detach(), [p.grad for p in model.parameters()])
     assert results["triton"][0] == results["reference"][0] == dtype

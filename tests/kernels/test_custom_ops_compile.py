@@ -31,8 +31,9 @@ def fresh_dynamo():
 
 
 def _build(name, device):
+    """A model on the triton backend (the kernels, through the interpreter on a CPU)."""
     torch.manual_seed(0)
-    return fastpixel.create_model(name, channels=3, levels=4, hidden=3, layers=1).to(device)
+    return fastpixel.create_model(name, channels=3, levels=4, hidden=3, layers=1, backend="triton").to(device)
 
 
 def _fastpixel_ops(graph_module: torch.fx.GraphModule) -> set[str]:
@@ -130,9 +131,8 @@ def test_gpu_inductor_bf16_autocast_training_step(name):
         loss.backward()
         return [loss.detach().double()] + [p.grad.double() for p in model.parameters()]
 
-    with fastpixel.use_backend("reference"):
-        exact = loss_and_grads(model.double(), autocast=False)
-    model.float()
+    exact = loss_and_grads(model.double().to_backend("reference"), autocast=False)
+    model.float().to_backend("triton")
     compiled = torch.compile(model, fullgraph=True)
     with fastpixel.use_backend("triton"):
         eager = loss_and_grads(model, autocast=True)

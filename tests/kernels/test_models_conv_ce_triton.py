@@ -11,7 +11,6 @@ import pytest
 import torch
 
 import fastpixel
-from fastpixel.backend import kernel_available
 
 CASES = [
     # (model, channels, levels, hidden, dtype)
@@ -25,7 +24,7 @@ CASES = [
 
 
 def _loss_backend() -> str:
-    return "triton" if kernel_available("cross_entropy") else "reference"
+    return "triton"
 
 
 def _nll_and_grads(model, x, *, loss_backend: str | None):
