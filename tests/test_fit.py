@@ -69,7 +69,7 @@ def test_fit_writes_a_run_dir_the_commands_read(tmp_path):
     assert result["step"] == 4 and result["test"]["images"] == 4
     assert {"checkpoint.pt", "checkpoint-00000002.pt", "checkpoint-00000004.pt", "metrics.jsonl", "loss.png",
             "config.json"} <= {p.name for p in run.iterdir()}
-    loaded = fastpixel.load_checkpoint(run / "checkpoint.pt")
+    loaded = fastpixel.from_pretrained(run / "checkpoint.pt")
     assert state_equal(loaded.state_dict(), model.state_dict())
     from fastpixel.cli.sample import run as sample
 

@@ -60,7 +60,7 @@ def test_an_old_checkpoint_evaluates_to_the_same_figures(weights):
 
 
 def test_an_old_checkpoint_loads_as_a_model_and_its_export_matches():
-    model = fastpixel.load_checkpoint(FIXTURE / "run" / "checkpoint.pt", weights="ema")
+    model = fastpixel.from_pretrained(FIXTURE / "run" / "checkpoint.pt", weights="ema")
     saved = fastpixel.from_pretrained(FIXTURE / "saved_model")
     assert saved.config == model.config and saved.pretrained_info["step"] == 2
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), saved.state_dict().values()))
