@@ -37,7 +37,6 @@ __all__ = [
     "ResidualLSTMBlock",
     "RowLSTM",
     "TrainConfig",
-    "__version__",
     "bits_per_dim",
     "color_groups",
     "complete",

@@ -31,8 +31,6 @@ from fastpixel.training.schedule import check_schedule
 MULTISCALE_OPTIONS = ("kind", "factor", "small_hidden", "small_layers", "condition_features")
 #: Fields that say how this invocation runs, not what is trained (not stored in checkpoints).
 INVOCATION = ("run_dir", "resume", "overwrite", "backend", "device", "progress", "quiet")
-#: Keys a saved run's config.json records beside the settings (ignored when reading it back).
-RECORDED = ("model_config", "world_size", "data", "torch", "parameters")
 _D = DEFAULTS
 
 
@@ -118,12 +116,10 @@ class TrainConfig:
     @classmethod
     def from_saved(cls, values: Mapping[str, Any], **invocation: Any) -> TrainConfig:
         """The settings a run recorded (its config.json, or a checkpoint's ``train_config``), as written
-        by any fastpixel so far; the recorded INVOCATION fields and extras are left out (give them as
-        ``invocation``), and settings a run of an older fastpixel did not record take their defaults."""
+        by any fastpixel so far. Only the settings and the preset are taken: the recorded INVOCATION
+        fields (give them as ``invocation``) and whatever else the run recorded (model config, data
+        protocol, versions) are left out; settings an older fastpixel did not record take their defaults."""
         kept = {k: v for k, v in values.items() if k in DEFAULTS or k == "preset"}
-        unknown = set(values) - set(FIELDS) - set(RECORDED)
-        if unknown:
-            raise ValueError(f"unknown setting(s) {sorted(unknown)}")
         return cls(**kept, **invocation)
 
     @classmethod
