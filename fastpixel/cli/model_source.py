@@ -59,14 +59,16 @@ def add_model_source(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model_source(args: argparse.Namespace, device: torch.device) -> LoadedModel:
-    """The model named by ``--checkpoint`` / ``--pretrained`` (+ ``--weights``), on ``device``, in eval mode."""
+    """The model named by ``--checkpoint`` / ``--pretrained`` (+ ``--weights``), on ``device``, in eval mode,
+    built on ``--backend`` (the model owns its backend)."""
+    backend = getattr(args, "backend", None)
     if args.pretrained is not None:
         if args.weights != "model":
             raise CommandError("--weights ema applies to --checkpoint only (a saved model holds one set of weights)")
-        model = from_pretrained(args.pretrained, device=device)
+        model = from_pretrained(args.pretrained, device=device, backend=backend)
         label = f"pretrained {args.pretrained!r}: {model.config}"
     else:
-        model = model_from_checkpoint(args.checkpoint, weights=args.weights, device=device)
+        model = model_from_checkpoint(args.checkpoint, weights=args.weights, device=device, backend=backend)
         info = getattr(model, "pretrained_info", {}) or {}
         label = f"{model.config} at step {info.get('step')} ({args.weights} weights)"
     info = dict(getattr(model, "pretrained_info", None) or {})

@@ -42,7 +42,7 @@ from fastpixel.training.guards import stop_on_signals
 from fastpixel.training.resume import TRAJECTORY_KEYS, last_records, resume
 from fastpixel.training.run_dir import TENSORBOARD, prepare_run_dir
 from fastpixel.training.schedule import learning_rate
-from fastpixel.training.state import RunState, start
+from fastpixel.training.state import RunState, say, start
 from fastpixel.training.steps import evaluate, log_train, one_step, save, write_config
 
 __all__ = ["TRAJECTORY_KEYS", "train_loop"]
@@ -64,8 +64,8 @@ def train_loop(model: torch.nn.Module, train_set: ImageSet, test_set: ImageSet |
         raise ValueError(f"batch_size {config.batch_size} exceeds the {len(train_set)} training images")
     run_dir = Path(config.run_dir) if config.run_dir else None
     if run_dir is not None:
-        say = (lambda text: print(f"fastpixel: {text}", file=sys.stderr)) if info.is_main else (lambda text: None)
-        prepare_run_dir(run_dir, resume=config.resume, overwrite=config.overwrite, writes=info.is_main, say=say)
+        prepare_run_dir(run_dir, resume=config.resume, overwrite=config.overwrite, writes=info.is_main,
+                        say=lambda text: say(info, text))
         barrier(info)
     state = start(model, train_set, test_set, config, info)
     if run_dir is not None and config.resume:

@@ -71,12 +71,17 @@ class RunState:
 
     def say(self, text: str) -> None:
         """A status line on stderr, from the main process only."""
-        if self.info.is_main:
-            print(f"fastpixel: {text}", file=sys.stderr)
+        say(self.info, text)
 
     def weights(self) -> list[tuple[str, torch.nn.Module]]:
         """[("model", model)] and ("ema", the averaged model) when the run keeps one."""
         return [("model", self.model)] + ([("ema", self.ema.module)] if self.ema is not None else [])
+
+
+def say(info: DistInfo, text: str) -> None:
+    """``fastpixel: <text>`` on stderr, from the main process only."""
+    if info.is_main:
+        print(f"fastpixel: {text}", file=sys.stderr)
 
 
 def seed_everything(seed: int) -> None:
