@@ -105,3 +105,15 @@ def test_fit_refuses_bad_settings():
         fastpixel.fit(model, images, steps=0)
     with pytest.raises(TypeError, match="channels and .levels"):
         fastpixel.fit(torch.nn.Linear(2, 2), images, steps=1)
+
+
+def test_fit_moves_a_model_that_owns_its_backend(monkeypatch):
+    """fit(backend=) calls model.to_backend(backend) when the model has it (issue 17: the model owns its
+    backend), instead of a process-wide use_backend block."""
+    model = fastpixel.create_model("pixelcnn", channels=1, levels=2, hidden=2, layers=0)
+    moved = []
+    model.to_backend = lambda name: moved.append(name) or model
+    entered = []
+    monkeypatch.setattr("fastpixel.training.fitting.use_backend", lambda name: entered.append(name))
+    fastpixel.fit(model, torch.zeros(4, 1, 3, 3, dtype=torch.long), steps=1, batch_size=2, backend="reference")
+    assert moved == ["reference"] and entered == []
