@@ -5,7 +5,8 @@
     logits = model(x)                      # x: (B, 1, 28, 28) ints in {0, 1} -> (B, 2, 1, 28, 28)
     nats = -model.log_prob(x)              # (B,) exact NLL in nats
     model.save_pretrained("my_model")      # config.json + model.safetensors (no pickle)
-    model = fastpixel.from_pretrained("my_model")   # or "digits", the model shipped with fastpixel
+    model = fastpixel.from_pretrained("my_model")   # or "digits", "hf://owner/repo", "runs/x/checkpoint.pt"
+    state = fastpixel.read_checkpoint("runs/x/checkpoint.pt")   # a training checkpoint's dict
 
 Layers for your own models: MaskedConv2d, RowLSTM, DiagonalBiLSTM, ResidualConvBlock,
 ResidualLSTMBlock. Ops with a ``backend=`` switch live in :mod:`fastpixel.ops`; the readable
@@ -14,16 +15,17 @@ Train from Python with ``fastpixel.fit(model, images, steps=...)``; the commands
 :mod:`fastpixel.cli`. Importing fastpixel needs neither a GPU nor triton.
 """
 
+from fastpixel._version import __version__
 from fastpixel.backend import BackendUnavailableError, use_backend
+from fastpixel.checkpoint import read_checkpoint
 from fastpixel.layers import DiagonalBiLSTM, MaskedConv2d, ResidualConvBlock, ResidualLSTMBlock, RowLSTM
 from fastpixel.masks import MaskSpec, color_groups
 from fastpixel.metrics import bits_per_dim, nats_per_image
 from fastpixel.models import MultiScalePixelRNN, create_model
-from fastpixel.persistence import from_pretrained, load_checkpoint, push_to_hub, save_pretrained
+from fastpixel.models.build import from_pretrained, push_to_hub, save_pretrained
+from fastpixel.persistence import load_checkpoint  # deprecated: from_pretrained / read_checkpoint
 from fastpixel.sampling import complete, sample
-from fastpixel.training import fit
-
-__version__ = "0.1.0"
+from fastpixel.training import TrainConfig, fit
 
 __all__ = [
     "BackendUnavailableError",
@@ -34,6 +36,7 @@ __all__ = [
     "ResidualConvBlock",
     "ResidualLSTMBlock",
     "RowLSTM",
+    "TrainConfig",
     "bits_per_dim",
     "color_groups",
     "complete",
@@ -43,6 +46,7 @@ __all__ = [
     "load_checkpoint",
     "nats_per_image",
     "push_to_hub",
+    "read_checkpoint",
     "sample",
     "save_pretrained",
     "use_backend",

@@ -4,6 +4,9 @@ A checkpoint is a dict (``FORMAT``): step, model_config (``create_model(**model_
 train_config, model / optimizer / ema state dicts, the RNG states (torch CPU, every CUDA device,
 numpy's and Python's global generators) and the running training-loss sums, so a resumed run
 continues exactly where the checkpoint was taken. It loads with ``torch.load(weights_only=True)``.
+
+    state = read_checkpoint("runs/t/checkpoint.pt")         # the dict, e.g. state["step"]
+    model = fastpixel.from_pretrained("runs/t/checkpoint.pt", weights="ema")   # its model
 """
 
 from __future__ import annotations
@@ -11,11 +14,14 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
+
+from fastpixel.atomic import write_atomically
 
 FORMAT = "fastpixel-checkpoint-1"
 FILENAME = "checkpoint.pt"
@@ -49,34 +55,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss_next"]))
 
 
-def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
-    """Write a file atomically: ``write(tmp)`` fills a temporary file in the same folder
-    (``.<name>.tmp-<pid>``, which run directories clean up after a killed writer), it is fsynced and
-    renamed over ``path``, and the rename is made durable. A reader (or a crash) sees either the old
-    file or the new one, never half of one; the temporary file never outlives a failed write.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-    return path
-
-
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically (:func:`write_atomically`)."""
 
@@ -87,8 +65,12 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     return write_atomically(path, write)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` (no code runs); errors name the file."""
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A training checkpoint as the dict it holds, read with ``weights_only=True`` (no code runs).
+
+    FileNotFoundError / CheckpointError name the file. For the model it holds, use
+    ``fastpixel.from_pretrained(path, weights="model" | "ema")``.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint there (train writes <run-dir>/{FILENAME})")
@@ -106,3 +88,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a fastpixel checkpoint (expected format {FORMAT!r})")
     return state
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Deprecated name of :func:`read_checkpoint` (the dict); kept for one release."""
+    warnings.warn("fastpixel.checkpoint.load_checkpoint is deprecated: use fastpixel.read_checkpoint (the "
+                  "checkpoint's dict) or fastpixel.from_pretrained(path) (its model)", DeprecationWarning, stacklevel=2)
+    return read_checkpoint(path, map_location)

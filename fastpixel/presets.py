@@ -1,5 +1,8 @@
 """Named training configurations; every value can be overridden by a command-line flag.
 
+Data only: ``TrainConfig.from_preset(name, **overrides)`` (fastpixel.training.config) turns a preset
+into a checked config; ``DEFAULTS`` are TrainConfig's defaults, ``resolve`` the plain-dict merge.
+
 ``paper_*`` follow the architectures of the paper (van den Oord et al., 2016, Section 5 and
 Table 1: h, layers, output width); the optimiser settings are fastpixel's defaults, not taken
 from the paper. The ``cpu_*`` presets train on the built-in digits in minutes on a CPU.
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Values every preset starts from.
+#: Values every preset starts from (and TrainConfig's field defaults).
 DEFAULTS: dict[str, Any] = dict(
     model="pixelcnn", hidden=8, layers=2, output_hidden=None, skip=False,
     dataset="builtin_mnist", data_dir=None, binarize="none", binarize_seed=0, allow_pickle=False, png_convert=False,

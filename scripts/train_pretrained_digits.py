@@ -36,10 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fastpixel import create_model  # noqa: E402
-from fastpixel.checkpoint import FORMAT, load_checkpoint, rng_state, save_checkpoint, set_rng_state  # noqa: E402
+from fastpixel.checkpoint import FORMAT, read_checkpoint, rng_state, save_checkpoint, set_rng_state  # noqa: E402
 from fastpixel.data import load_dataset, training_batch  # noqa: E402
 from fastpixel.ops.cross_entropy import pixel_cross_entropy  # noqa: E402
-from fastpixel.persistence import from_pretrained, save_pretrained  # noqa: E402
+from fastpixel.models.build import from_pretrained, save_pretrained  # noqa: E402
 from fastpixel.sampling import sample  # noqa: E402
 
 DIMS = 28 * 28
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     ckpt_path = work / "checkpoint.pt"
     step = 0
     if args.pilot_seconds is None and ckpt_path.is_file():
-        ckpt = load_checkpoint(ckpt_path)
+        ckpt = read_checkpoint(ckpt_path)
         if ckpt["train_config"] != settings:
             raise SystemExit(f"{ckpt_path} was written with other settings {ckpt['train_config']}; "
                              "move it away or pass the same arguments")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fastpixel import checkpoint as ckpt_module
-from fastpixel.checkpoint import FORMAT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from fastpixel.checkpoint import FORMAT, read_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 
 def state(value: float) -> dict:
@@ -26,7 +26,7 @@ def test_roundtrip_loads_with_weights_only(tmp_path):
     path = save_checkpoint(tmp_path / "run" / "checkpoint.pt", saved)
     raw = torch.load(path, weights_only=True)  # only tensors and plain types
     assert raw["step"] == 7 and raw["config"] == saved["config"]
-    loaded = load_checkpoint(path)
+    loaded = read_checkpoint(path)
     assert torch.equal(loaded["model"]["weight"], saved["model"]["weight"])
     assert torch.equal(loaded["optimizer"]["state"][0]["exp_avg"], saved["optimizer"]["state"][0]["exp_avg"])
     assert [p.name for p in path.parent.iterdir()] == ["checkpoint.pt"]  # no temporary file left
@@ -42,7 +42,7 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(ckpt_module.torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, state(2.0))
-    assert load_checkpoint(path)["value"] == 1.0
+    assert read_checkpoint(path)["value"] == 1.0
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
 
@@ -59,15 +59,15 @@ def test_rng_round_trip():
 
 def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="absent.pt"):
-        load_checkpoint(tmp_path / "absent.pt")
+        read_checkpoint(tmp_path / "absent.pt")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError, match="bad.pt: cannot read"):
-        load_checkpoint(bad)
+        read_checkpoint(bad)
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.ones(1)}, other)
     with pytest.raises(RuntimeError, match="not a fastpixel checkpoint"):
-        load_checkpoint(other)
+        read_checkpoint(other)
 
 
 class Evil:
@@ -79,7 +79,7 @@ def test_arbitrary_objects_are_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format": FORMAT, "payload": Evil()}, path)
     with pytest.raises(RuntimeError, match="cannot read") as err:
-        load_checkpoint(path)
+        read_checkpoint(path)
     # the refusal says why, and does not relay torch's advice to load it with weights_only=False
     assert "would run code" in str(err.value) and "weights_only" not in str(err.value)
     assert "evil.pt" in str(err.value)

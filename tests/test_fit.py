@@ -69,7 +69,7 @@ def test_fit_writes_a_run_dir_the_commands_read(tmp_path):
     assert result["step"] == 4 and result["test"]["images"] == 4
     assert {"checkpoint.pt", "checkpoint-00000002.pt", "checkpoint-00000004.pt", "metrics.jsonl", "loss.png",
             "config.json"} <= {p.name for p in run.iterdir()}
-    loaded = fastpixel.load_checkpoint(run / "checkpoint.pt")
+    loaded = fastpixel.from_pretrained(run / "checkpoint.pt")
     assert state_equal(loaded.state_dict(), model.state_dict())
     from fastpixel.cli.sample import run as sample
 
@@ -105,3 +105,12 @@ def test_fit_refuses_bad_settings():
         fastpixel.fit(model, images, steps=0)
     with pytest.raises(TypeError, match="channels and .levels"):
         fastpixel.fit(torch.nn.Linear(2, 2), images, steps=1)
+
+
+def test_fit_moves_every_layer_to_the_backend_and_they_stay_there():
+    """fit(backend=) switches the model's layers (the model owns its backend; issue 17), for a
+    fastpixel model and for a user's own module holding fastpixel layers; no process-wide state."""
+    model = fastpixel.create_model("pixelcnn", channels=1, levels=2, hidden=2, layers=0, backend="torch")
+    fastpixel.fit(model, torch.zeros(4, 1, 3, 3, dtype=torch.long), steps=1, batch_size=2, backend="reference")
+    assert {m.backend for m in model.modules() if hasattr(m, "requested_backend")} == {"reference"}
+    assert fastpixel.backend.requested_backend() == fastpixel.backend.requested_backend(None)  # nothing global set

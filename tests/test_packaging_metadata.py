@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def source_version() -> str:
-    tree = ast.parse((REPO / "fastpixel" / "__init__.py").read_text())
+    tree = ast.parse((REPO / "fastpixel" / "_version.py").read_text())
     (value,) = [node.value.value for node in tree.body if isinstance(node, ast.Assign)
                 and any(getattr(t, "id", None) == "__version__" for t in node.targets)]
     return value
@@ -28,7 +28,7 @@ def test_pyproject_declares_what_fastpixel_imports():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     names = {dep.split(">")[0].split("<")[0].split("=")[0].split(";")[0].strip().lower() for dep in project["dependencies"]}
     assert {"torch", "numpy", "pillow", "safetensors"} <= names
-    assert "version" not in project and project["dynamic"] == ["version"]  # one source: fastpixel.__version__
+    assert "version" not in project and project["dynamic"] == ["version"]  # one source: fastpixel/_version.py
     assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
     assert project["optional-dependencies"]["hub"][0].startswith("huggingface_hub")
     assert "Apache License" in (REPO / "LICENSE").read_text()[:200]

@@ -1,4 +1,5 @@
-"""save_pretrained / from_pretrained / load_checkpoint: exact round trips, no pickle, clear errors."""
+"""save_pretrained / from_pretrained (saved models and training checkpoints): exact round trips, no pickle,
+clear errors."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import fastpixel
 from fastpixel.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from fastpixel.checkpoint import CheckpointError
 from fastpixel.checkpoint import save_checkpoint
 from fastpixel.models import MODELS
 from fastpixel.persistence import (
@@ -137,8 +139,8 @@ def test_missing_directory_and_files(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError, match="not a directory"):
         fastpixel.from_pretrained(tmp_path / "file")
-    (tmp_path / "checkpoint.pt").write_text("x")
-    with pytest.raises(NotADirectoryError, match="fastpixel.load_checkpoint"):
+    (tmp_path / "checkpoint.pt").write_text("x")  # a .pt path is read as a training checkpoint
+    with pytest.raises(CheckpointError, match="checkpoint.pt: cannot read the checkpoint"):
         fastpixel.from_pretrained(tmp_path / "checkpoint.pt")
 
 
@@ -210,9 +212,9 @@ def test_load_checkpoint_model_and_ema(name, tmp_path):
             p.add_(1.0)
     ema.update_parameters(model)  # the average now differs from the model
     write_checkpoint(tmp_path / "checkpoint.pt", model, ema)
-    loaded = fastpixel.load_checkpoint(tmp_path / "checkpoint.pt")
+    loaded = fastpixel.from_pretrained(tmp_path / "checkpoint.pt")
     assert_same_weights(model, loaded)
-    averaged = fastpixel.load_checkpoint(tmp_path / "checkpoint.pt", weights="ema")
+    averaged = fastpixel.from_pretrained(tmp_path / "checkpoint.pt", weights="ema")
     assert_same_weights(ema.module, averaged)
     assert not torch.equal(averaged.input_conv.weight if name != "multiscale" else averaged.large.input_conv.weight,
                            model.input_conv.weight if name != "multiscale" else model.large.input_conv.weight)
@@ -225,14 +227,14 @@ def test_load_checkpoint_model_and_ema(name, tmp_path):
 def test_load_checkpoint_records_png_sizes_and_refuses_missing_ema(tmp_path):
     model = build("pixelcnn", channels=1, levels=2)
     write_checkpoint(tmp_path / "c.pt", model, None, data={"height": 8, "width": 12})
-    info = fastpixel.load_checkpoint(tmp_path / "c.pt").pretrained_info
+    info = fastpixel.from_pretrained(tmp_path / "c.pt").pretrained_info
     assert (info["height"], info["width"]) == (8, 12)
     with pytest.raises(ValueError, match="no EMA weights"):
-        fastpixel.load_checkpoint(tmp_path / "c.pt", weights="ema")
+        fastpixel.from_pretrained(tmp_path / "c.pt", weights="ema")
     with pytest.raises(ValueError, match="weights must be 'model' or 'ema'"):
-        fastpixel.load_checkpoint(tmp_path / "c.pt", weights="best")
+        fastpixel.from_pretrained(tmp_path / "c.pt", weights="best")
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        fastpixel.load_checkpoint(tmp_path / "missing.pt")
+        fastpixel.from_pretrained(tmp_path / "missing.pt")
 
 
 def test_load_checkpoint_shape_mismatch_names_the_file(tmp_path):
@@ -241,7 +243,7 @@ def test_load_checkpoint_shape_mismatch_names_the_file(tmp_path):
              "model": model.state_dict(), "ema": None}
     save_checkpoint(tmp_path / "c.pt", state)
     with pytest.raises(PretrainedFormatError, match=r"c.pt: weight shapes do not match"):
-        fastpixel.load_checkpoint(tmp_path / "c.pt")
+        fastpixel.from_pretrained(tmp_path / "c.pt")
 
 
 # -- Hugging Face Hub (mocked: no network) ----------------------------------------------------------

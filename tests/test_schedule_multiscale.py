@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from fastpixel.checkpoint import load_checkpoint
+from fastpixel.checkpoint import read_checkpoint
 from fastpixel.cli import evaluate as evaluate_cli
 from fastpixel.cli import sample as sample_cli
 from fastpixel.cli import train as train_cli
@@ -36,7 +36,7 @@ def test_the_run_uses_and_logs_the_schedule(tmp_path):
                       warmup_steps=1))
     lrs = [r["lr"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "train"]
     assert lrs == pytest.approx([1e-2, 1e-2, 1e-2, 1e-3], rel=1e-12)  # steps 0..3: warmup (1/1), then x0.1 every 2
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["train_config"]["lr_schedule"] == "step"
+    assert read_checkpoint(tmp_path / "checkpoint.pt")["train_config"]["lr_schedule"] == "step"
 
 
 class Stop(Exception):
@@ -55,7 +55,7 @@ def test_cosine_schedule_resumes_exactly(tmp_path):
     with pytest.raises(Stop):
         train(cut, on_step=stop)
     train({**cut, "resume": True})
-    a, b = load_checkpoint(tmp_path / "straight" / "checkpoint.pt"), load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    a, b = read_checkpoint(tmp_path / "straight" / "checkpoint.pt"), read_checkpoint(tmp_path / "cut" / "checkpoint.pt")
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     def records(run):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in read_metrics(tmp_path / run / "metrics.jsonl")]
@@ -74,7 +74,7 @@ def test_multiscale_train_evaluate_sample(tmp_path, capsys):
                     "--small-hidden", "2", "--output-hidden", "8", "--steps", "2", "--batch-size", "4",
                     "--train-limit", "8", "--test-limit", "4", "--eval-every", "0", "--sample-grid", "2",
                     "--backend", "reference", "--quiet", "--run-dir", str(run_dir)])
-    ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+    ckpt = read_checkpoint(run_dir / "checkpoint.pt")
     assert ckpt["model_config"]["name"] == "multiscale" and ckpt["model_config"]["kind"] == "row_lstm"
     assert ckpt["model_config"]["small_hidden"] == 2 and (run_dir / "samples" / "step-0000002-model.png").is_file()
     logged = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["split"] == "test"][-1]

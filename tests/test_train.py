@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from fastpixel import presets
-from fastpixel.checkpoint import load_checkpoint
+from fastpixel.checkpoint import read_checkpoint
 from fastpixel.cli.train import build_parser, config_from_args
 from fastpixel.training import train
 from tests.cli_helpers import tiny_config
@@ -42,12 +42,12 @@ def records(run_dir) -> list[dict]:
 def test_flags_override_presets():
     argv = ["--preset", "paper_binarized_mnist", "--hidden", "32", "--no-skip"]
     config = config_from_args(build_parser().parse_args(argv))
-    assert (config["model"], config["layers"], config["hidden"], config["output_hidden"]) == ("diagonal_bilstm", 7, 32, 32)
-    assert config["dataset"] == "binarized_mnist" and config["skip"] is False
-    assert config["run_dir"] == os.path.join("runs", "paper_binarized_mnist")
+    assert (config.model, config.layers, config.hidden, config.output_hidden) == ("diagonal_bilstm", 7, 32, 32)
+    assert config.dataset == "binarized_mnist" and config.skip is False
+    assert config.run_dir == os.path.join("runs", "paper_binarized_mnist")
     config = config_from_args(build_parser().parse_args(["--ema", "0.999", "--bf16", "--binarize", "dynamic"]))
-    assert config["preset"] == "cpu_tiny" and config["ema"] == 0.999 and config["bf16"] is True
-    assert config["binarize"] == "dynamic"
+    assert config.preset == "cpu_tiny" and config.ema == 0.999 and config.bf16 is True
+    assert config.binarize == "dynamic"
 
 
 @pytest.mark.parametrize("name, model, hidden, layers, output_hidden, dataset", [
@@ -107,7 +107,7 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
     proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, json.dumps(killed), "5"], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr  # SIGKILL after step 5; the last checkpoint is step 4
-    assert load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["step"] == 4
+    assert read_checkpoint(tmp_path / "killed" / "checkpoint.pt")["step"] == 4
     assert max(r["step"] for r in records(tmp_path / "killed")) == 5  # work since the checkpoint, lost
 
     with pytest.raises(FileExistsError, match="--resume"):
@@ -116,8 +116,8 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
         train({**killed, "resume": True, "lr": 0.5})
     train({**killed, "resume": True})
 
-    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
-    b = load_checkpoint(tmp_path / "killed" / "checkpoint.pt")
+    a = read_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = read_checkpoint(tmp_path / "killed" / "checkpoint.pt")
     assert a["step"] == b["step"] == 6
     for key in ("model", "ema"):
         assert a[key].keys() == b[key].keys()
@@ -148,4 +148,4 @@ def test_cuda_bf16_autocast_trains(tmp_path):
     config.update(device="cuda", backend="auto")
     result = train(config)
     assert result["step"] == 4 and torch.isfinite(torch.tensor(result["test"]["nats_per_image"]))
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["model"]["input_conv.weight"].dtype == torch.float32
+    assert read_checkpoint(tmp_path / "checkpoint.pt")["model"]["input_conv.weight"].dtype == torch.float32

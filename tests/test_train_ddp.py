@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from fastpixel.checkpoint import load_checkpoint
+from fastpixel.checkpoint import read_checkpoint
 from fastpixel.training import train
 
 FLAGS = ["--preset", "cpu_tiny", "--hidden", "4", "--layers", "1", "--output-hidden", "8", "--batch-size", "8",
@@ -46,7 +46,7 @@ def test_two_process_gloo_matches_one_process(tmp_path, one_thread):
     from fastpixel.cli.train import build_parser, config_from_args
     train(config_from_args(build_parser().parse_args([*FLAGS, "--run-dir", str(single_dir)])))
 
-    ddp, single = load_checkpoint(ddp_dir / "checkpoint.pt"), load_checkpoint(single_dir / "checkpoint.pt")
+    ddp, single = read_checkpoint(ddp_dir / "checkpoint.pt"), read_checkpoint(single_dir / "checkpoint.pt")
     assert ddp["world_size"] == 2 and single["world_size"] == 1 and ddp["step"] == single["step"] == 3
     assert not torch.equal(ddp["model"]["input_conv.weight"], ddp["ema"]["module.input_conv.weight"])
     for key in ("model", "ema"):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastpixel.checkpoint import load_checkpoint
+from fastpixel.checkpoint import read_checkpoint
 from fastpixel.cli import train as train_cli
 from fastpixel.training import DivergedError, RunDirError, RunDirExistsError, train
 from fastpixel.training.run_dir import read_metrics
@@ -31,7 +31,7 @@ def test_diverging_run_never_writes_a_non_finite_model(tmp_path, capsys):
             "--run-dir", str(tmp_path), *TINY_FLAGS]
     line = one_line_error(train_cli.main, argv, capsys, "fastpixel-train", "not finite", "nothing was written",
                           "last good checkpoint", "--lr", code=1)
-    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    ckpt = read_checkpoint(tmp_path / "checkpoint.pt")
     assert finite(ckpt["model"]) and f"(step {ckpt['step']})" in line and ckpt["step"] < 10
     assert all(np.isfinite(r["nats_per_image"]) for r in read_metrics(tmp_path / "metrics.jsonl"))
 
@@ -55,7 +55,7 @@ def test_divergence_is_checked_before_every_save(tmp_path, monkeypatch):
     monkeypatch.setattr("fastpixel.training.from_config.train_loop", capture)
     with pytest.raises(DivergedError, match=r"step 4: model\.\S+ is not finite.*last good checkpoint \(step 2\)"):
         train(tiny_config(tmp_path, steps=6, eval_every=0, log_every=100, checkpoint_every=2), on_step=poison)
-    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    ckpt = read_checkpoint(tmp_path / "checkpoint.pt")
     assert ckpt["step"] == 2 and finite(ckpt["model"])
 
 
@@ -63,8 +63,8 @@ def test_keep_last_n_checkpoints(tmp_path):
     train(tiny_config(tmp_path, steps=8, checkpoint_every=2, eval_every=0, keep=3))
     kept = sorted(p.name for p in tmp_path.glob("checkpoint*.pt"))
     assert kept == ["checkpoint-00000004.pt", "checkpoint-00000006.pt", "checkpoint-00000008.pt", "checkpoint.pt"]
-    assert [load_checkpoint(tmp_path / name)["step"] for name in kept] == [4, 6, 8, 8]
-    latest, newest = load_checkpoint(tmp_path / "checkpoint.pt"), load_checkpoint(tmp_path / kept[2])
+    assert [read_checkpoint(tmp_path / name)["step"] for name in kept] == [4, 6, 8, 8]
+    latest, newest = read_checkpoint(tmp_path / "checkpoint.pt"), read_checkpoint(tmp_path / kept[2])
     assert all(torch.equal(latest["model"][k], newest["model"][k]) for k in latest["model"])
     assert not list(tmp_path.glob(".*tmp*"))
 
@@ -168,10 +168,10 @@ def test_signal_saves_before_exiting_and_resume_matches(tmp_path, name, code):
     proc = run_python(SIGNAL_SCRIPT, json.dumps(stopped), "3", name)
     assert proc.returncode == code, proc.stderr
     assert f"interrupted by {name} after step 3" in proc.stderr and "--resume" in proc.stderr
-    assert load_checkpoint(tmp_path / "stopped" / "checkpoint.pt")["step"] == 3
+    assert read_checkpoint(tmp_path / "stopped" / "checkpoint.pt")["step"] == 3
     train({**stopped, "resume": True})
-    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
-    b = load_checkpoint(tmp_path / "stopped" / "checkpoint.pt")
+    a = read_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = read_checkpoint(tmp_path / "stopped" / "checkpoint.pt")
     assert a["step"] == b["step"] == 5
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
@@ -206,5 +206,5 @@ def test_checkpoint_write_failure_keeps_the_previous(tmp_path, monkeypatch):
     monkeypatch.setattr(ckpt_module.torch, "save", broken)
     with pytest.raises(OSError, match="disk full"):
         train({**tiny_config(tmp_path, steps=4, eval_every=0), "resume": True})
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
+    assert read_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
     assert not list(tmp_path.glob(".*tmp*"))

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fastpixel.checkpoint import load_checkpoint
+from fastpixel.checkpoint import read_checkpoint
 from fastpixel.cli import train as train_cli
 from fastpixel.image_grid import default_columns, grid, to_rgb8
 from fastpixel.models import create_model
@@ -22,7 +22,7 @@ def test_sample_grids_at_every_evaluation(tmp_path):
     train(config)
     names = sorted(p.name for p in (tmp_path / "samples").iterdir())
     assert names == ["step-0000002-ema.png", "step-0000002-model.png", "step-0000004-ema.png", "step-0000004-model.png"]
-    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    ckpt = read_checkpoint(tmp_path / "checkpoint.pt")
     model = create_model(**ckpt["model_config"])
     model.load_state_dict(ckpt["model"])
     images = draw_samples(model, 4, 28, 28, seed=config["seed"])  # the grid is reproducible from the weights
@@ -36,7 +36,7 @@ def test_sampling_does_not_change_the_training(tmp_path):
     """Grids use their own generator: weights and RNG state match a run without grids bit for bit."""
     a = train(tiny_config(tmp_path / "a", steps=4, eval_every=2, sample_grid=3))
     b = train(tiny_config(tmp_path / "b", steps=4, eval_every=2, sample_grid=0))
-    ca, cb = load_checkpoint(tmp_path / "a" / "checkpoint.pt"), load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    ca, cb = read_checkpoint(tmp_path / "a" / "checkpoint.pt"), read_checkpoint(tmp_path / "b" / "checkpoint.pt")
     assert all(torch.equal(ca["model"][k], cb["model"][k]) for k in ca["model"])
     assert torch.equal(ca["rng"]["torch"], cb["rng"]["torch"]) and a["test"] == b["test"]
     assert not (tmp_path / "b" / "samples").exists()

@@ -1,6 +1,7 @@
 """Where sample / evaluate take their model from: ``--checkpoint PATH`` or ``--pretrained NAME``.
 
-Both go through the persistence API (:func:`fastpixel.load_checkpoint`, :func:`fastpixel.from_pretrained`);
+Both load through :mod:`fastpixel.models.build` (``from_pretrained``; a checkpoint of any file name with
+``model_from_checkpoint(path, weights="model" | "ema")``);
 the model's ``pretrained_info`` says what it was trained on (data set, binarization, image size).
 """
 
@@ -14,6 +15,7 @@ import torch
 
 from fastpixel.cli.args import CommandError
 from fastpixel.data.datasets import IMAGE_SIZES
+from fastpixel.models.build import from_pretrained, model_from_checkpoint
 
 DATA_KEYS = ("dataset", "data_dir", "binarize", "binarize_seed", "allow_pickle")
 
@@ -57,16 +59,16 @@ def add_model_source(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model_source(args: argparse.Namespace, device: torch.device) -> LoadedModel:
-    """The model named by ``--checkpoint`` / ``--pretrained`` (+ ``--weights``), on ``device``, in eval mode."""
-    import fastpixel
-
+    """The model named by ``--checkpoint`` / ``--pretrained`` (+ ``--weights``), on ``device``, in eval mode,
+    built on ``--backend`` (the model owns its backend)."""
+    backend = getattr(args, "backend", None)
     if args.pretrained is not None:
         if args.weights != "model":
             raise CommandError("--weights ema applies to --checkpoint only (a saved model holds one set of weights)")
-        model = fastpixel.from_pretrained(args.pretrained, device=device)
+        model = from_pretrained(args.pretrained, device=device, backend=backend)
         label = f"pretrained {args.pretrained!r}: {model.config}"
     else:
-        model = fastpixel.load_checkpoint(args.checkpoint, weights=args.weights, device=device)
+        model = model_from_checkpoint(args.checkpoint, weights=args.weights, device=device, backend=backend)
         info = getattr(model, "pretrained_info", {}) or {}
         label = f"{model.config} at step {info.get('step')} ({args.weights} weights)"
     info = dict(getattr(model, "pretrained_info", None) or {})

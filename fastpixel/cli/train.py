@@ -20,10 +20,11 @@ from fastpixel import presets
 from fastpixel.backend import BACKENDS
 from fastpixel.cli.args import CommandError, Parser, int_at_least, number, resolve_device, run_command
 from fastpixel.data import DATASETS
-from fastpixel.data.datasets import BINARIZE, GREY_8BIT
+from fastpixel.data.datasets import BINARIZE
 from fastpixel.models import MODELS
-from fastpixel.training.from_config import model_options, train
-from fastpixel.training.loop import check_run_dir, check_settings
+from fastpixel.training.config import TrainConfig
+from fastpixel.training.from_config import train
+from fastpixel.training.run_dir import check_run_dir
 from fastpixel.training.schedule import SCHEDULES
 
 PROG = "fastpixel-train"
@@ -99,47 +100,29 @@ def _preset_in(argv: list[str]) -> str:
     return known.preset
 
 
-def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """Resolve the preset and the flags into a training config, checking it as a whole (CommandError)."""
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The preset and the flags as a TrainConfig (checked there; a bad setting -> CommandError)."""
     overrides = {k: getattr(args, k, None) for k in presets.DEFAULTS}
-    config = presets.resolve(args.preset, overrides)
-    config.update(run_dir=args.run_dir or os.path.join("runs", args.preset), resume=args.resume,
-                  overwrite=args.overwrite, backend=args.backend, device=args.device, progress=not args.no_progress,
-                  quiet=args.quiet)
-    if config["binarize"] != "none" and config["dataset"] not in GREY_8BIT:
-        if args.binarize is None:
-            raise CommandError(
-                f"--dataset {config['dataset']}: the preset {args.preset} binarizes (binarize={config['binarize']!r}), "
-                f"which applies only to the 8-bit grey sets {', '.join(GREY_8BIT)}; add --binarize none, or pick a "
-                f"preset made for it (" + ", ".join(n for n, p in presets.PRESETS.items()
-                                                    if p.get("dataset") == config["dataset"]) + ")")
-        raise CommandError(f"--binarize {config['binarize']} applies only to {', '.join(GREY_8BIT)}, "
-                           f"not {config['dataset']}")
-    if config["model"] == "multiscale" and config["layers"] < 1:
-        raise CommandError("--model multiscale needs --layers >= 1 (the small image biases every LSTM layer)")
-    if config["model"] == "multiscale" and config.get("kind") is None:
-        config["kind"] = "diagonal_bilstm"
     try:
-        check_settings(config)
-        model_options(config)
+        return TrainConfig.from_preset(
+            args.preset, **overrides, run_dir=args.run_dir or os.path.join("runs", args.preset), resume=args.resume,
+            overwrite=args.overwrite, backend=args.backend, device=args.device, progress=not args.no_progress,
+            quiet=args.quiet)
     except ValueError as err:
         raise CommandError(str(err)) from None
-    if config["steps"] < config["warmup_steps"]:
-        raise CommandError(f"--warmup-steps {config['warmup_steps']} exceeds --steps {config['steps']}")
-    return config
 
 
-def _preflight(config: dict[str, Any]) -> None:
+def _preflight(config: TrainConfig) -> None:
     """Everything that can be checked before any data is read or any model built."""
-    resolve_device(config["device"])
-    if config["tensorboard"]:
+    resolve_device(config.device)
+    if config.tensorboard:
         from fastpixel.training.watch import require_tensorboard
 
         try:
             require_tensorboard()
         except ImportError as err:
             raise CommandError(f"--tensorboard: {err}") from None
-    check_run_dir(config["run_dir"], resume=config["resume"], overwrite=config["overwrite"])
+    check_run_dir(config.run_dir, resume=config.resume, overwrite=config.overwrite)
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:

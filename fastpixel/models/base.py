@@ -24,7 +24,7 @@ from fastpixel.layers.masked_conv import MaskedConv2d
 from fastpixel.masks import color_groups, logit_groups
 from fastpixel.metrics import bits_per_dim
 from fastpixel.ops.cross_entropy import pixel_cross_entropy
-from fastpixel.persistence import SavePretrainedMixin
+from fastpixel.models.saving import SavePretrainedMixin
 from fastpixel.validation import check_channels, check_images, check_levels
 
 

@@ -24,7 +24,7 @@ from torch import nn
 from fastpixel.backend import BackendChoice, requested_backend
 from fastpixel.models.base import DiscreteLikelihood, PixelModel
 from fastpixel.models.pixelrnn import DiagonalBiLSTMPixelRNN, RowLSTMPixelRNN
-from fastpixel.persistence import SavePretrainedMixin
+from fastpixel.models.saving import SavePretrainedMixin
 from fastpixel.validation import check_images
 
 KINDS = {"row_lstm": RowLSTMPixelRNN, "diagonal_bilstm": DiagonalBiLSTMPixelRNN}

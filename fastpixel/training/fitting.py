@@ -6,8 +6,9 @@ from typing import Any, Callable
 
 import torch
 
-from fastpixel import presets
+from fastpixel.backend import BackendChoice
 from fastpixel.distributed import DistInfo
+from fastpixel.training.config import TrainConfig
 from fastpixel.training.loop import train_loop
 from fastpixel.training.user_data import as_image_set
 
@@ -57,6 +58,9 @@ def fit(
       the end; the last ``keep``), sample grids (``sample_grid`` images at every evaluation, 0: none)
       and loss.png go; None: nothing is written. resume / overwrite: as ``--resume`` / ``--overwrite``.
     eval_every: test NLL every N steps when test_data is given (0: only at the end).
+    backend: the ops backend to train on (a model with ``to_backend`` is moved there; None: the
+      model's own). Every setting is checked by :class:`~fastpixel.training.config.TrainConfig`
+      (ValueError with the same messages as ``fastpixel-train``) before anything runs.
     Like the command, it seeds torch's, numpy's and Python's global generators with ``seed``.
     Returns {"step", "train": last train record, "test": last test record (None without test_data),
     "history": every metrics record, "run_dir"}.
@@ -65,22 +69,29 @@ def fit(
     if not isinstance(channels, int) or not isinstance(levels, int):
         raise TypeError(f"fit: the model needs integer .channels and .levels (a fastpixel model), "
                         f"got {type(model).__name__}")
-    train_set = as_image_set(data, channels=channels, levels=levels, split="train")
-    test_set = None if test_data is None else as_image_set(test_data, channels=channels, levels=levels, split="test")
-    config = dict(presets.DEFAULTS)
-    config.update(
+    config = TrainConfig(
         steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, warmup_steps=warmup_steps,
         lr_step_every=lr_step_every, lr_gamma=lr_gamma, clip_grad=clip_grad, ema=ema, seed=seed,
         log_every=log_every, eval_every=eval_every, eval_batch_size=eval_batch_size,
         checkpoint_every=steps if checkpoint_every is None else checkpoint_every, keep=keep,
         sample_grid=sample_grid, tensorboard=tensorboard, bf16=bf16, dataset="user", binarize="none",
-        run_dir=run_dir, resume=resume, overwrite=overwrite, quiet=quiet, progress=progress,
+        run_dir=run_dir, resume=resume, overwrite=overwrite, backend=backend, quiet=quiet, progress=progress,
     )
+    train_set = as_image_set(data, channels=channels, levels=levels, split="train")
+    test_set = None if test_data is None else as_image_set(test_data, channels=channels, levels=levels, split="test")
     first = next(model.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
     info = DistInfo(rank=0, world=1, local_rank=0, device=device)
     record = {"data": {"train": train_set.protocol, "test": test_set.protocol if test_set else None}}
-    if backend:
-        model.to_backend(backend)
+    _to_backend(model, backend)
     return train_loop(model, train_set, test_set, config, info=info, on_step=on_step, record=record)
 
+
+def _to_backend(model: torch.nn.Module, backend: str | None) -> None:
+    """Move every fastpixel layer of ``model`` (a fastpixel model or the user's own module) to
+    ``backend``; they stay there. None: as they are."""
+    if backend is None:
+        return
+    for module in model.modules():
+        if isinstance(module, BackendChoice):
+            module.to_backend(backend)

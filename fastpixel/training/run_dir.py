@@ -15,9 +15,10 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from fastpixel.checkpoint import FILENAME, save_checkpoint
+from fastpixel.training.errors import RunDirError, RunDirExistsError
 
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
@@ -160,3 +161,34 @@ def clear_run(run_dir: str | os.PathLike) -> None:
     for name in (SAMPLES, TENSORBOARD):
         if (run_dir / name).is_dir():
             shutil.rmtree(run_dir / name)
+
+
+def check_run_dir(run_dir: str | os.PathLike, *, resume: bool, overwrite: bool) -> list[str]:
+    """Refuse a request that would lose or misread a run; return the run files already there.
+
+    resume without a checkpoint -> RunDirError; a new run where one exists, without overwrite ->
+    RunDirExistsError.
+    """
+    run_dir = Path(run_dir)
+    existing = holds_a_run(run_dir)
+    if resume and not (run_dir / FILENAME).is_file():
+        raise RunDirError(f"--resume: no checkpoint at {run_dir / FILENAME} (nothing to continue; check "
+                          f"--run-dir, or leave out --resume to start a new run)")
+    if not resume and existing and not overwrite:
+        raise RunDirExistsError(f"{run_dir} already holds a run ({', '.join(existing)}): pass --resume to "
+                                f"continue it, --overwrite to start again there, or choose another --run-dir")
+    return existing
+
+
+def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, writes: bool,
+                    say: Callable[[str], None]) -> None:
+    """Check the request (:func:`check_run_dir`); where this process ``writes`` (the main one), remove
+    stale temporary files, clear the old run for a fresh start (``overwrite``), create the directory."""
+    existing = check_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    if not writes:
+        return
+    for path in remove_stale_temporary_files(run_dir):
+        say(f"removed {path.name}, a temporary file left by a writer that was killed")
+    if not resume and existing:
+        clear_run(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,71 @@
+"""Resuming a run from its checkpoint: the same settings, then every state as it was saved.
+
+A resumed run continues bit for bit where the checkpoint was taken (weights, Adam moments, EMA,
+running loss sums, every RNG, the data order, which is a function of (seed, step)).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastpixel.checkpoint import read_checkpoint, set_rng_state
+from fastpixel.training import run_dir as files
+from fastpixel.training.config import TrainConfig
+from fastpixel.training.errors import RunDirError
+from fastpixel.training.state import RunState
+
+#: Settings a resumed run must share with its checkpoint (they shape the trajectory).
+TRAJECTORY_KEYS = ("model", "hidden", "layers", "output_hidden", "skip", "dataset", "binarize", "binarize_seed",
+                   "png_convert",
+                   "train_limit", "batch_size", "lr", "clip_grad", "ema", "seed", "lr_schedule", "warmup_steps",
+                   "lr_step_every", "lr_gamma", "kind", "factor", "small_hidden", "small_layers",
+                   "condition_features")
+
+
+def changed_settings(before: TrainConfig, now: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """{setting: (checkpoint's, now)} for every trajectory setting that differs (and, for the cosine
+    schedule, its length ``steps``)."""
+    changed = {k: (getattr(before, k), getattr(now, k)) for k in TRAJECTORY_KEYS if getattr(before, k) != getattr(now, k)}
+    if now.lr_schedule == "cosine" and before.steps != now.steps:
+        changed["steps (the cosine schedule's length)"] = (before.steps, now.steps)
+    return changed
+
+
+def resume(state: RunState) -> list[dict[str, Any]]:
+    """Load the run's checkpoint into ``state`` (RunDirError if its settings differ from the config's);
+    return the metrics records up to its step (those a killed run wrote after it are dropped)."""
+    path = state.checkpoint_path
+    ckpt = read_checkpoint(path, map_location=state.device)
+    before = TrainConfig.from_saved(ckpt["train_config"])
+    changed = changed_settings(before, state.config)
+    if changed:
+        raise RunDirError(f"{path}: --resume with different settings {changed} (checkpoint, now)")
+    state.model.load_state_dict(ckpt["model"])
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    if state.ema is not None:
+        state.ema.load_state_dict(ckpt["ema"])
+    state.running.copy_(ckpt["running"])
+    state.step = ckpt["step"]
+    set_rng_state(ckpt["rng"])
+    state.last_good = f"the last good checkpoint (step {state.step}) is kept at {path}"
+    steps = state.config.steps
+    if state.step >= steps:
+        if state.step > steps:
+            state.say(f"{path} is at step {state.step}, beyond --steps {steps}: nothing to train "
+                      f"(raise --steps above {state.step} to continue)")
+        else:
+            state.say(f"{state.run_dir}: the run already finished at step {state.step} of {steps}; nothing to do "
+                      f"(raise --steps to train longer)")
+    elif before.steps != steps:
+        state.say(f"resuming at step {state.step}: --steps {before.steps} -> {steps}")
+    if state.info.is_main:
+        return files.truncate_metrics(state.metrics_path, state.step)
+    return files.read_metrics(state.metrics_path)
+
+
+def last_records(records: list[dict[str, Any]], step: int) -> dict[str, Any]:
+    """{"train": the last train record, "test": the model weights' test record at ``step``} (None: absent)."""
+    train = [r for r in records if r.get("split") == "train"]
+    test = [r for r in records if r.get("split") == "test" and r.get("weights", "model") == "model"
+            and r["step"] == step]
+    return {"train": train[-1] if train else None, "test": test[-1] if test else None}
