@@ -29,18 +29,18 @@ features of the same row (which see rows above only, so no shift is needed and n
 Cached sampling (:class:`GatedBlockCache`): the vertical stack at row r depends on rows above only,
 so it is computed for the whole row when the row starts -- each layer keeps a buffer of the k + 1
 input rows its vertical conv reads, and the layers run in order, each passing its new row of v' to
-the next (``start_rows``) -- and folded, with U, both biases and the conditioning, into one (W, B, 2p)
-row of additive terms. A pixel then costs the horizontal 1 x (k + 1) conv over a one-row window (one
-``addmm`` with that row's term as its bias), the gate and the output 1x1 conv.
+the next (``start_rows``) -- and folded, with U (folded into the conv's weights), both biases and
+the conditioning, into one (W, B, 2p) row of additive terms. A pixel then costs the horizontal
+1 x (k + 1) conv over a one-row window (one ``addmm`` with that row's term as its bias), the gate
+and the output 1x1 conv: six small ops.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from fastpixel.layers.conv_step import PointwiseConv, RowConvCache, masked_weight
+from fastpixel.layers.conv_step import masked_weight
 from fastpixel.layers.masked_conv import MaskedConv2d
 from fastpixel.layers.step import InferenceCache
 from fastpixel.masks import color_groups, gate_groups
@@ -122,32 +122,65 @@ class GatedBlock(nn.Module):
 
 class GatedBlockCache(InferenceCache):
     """A Gated PixelCNN layer one pixel at a time: the vertical stack row by row, the horizontal
-    stack pixel by pixel (see the module docstring)."""
+    stack pixel by pixel (see the module docstring).
+
+    Row work, one product: the vertical conv's (k + 1) x n patches of the whole row, (W B,
+    (k + 1) n in), times ``[W_v | W_v U^T]`` (the link folded into the conv's weights) gives v_pre
+    and U v_pre together. Pixel work, six small ops on buffers and views made once (at this size
+    each op's overhead is the cost): the input into the window, ``pre = patch @ W_h + row term``,
+    ``sigmoid_``, ``mul_``, the output product, the residual ``add_``. The gate takes no ``tanh``:
+    the f half of ``W_h`` and of the row term is doubled, so that with ``s = sigmoid(pre)``
+
+        tanh(f) sigmoid(g) = (2 s_f - 1) s_g = [s_f s_g | s_g] @ [2; -1]
+
+    and the ``[2; -1]`` is folded into the output conv's weights: ``O gate = [s_f s_g | s_g] @ [2 O^T; -O^T]``.
+    """
 
     def __init__(self, block: GatedBlock, batch: int, width: int, cond_bias: torch.Tensor | None = None) -> None:
         p, k = block.hidden, block.half
-        self.first, self.hidden = block.first, p
+        self.first, self.hidden, self.k = block.first, p, k
         self.reads_image = block.first
         vertical = block.vertical
-        self.v_weight = masked_weight(vertical)  # (2p, in, k + 1, n)
-        v_bias = vertical.bias if vertical.bias is not None else torch.zeros_like(self.v_weight[:, 0, 0, 0])
-        link_bias = block.link.bias if block.link.bias is not None else torch.zeros_like(v_bias)
-        h_bias = block.horizontal.bias if block.horizontal.bias is not None else torch.zeros_like(v_bias)
-        self.link_weight = masked_weight(block.link)[:, :, 0, 0].t().contiguous()  # (2p, 2p)
-        if cond_bias is None:
-            self.v_bias = v_bias[None, :, None]  # (1, 2p, 1)
-            self.h_bias = (h_bias + link_bias)[None, None]  # (1, 1, 2p)
-        else:
-            b_v, b_h = cond_bias.chunk(2, dim=1)
-            self.v_bias = (v_bias + b_v)[:, :, None]  # (B, 2p, 1)
-            self.h_bias = (h_bias + link_bias + b_h)[None]  # (1, B, 2p)
-        # the k + 1 input rows of the vertical conv, zero-padded by k columns on each side
-        self.v_rows = self.v_weight.new_zeros(batch, vertical.spec.in_channels, k + 1, width + 2 * k)
-        self.v_row = None  # v' of the current row, (B, p, W): the next layer's vertical input
-        self.from_above = None  # (W, B, 2p): b_h + U v_pre + the horizontal and link biases
-        self.horizontal = RowConvCache(block.horizontal, batch, width)
-        self.out = PointwiseConv(block.out)
-        self.k = k
+        w_v = masked_weight(vertical)  # (2p, in, k + 1, n)
+        kh, n = vertical.spec.kernel_size
+        w_v = w_v.permute(2, 3, 1, 0).reshape(-1, 2 * p)  # ((k + 1) n in, 2p): patch order (row, column, channel)
+        link = masked_weight(block.link)[:, :, 0, 0].t()  # (2p, 2p): v_pre @ link = U v_pre
+        zeros = w_v.new_zeros(2 * p)
+        b_v = vertical.bias if vertical.bias is not None else zeros
+        b_link = block.link.bias if block.link.bias is not None else zeros
+        b_h = block.horizontal.bias if block.horizontal.bias is not None else zeros
+        if cond_bias is not None:  # (B, 4p) = [b_v | b_h] per image
+            c_v, c_h = cond_bias.chunk(2, dim=1)
+            b_v, b_h = b_v + c_v, b_h + c_h
+        b_v = torch.broadcast_to(b_v, (batch, 2 * p))
+        b_h = torch.broadcast_to(b_h, (batch, 2 * p))
+        double_f = torch.cat((w_v.new_full((p,), 2.0), w_v.new_ones(p)))  # the f half of the horizontal pre x 2
+        # [v_pre | row term] = patches @ [W_v | W_v U^T] + [b_v | U b_v + b_link + b_h]   (row term: f half x 2)
+        self.row_weight = torch.cat((w_v, w_v @ link * double_f), dim=1).contiguous()  # ((k + 1) n in, 4p)
+        row_bias = torch.cat((b_v, (b_v @ link + b_link + b_h) * double_f), dim=1)  # (B, 4p)
+        self.row_bias = row_bias.expand(width, batch, 4 * p).reshape(width * batch, 4 * p)
+        cin = vertical.spec.in_channels
+        # the k + 1 input rows of the vertical conv, zero-padded by k columns on each side: (k + 1, W + 2k, B, in)
+        self.v_rows = w_v.new_zeros(kh, width + 2 * k, batch, cin)
+        r_s, c_s, b_s, i_s = self.v_rows.stride()
+        self.patch_shape, self.patch_stride = (width, batch, kh, n, cin), (c_s, b_s, r_s, c_s, i_s)
+        self.row_out = w_v.new_zeros(width, batch, 4 * p)  # [v_pre | row term] of the current row
+        self.v_row = None  # v' of the current row, (W, B, p): the next layer's vertical input
+        # the horizontal 1 x (k + 1) window over the row, k zero columns on the left: (B, W + k, in)
+        h_weight = masked_weight(block.horizontal)[:, :, 0, :]  # (2p, in, k + 1)
+        self.h_weight = (h_weight.permute(2, 1, 0).reshape(-1, 2 * p) * double_f).contiguous()  # ((k + 1) in, 2p)
+        self.window = w_v.new_zeros(batch, width + k, cin)
+        out_weight = masked_weight(block.out)[:, :, 0, 0].t()  # (p, p)
+        self.out_weight = torch.cat((2 * out_weight, -out_weight)).contiguous()  # (2p, p)
+        self.out_bias = block.out.bias if block.out.bias is not None else zeros[:p]
+        self.pre = w_v.new_zeros(batch, 2 * p)
+        self.pre_f, self.pre_g = self.pre[:, :p], self.pre[:, p:]
+        # Views made once (indexing costs as much as a tiny op): per column j, the window's input
+        # slot, its patch (a view: the window is contiguous per image) and the row term.
+        self._columns = [
+            (self.window[:, k + j], self.window[:, j : j + k + 1].reshape(batch, -1), self.row_out[j, :, 2 * p :])
+            for j in range(width)
+        ]
 
     # row work ------------------------------------------------------------------------------------
     @classmethod
@@ -161,18 +194,17 @@ class GatedBlockCache(InferenceCache):
             below = cache.v_row
 
     def _start_row(self, v_in: torch.Tensor | None) -> None:
-        rows, k = self.v_rows, self.k
-        rows[:, :, :-1] = rows[:, :, 1:].clone()
+        rows, k, p = self.v_rows, self.k, self.hidden
+        rows[:-1] = rows[1:].clone()
         if v_in is None:  # the first layer: row r of the image arrives through write_image (mask V never reads it)
-            rows[:, :, -1].zero_()
+            rows[-1].zero_()
         else:
-            rows[:, :, -1, k : rows.shape[-1] - k] = v_in
-        v_pre = F.conv2d(rows, self.v_weight)[:, :, 0] + self.v_bias  # (B, 2p, W)
-        self.v_row = torch.tanh(v_pre[:, : self.hidden]) * torch.sigmoid(v_pre[:, self.hidden :])
-        batch, two_p, width = v_pre.shape
-        link = v_pre.permute(2, 0, 1).reshape(width * batch, two_p) @ self.link_weight  # (W*B, 2p)
-        self.from_above = (link.view(width, batch, two_p) + self.h_bias).contiguous()
-        self.horizontal.start_row()
+            rows[-1, k : rows.shape[1] - k] = v_in
+        width, batch = self.patch_shape[:2]
+        patches = rows.as_strided(self.patch_shape, self.patch_stride).reshape(width * batch, -1)
+        torch.addmm(self.row_bias, patches, self.row_weight, out=self.row_out.view(width * batch, 4 * p))
+        self.v_row = torch.tanh(self.row_out[..., :p]).mul_(torch.sigmoid(self.row_out[..., p : 2 * p]))  # (W, B, p)
+        self.window.zero_()
 
     def start_row(self, r: int) -> None:
         GatedBlockCache.start_rows([self], r)
@@ -180,12 +212,14 @@ class GatedBlockCache(InferenceCache):
     # pixel work ----------------------------------------------------------------------------------
     def write_image(self, j: int, c: int, value: torch.Tensor) -> None:
         """The first layer: embedded sub-pixel c of (r, j), (B,)."""
-        self.horizontal.write_channel(j, c, value)
-        self.v_rows[:, c, -1, self.k + j] = value
+        self.window[:, self.k + j, c] = value
+        self.v_rows[-1, self.k + j, :, c] = value
 
     def step(self, j: int, x: torch.Tensor) -> torch.Tensor:
+        slot, patch, row_term = self._columns[j]
         if not self.first:
-            self.horizontal.write(j, x)
-        pre = self.horizontal.at(j, bias=self.from_above[j])  # [B, 2p]
-        out = self.out(torch.tanh(pre[:, : self.hidden]).mul_(torch.sigmoid(pre[:, self.hidden :])))
+            slot.copy_(x)
+        torch.addmm(row_term, patch, self.h_weight, out=self.pre).sigmoid_()  # [s_f | s_g]
+        self.pre_f.mul_(self.pre_g)  # [s_f s_g | s_g]
+        out = torch.addmm(self.out_bias, self.pre, self.out_weight)  # O (tanh(f) sigmoid(g))
         return out if self.first else out.add_(x)
