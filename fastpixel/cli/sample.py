@@ -11,7 +11,9 @@ bottom|right|center``; from ``--images FILE.npz|.npy`` or the model's data set, 
 occluded sub-pixels ``--per-image`` times, and writes one row per image: occluded | completions |
 original (npz: ``originals``, ``known``, ``completions`` (N, K, C, H, W)). ``--method naive`` reruns
 the network per sub-pixel (slow; the reference). The same ``--seed`` gives the same images with either
-method. Outputs default under ``runs/``.
+method. Outputs default under ``runs/``. A class-conditional model needs ``--label N`` (every image of
+class N) or ``--labels 0,1,...`` (equal consecutive blocks; by default 10 images per class id, one
+row each): ``fastpixel-sample --pretrained digits-conditional --labels 0,1,2,3,4,5,6,7,8,9``.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def occlusion_mask(height: int, width: int, kind: str) -> torch.Tensor:
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_source(p)
-    p.add_argument("--num", type=int_at_least(1, MAX_NUM), default=64,
+    p.add_argument("--num", type=int_at_least(1, MAX_NUM), default=None,
                    help="images to sample (--complete: images to complete)")
     p.add_argument("--out", default="runs/samples.png",
                    help="PNG grid (a name without extension gets .png); the integers go to the same name .npz")
@@ -73,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int_at_least(1, MAX_SCALE), default=4,
                    help=f"draw each pixel as a SCALE x SCALE block in the PNG (at most {MAX_SCALE})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (off anyway when stderr is not a terminal)")
+    k = p.add_argument_group("class-conditional models (trained with --conditional, or digits-conditional)")
+    k.add_argument("--label", type=int_at_least(0), default=None, help="every image of this class id")
+    k.add_argument("--labels", type=class_list, default=None,
+                   help="comma-separated class ids, e.g. 0,1,2: --num split into equal consecutive blocks, one "
+                        "per id (default --num: 10 per id, --columns 10: one row per class)")
     c = p.add_argument_group("completion")
     c.add_argument("--complete", action="store_true", help="complete occluded images instead of sampling")
     c.add_argument("--occlude", choices=OCCLUSIONS, default="bottom", help="the part hidden from the model")
@@ -133,6 +140,37 @@ def read_images_file(path: str) -> torch.Tensor:
     return torch.from_numpy(array.astype(np.int64))
 
 
+def class_list(text: str) -> list[int]:
+    """``--labels 0,1,2`` -> [0, 1, 2] (non-negative ints)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip() != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated class ids such as 0,1,2; got {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated class ids >= 0 such as 0,1,2; got {text!r}")
+    return values
+
+
+def class_labels(args: argparse.Namespace, model: torch.nn.Module, num: int, label: str) -> torch.Tensor | None:
+    """(num,) class ids for ``--label`` / ``--labels`` (None for an unconditional model); CommandError
+    when a conditional model gets none, an unconditional one gets some, or an id is out of range."""
+    num_classes = getattr(model, "num_classes", None)
+    if args.label is not None and args.labels is not None:
+        raise CommandError("pass --label or --labels, not both")
+    if num_classes is None:
+        if args.label is not None or args.labels is not None:
+            raise CommandError(f"{label} is not class-conditional: it takes no --label / --labels")
+        return None
+    if args.label is None and args.labels is None:
+        raise CommandError(f"{label} is class-conditional ({num_classes} classes, ids 0..{num_classes - 1}): "
+                           "pass --label N or --labels 0,1,...")
+    ids = [args.label] if args.label is not None else args.labels
+    bad = [v for v in ids if v >= num_classes]
+    if bad:
+        raise CommandError(f"class id(s) {bad} out of range: {label} has {num_classes} classes, ids 0..{num_classes - 1}")
+    return torch.tensor(ids)[torch.arange(num) * len(ids) // num]
+
+
 def _check_images(images: torch.Tensor, model: torch.nn.Module, where: str) -> torch.Tensor:
     if images.shape[1] != model.channels or int(images.min()) < 0 or int(images.max()) >= model.levels:
         raise CommandError(f"{where}: images of shape {tuple(images.shape)} with values in [{int(images.min())}, "
@@ -175,6 +213,11 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     originals = read_images_file(args.images) if args.images and args.complete else None
     loaded = load_model_source(args, device)
     model = loaded.model
+    if args.num is None:  # 10 per class id with --labels (one row per class), else 64
+        args.num = 10 * len(args.labels) if args.labels and not args.complete else 64
+        if args.labels and args.columns is None and not args.complete:
+            args.columns = 10
+    labels = class_labels(args, model, args.num, loaded.label)
     if args.complete:
         originals = _source_images(args, loaded) if originals is None else \
             _check_images(originals, model, f"--images {args.images}")[: args.num]
@@ -196,8 +239,11 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     if args.complete:
         known = occlusion_mask(height, width, args.occlude)
         repeated = originals.repeat_interleave(args.per_image, dim=0)  # image k's completions are adjacent
-        parts = [sampling.complete(model, chunk.to(device), known.to(device), **options).cpu()
-                 for chunk in repeated.split(args.batch_size)]
+        repeated_labels = None if labels is None else labels[:n].repeat_interleave(args.per_image)
+        parts = [sampling.complete(model, chunk.to(device), known.to(device), **options,
+                                   labels=None if repeated_labels is None else
+                                   repeated_labels[k * args.batch_size:(k + 1) * args.batch_size]).cpu()
+                 for k, chunk in enumerate(repeated.split(args.batch_size))]
         completions = torch.cat(parts).view(n, args.per_image, *originals.shape[1:])
         rows = [to_rgb8(originals, model.levels, known), *(to_rgb8(completions[:, k], model.levels)
                 for k in range(args.per_image)), to_rgb8(originals, model.levels)]
@@ -207,11 +253,13 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
                             completions=completions.numpy(), levels=model.levels)
         result = {"png": str(out), "npz": str(npz), "completions": completions}
     else:
-        parts = [sampling.sample(model, min(args.batch_size, args.num - k), height=height, width=width,
-                                 **options).cpu() for k in range(0, args.num, args.batch_size)]
+        parts = [sampling.sample(model, min(args.batch_size, args.num - k), height=height, width=width, **options,
+                                 labels=None if labels is None else labels[k:k + args.batch_size]).cpu()
+                 for k in range(0, args.num, args.batch_size)]
         images = torch.cat(parts)
         save_png(out, grid(to_rgb8(images, model.levels), columns=columns), args.scale)
-        np.savez_compressed(npz, images=images.numpy(), levels=model.levels)
+        extra = {} if labels is None else {"labels": labels.numpy()}
+        np.savez_compressed(npz, images=images.numpy(), levels=model.levels, **extra)
         result = {"png": str(out), "npz": str(npz), "images": images}
     print(f"wrote {result['png']} and {result['npz']}")
     return result

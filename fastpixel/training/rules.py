@@ -80,6 +80,7 @@ RULES: dict[str, Rule] = {
     "layers": count(0),
     "output_hidden": count(1, optional=True),
     "skip": Rule(BOOL),
+    "conditional": Rule(BOOL),
     # the data
     "dataset": Rule(TEXT, choices=DATASET_NAMES),
     "data_dir": Rule(PATH, optional=True),
