@@ -113,10 +113,10 @@ class PixelModel(BackendChoice, DiscreteLikelihood, SavePretrainedMixin, nn.Modu
         colors = channels
         stream = self.stream_channels
         self.input_conv = self.build_input_conv()
-        self.blocks = nn.ModuleList(self.build_blocks())
-        skips = len(self.blocks) + (self.input_conv is not None)
+        self.blocks = nn.ModuleList()  # filled below, after the output layers: the order parameters are drawn in
+        # one skip conv per layer: the input conv and each block, or (no input conv) each of the layers + 1 blocks
         self.skip_convs = nn.ModuleList(
-            [MaskedConv2d(stream, stream, 1, "B", num_colors=colors, backend=backend) for _ in range(skips)]
+            [MaskedConv2d(stream, stream, 1, "B", num_colors=colors, backend=backend) for _ in range(layers + 1)]
             if skip else []
         )
         self.output_conv1 = MaskedConv2d(stream, output_hidden, 1, "B", num_colors=colors, backend=backend)
@@ -124,6 +124,12 @@ class PixelModel(BackendChoice, DiscreteLikelihood, SavePretrainedMixin, nn.Modu
             output_hidden, levels * channels, 1, "B", in_groups=color_groups(output_hidden, colors),
             out_groups=logit_groups(levels, channels), backend=backend,
         )
+        # Blocks last: a seed gives the weights it gave before blocks were built here (the shipped
+        # models' training scripts reproduce them); the conditioning tables after them.
+        self.blocks.extend(self.build_blocks())
+        if skip and len(self.skip_convs) != len(self.blocks) + (self.input_conv is not None):
+            raise ValueError(f"{type(self).__name__}: {len(self.blocks)} blocks and an input conv "
+                             f"{'' if self.input_conv is not None else 'absent '}need as many skip convs")
         conditional = num_classes is not None or cond_features is not None
         self.condition = (
             ConditionBias([block.cond_channels for block in self.blocks], num_classes=num_classes,
