@@ -202,3 +202,22 @@ def test_float32_torch_backend_matches_the_reference_within_float32_rounding():
     want = model.log_prob(x)
     got = model.to_backend("torch").log_prob(x)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_the_layer_computes_the_papers_equations_link_before_the_gate():
+    """h' = h + O(tanh(H*h + U(V*v))_f * sigmoid(...)_g), v' = tanh(V*v)_f * sigmoid(V*v)_g: the link U
+    reads the vertical *pre-activation* (before the gate), per the paper's Figure 2."""
+    torch.manual_seed(0)
+    block = GatedBlock(4, 4, kernel_size=3, first=False).double()
+    v, h = torch.randn(2, 4, 5, 6, dtype=torch.float64), torch.randn(2, 4, 5, 6, dtype=torch.float64)
+    b = torch.randn(2, 16, dtype=torch.float64)
+    v_pre = block.vertical(v) + b[:, :8, None, None]
+    h_pre = block.horizontal(h) + block.link(v_pre) + b[:, 8:, None, None]
+
+    def gate(t):
+        return torch.tanh(t[:, :4]) * torch.sigmoid(t[:, 4:])
+
+    v_out, h_out = block(v, h, b)
+    torch.testing.assert_close(v_out, gate(v_pre), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(h_out, h + block.out(gate(h_pre)), rtol=1e-12, atol=1e-12)
+    assert block.link.spec.in_channels == 8  # it reads the 2p pre-activations [f | g], not the p gated features
