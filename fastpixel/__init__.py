@@ -11,8 +11,8 @@ Layers for your own models: MaskedConv2d, RowLSTM, DiagonalBiLSTM, ResidualConvB
 ResidualLSTMBlock. Ops with a ``backend=`` switch live in :mod:`fastpixel.ops`; the readable
 ground truth in :mod:`fastpixel.reference`; Triton kernels in :mod:`fastpixel.kernels`.
 Compress images losslessly with ``fastpixel.compress(model, images)`` / ``fastpixel.decompress``
-(the ``compress`` extra). Train from Python with ``fastpixel.fit(model, images, steps=...)``; the commands live in
-:mod:`fastpixel.cli`. Importing fastpixel needs neither a GPU nor triton.
+(the ``compress`` extra). Train from Python with ``fastpixel.fit(model, images, steps=...)``; the
+commands live in :mod:`fastpixel.cli`. Importing fastpixel needs neither a GPU nor triton.
 """
 
 from fastpixel.backend import BackendUnavailableError, use_backend

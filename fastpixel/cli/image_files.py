@@ -32,7 +32,8 @@ from fastpixel.data.datasets import GREY_8BIT
 ARRAY_SUFFIXES = (".npy", ".npz")
 
 
-def load_model(pretrained: str | None, model_path: str | None, device: torch.device) -> tuple[torch.nn.Module, str | None]:
+def load_model(pretrained: str | None, model_path: str | None,
+               device: torch.device) -> tuple[torch.nn.Module, str | None]:
     """The model of ``--pretrained NAME`` or ``--model PATH`` (a save_pretrained folder or a checkpoint .pt),
     in eval mode on ``device``, and the name to record (a shipped or hf:// name, else None)."""
     import fastpixel
@@ -51,7 +52,8 @@ def load_model(pretrained: str | None, model_path: str | None, device: torch.dev
                        "checkpoint.pt written by fastpixel-train)")
 
 
-def read_images(spec: str, model: torch.nn.Module, *, data_dir: str | None = None, limit: int | None = None) -> np.ndarray:
+def read_images(spec: str, model: torch.nn.Module, *, data_dir: str | None = None,
+                limit: int | None = None) -> np.ndarray:
     """``spec`` (see the module doc) -> uint8 (N, C, H, W) in [0, model.levels)."""
     levels, channels = model.levels, model.channels
     path = Path(spec)
@@ -61,7 +63,10 @@ def read_images(spec: str, model: torch.nn.Module, *, data_dir: str | None = Non
     elif path.suffix.lower() in ARRAY_SUFFIXES:
         images = _array(path, channels)[:limit]
     elif path.is_dir() or path.suffix.lower() == ".png":
-        pixels = read_png_folder(path, channels=channels, limit=limit) if path.is_dir() else read_png(path, channels=channels)[None]
+        if path.is_dir():
+            pixels = read_png_folder(path, channels=channels, limit=limit)
+        else:
+            pixels = read_png(path, channels=channels)[None]
         images = _from_png_values(pixels, levels, spec)
     elif not path.exists():
         raise CommandError(f"{spec}: no such file or folder (expected PNG file or folder, .npy/.npz, or DATASET:SPLIT "
@@ -72,8 +77,9 @@ def read_images(spec: str, model: torch.nn.Module, *, data_dir: str | None = Non
         raise CommandError(f"{spec}: {images.shape[1]}-channel images, but the model takes {channels} channel(s)")
     low, high = int(images.min()), int(images.max())
     if low < 0 or high >= levels:
-        hint = " (8-bit data: binarize it first, or compress it with a 256-level model)" if high > 1 and levels == 2 else ""
-        raise CommandError(f"{spec}: values in [{low}, {high}], but the model takes {levels} levels, [0, {levels - 1}]{hint}")
+        hint = " (8-bit data: binarize it first, or use a 256-level model)" if high > 1 and levels == 2 else ""
+        raise CommandError(f"{spec}: values in [{low}, {high}], but the model takes {levels} levels, "
+                           f"[0, {levels - 1}]{hint}")
     return images.astype(np.uint8)
 
 
@@ -110,11 +116,13 @@ def _array(path: Path, channels: int) -> np.ndarray:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise CommandError(f"{path}: cannot read ({type(err).__name__}: {err})") from None
     if array.dtype.kind not in "iub":
-        raise CommandError(f"{path}: a {array.dtype} array; expected integers in [0, levels) (quantise float pixels first)")
+        raise CommandError(f"{path}: a {array.dtype} array; expected integers in [0, levels) "
+                           "(quantise float pixels first)")
     if array.ndim == 3 and channels == 1:
         array = array[:, None]
     if array.ndim != 4 or 0 in array.shape:
-        raise CommandError(f"{path}: shape {array.shape}; expected (N, C, H, W)" + (" or (N, H, W)" if channels == 1 else ""))
+        grey = " or (N, H, W)" if channels == 1 else ""
+        raise CommandError(f"{path}: shape {array.shape}; expected (N, C, H, W){grey}")
     return array
 
 
@@ -146,7 +154,8 @@ def check_output(path: Path, overwrite: bool, *, folder: bool) -> None:
         raise CommandError(f"{path}: exists; pass --overwrite to replace it")
     if path.is_dir() != folder:
         kind = "folder" if path.is_dir() else "file"
-        raise CommandError(f"{path}: exists and is a {kind}; --overwrite replaces a {'folder' if folder else 'file'} only")
+        wanted = "folder" if folder else "file"
+        raise CommandError(f"{path}: exists and is a {kind}; --overwrite replaces a {wanted} only")
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:

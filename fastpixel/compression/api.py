@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
@@ -73,7 +73,8 @@ class CompressionStats:
 
 
 def _check_model(model: torch.nn.Module) -> None:
-    if not hasattr(model, "levels") or not hasattr(model, "channels") or not isinstance(getattr(model, "config", None), dict):
+    config = getattr(model, "config", None)
+    if not hasattr(model, "levels") or not hasattr(model, "channels") or not isinstance(config, dict):
         raise TypeError(f"model must be a fastpixel model (create_model(...), from_pretrained(...)), "
                         f"got {type(model).__name__}")
 
@@ -117,7 +118,8 @@ def check_header(model: torch.nn.Module, header: dict, *, allow_other_machine: b
     images = header.get("images") or {}
     if header.get("conditioning") is not None:
         raise FormatError("the stream is conditional (labels), which this fastpixel does not decode")
-    who = f"the shipped model {recorded['name']!r}" if recorded.get("name") else f"a {recorded.get('config', {}).get('name')} model"
+    kind = (recorded.get("config") or {}).get("name")
+    who = f"the shipped model {recorded['name']!r}" if recorded.get("name") else f"a {kind} model"
     if (images.get("channels"), images.get("levels")) != (model.channels, model.levels):
         raise ModelMismatchError(f"the stream holds {images.get('channels')}-channel images of {images.get('levels')} "
                                  f"levels, coded by {who}; this model takes {model.channels} channel(s) and "

@@ -75,7 +75,8 @@ class Chunk:
     def record(self) -> bytes:
         """The chunk's record (the bytes before side and payload), its CRC included."""
         if len(self.payload) > MAX_PAYLOAD:
-            raise ValueError(f"a chunk's coded data is limited to 4 GiB, got {len(self.payload)} bytes: use smaller chunks")
+            raise ValueError(f"a chunk's coded data is limited to 4 GiB, got {len(self.payload)} bytes: "
+                             "use smaller chunks")
         head = _CHUNK.pack(CHUNK_TAG, self.images, self.height, self.width, len(self.side), len(self.payload),
                            self.pixel_digest, zlib.crc32(self.payload))
         return head + _CRC.pack(zlib.crc32(head))
@@ -182,7 +183,8 @@ class Reader:
                 raise CorruptDataError(f"chunk {index}: {count} images of {height}x{width} (the file is corrupted)")
             payload = self._read(payload_len, f"chunk {index}'s coded data")
             if zlib.crc32(payload) != payload_crc:
-                raise CorruptDataError(f"chunk {index}: the coded data's checksum does not match (the file is corrupted)")
+                raise CorruptDataError(f"chunk {index}: the coded data's checksum does not match "
+                                       "(the file is corrupted)")
             chain.update(head + _CRC.pack(crc))
             images += count
             yield Chunk(index, count, height, width, payload, pixels)
@@ -197,4 +199,5 @@ class Reader:
                                    f"{index} and {images}, or they are not the chunks written (missing, repeated or "
                                    "reordered chunks)")
         if self._stream.read(1):
-            raise CorruptDataError("unexpected bytes after the end record (the file is corrupted or two files were joined)")
+            raise CorruptDataError("unexpected bytes after the end record (the file is corrupted, or two files "
+                                   "were joined)")

@@ -52,11 +52,12 @@ def test_any_saved_model_rgb_npy_and_pngs(tmp_path):
     model.save_pretrained(tmp_path / "m")
     images = sample_images(model, 3, 5, 4).numpy().astype(np.uint8)
     np.save(tmp_path / "x.npy", images)
-    compress_cli.run(["--model", str(tmp_path / "m"), str(tmp_path / "x.npy"), "-o", str(tmp_path / "x.fpx"), "--quiet"])
+    model_dir = str(tmp_path / "m")
+    compress_cli.run(["--model", model_dir, str(tmp_path / "x.npy"), "-o", str(tmp_path / "x.fpx"), "--quiet"])
     decompress_cli.run([str(tmp_path / "x.fpx"), "--model", str(tmp_path / "m"), "-o", str(tmp_path / "p"), "--quiet"])
     compress_cli.run(["--model", str(tmp_path / "m"), str(tmp_path / "p"), "-o", str(tmp_path / "y.fpx"), "--quiet"])
     assert (tmp_path / "y.fpx").read_bytes() == (tmp_path / "x.fpx").read_bytes()
-    decompress_cli.run([str(tmp_path / "y.fpx"), "--model", str(tmp_path / "m"), "-o", str(tmp_path / "y.npy"), "--quiet"])
+    decompress_cli.run([str(tmp_path / "y.fpx"), "--model", model_dir, "-o", str(tmp_path / "y.npy"), "--quiet"])
     assert np.array_equal(np.load(tmp_path / "y.npy"), images)
 
 
@@ -117,5 +118,5 @@ def test_data_that_do_not_fit_the_model(tmp_path, capsys):
     from PIL import Image
 
     Image.fromarray(np.full((4, 4), 100, dtype=np.uint8), "L").save(tmp_path / "grey.png")
-    one_line_error(compress_cli.main, ["--pretrained", "digits", str(tmp_path / "grey.png"), "-o", str(tmp_path / "g.fpx")],
-                   capsys, C, "not on the model's 2-level grid")
+    one_line_error(compress_cli.main, ["--pretrained", "digits", str(tmp_path / "grey.png"), "-o",
+                                       str(tmp_path / "g.fpx")], capsys, C, "not on the model's 2-level grid")
