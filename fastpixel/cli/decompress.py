@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,9 @@ PROG = "fastpixel-decompress"
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", metavar="IN.fpx", help="a file written by fastpixel-compress")
-    p.add_argument("-o", "--output", required=True, metavar="DIR|FILE.npz", help="a folder of PNGs, or .npz / .npy")
+    p.add_argument("-o", "--output", metavar="DIR|FILE.npz", help="a folder of PNGs, or .npz / .npy")
+    p.add_argument("--info", action="store_true",
+                   help="print what the stream says about itself (header, chunks) and check its structure; no model")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--pretrained", metavar="NAME", help="the model that encoded (default: the shipped model the "
                                                               "stream names)")
@@ -51,6 +54,10 @@ def run(argv: list[str] | None = None) -> dict:
     source = Path(args.input)
     if not source.is_file():
         raise CommandError(f"{source}: no such file")
+    if args.info:
+        return _info(source)
+    if args.output is None:
+        raise CommandError("-o/--output is required (a folder of PNGs, or FILE.npz / FILE.npy), unless --info")
     out = Path(args.output)
     check_output(out, args.overwrite, folder=out.suffix.lower() not in ARRAY_SUFFIXES)
     data = source.read_bytes()
@@ -74,6 +81,19 @@ def run(argv: list[str] | None = None) -> dict:
     print(f"{count} images decoded from {source} ({len(data):,} bytes) at {count / seconds:.1f} images/s, every "
           f"chunk's checksum verified; wrote {out}")
     return dict(images=count, bytes=len(data), images_per_s=count / seconds, output=str(out))
+
+
+def _info(source: Path) -> dict:
+    """Print the header as JSON and one line per chunk; the structure (checksums, end record) is checked."""
+    data = source.read_bytes()
+    reader = Reader(io.BytesIO(data))
+    chunks = [(c.images, c.height, c.width, len(c.payload)) for c in reader.chunks()]
+    print(json.dumps(reader.header, indent=2, sort_keys=True))
+    for i, (n, h, w, size) in enumerate(chunks):
+        print(f"chunk {i}: {n} images of {h}x{w}, {size:,} bytes coded")
+    print(f"{sum(c[0] for c in chunks)} images in {len(chunks)} chunk(s), {len(data):,} bytes; structure checked "
+          "(the pixels are checked when decoding)")
+    return dict(header=reader.header, chunks=chunks, bytes=len(data))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,6 +45,9 @@ def test_compress_summary_and_decompress_to_pngs_and_npz(digits_stream, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary left
     printed = capsys.readouterr().out
     assert "bits/dim" in printed and "images/s" in printed
+    info = decompress_cli.run([str(folder / "d.fpx"), "--info"])
+    assert info["header"]["model"]["name"] == "digits" and [c[0] for c in info["chunks"]] == [5, 5, 2]
+    assert '"cpu_capability"' in capsys.readouterr().out
 
 
 def test_any_saved_model_rgb_npy_and_pngs(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import fastpixel
-from fastpixel.compression import CompressedWriter, compress, decompress, iter_decompress
+from fastpixel.compression import CompressedWriter, compress, decompress, iter_decompress, read_header
 from fastpixel.compression.container import CHUNK_OVERHEAD, Reader
 from tests.compression.helpers import KINDS, sample_images, tiny_model
 
@@ -81,6 +81,14 @@ def test_a_stream_of_several_sizes():
     with pytest.raises(ValueError, match="iter_decompress"):
         decompress(model, out.getvalue())
     assert writer.stats.images == 5 and writer.stats.subpixels == 3 * (3 * 6 + 2 * 4)
+
+
+def test_an_empty_stream_and_its_header():
+    model = tiny_model("pixelcnn", channels=3, levels=4)
+    out = io.BytesIO()
+    CompressedWriter(out, model, model_name="mine").close()
+    assert decompress(model, out.getvalue()).shape == (0, 3, 0, 0)
+    assert read_header(out.getvalue())["model"]["name"] == "mine"
 
 
 def test_verify_decodes_what_it_coded():
