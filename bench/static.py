@@ -174,38 +174,37 @@ def _record_scans(batch: int, size: int, hidden: int, dtype, sms: int = 132) -> 
 
 
 def _record_others(batch: int, size: int, hidden: int, dtype) -> list[tuple[str, _Launch]]:
-    """The forward launches of two non-scan kernels at the preset: the Diagonal BiLSTM layer's
-    input-to-state conv (1x1, mask B, 2h -> 8h, RGB groups) and the loss (3 channels, 256 levels).
-    Autotuned kernels are compiled with their first config. Best effort: these modules belong to
-    other work, so a launcher that cannot run on meta tensors is skipped (reported on stderr)."""
+    """Every launch of the two non-scan kernels' forward and backward at the preset: the Diagonal
+    BiLSTM layer's input-to-state conv (1x1, mask B, 2h -> 8h, RGB groups: forward, grad input,
+    grad weight, grad bias) and the loss (3 channels, 256 levels, "sum": forward with gradient,
+    backward scale). The launchers are called directly: the registered custom ops would send meta
+    tensors to their fake implementations, so that nothing launches. Autotuned kernels are compiled
+    with their first config."""
     import torch
 
+    from fastpixel.kernels import cross_entropy, masked_conv
     from fastpixel.masks import MaskSpec, color_groups, gate_groups
 
     def t(*shape, dt=dtype):
         return torch.empty(*shape, device="meta", dtype=dt)
 
     out: list[tuple[str, _Launch]] = []
-    try:
-        from fastpixel.kernels import masked_conv
-
-        spec = MaskSpec((1, 1), "B", color_groups(2 * hidden, 3), gate_groups(2 * hidden, 3))
-        with _capture_launches() as launches:
-            masked_conv.masked_conv2d(t(batch, 2 * hidden, size, size), t(8 * hidden, 2 * hidden, 1, 1),
-                                      t(8 * hidden), spec)
-        out += [("masked_conv", x) for x in launches]
-    except Exception as exc:  # noqa: BLE001 - best effort, see the docstring
-        print(f"bench.static: masked_conv skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
-    try:
-        from fastpixel.kernels import cross_entropy
-
-        with _capture_launches() as launches:
-            cross_entropy.pixel_cross_entropy(t(batch, 256 * 3, size, size).view(batch, 256, 3, size, size),
-                                              torch.zeros(batch, 3, size, size, dtype=torch.long, device="meta"),
-                                              "sum", validate=False)
-        out += [("cross_entropy", x) for x in launches]
-    except Exception as exc:  # noqa: BLE001
-        print(f"bench.static: cross_entropy skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
+    spec = MaskSpec((1, 1), "B", color_groups(2 * hidden, 3), gate_groups(2 * hidden, 3))
+    limit, center, masked = masked_conv._mask_args(spec)
+    x, w, bias = t(batch, 2 * hidden, size, size), t(8 * hidden, 2 * hidden, 1, 1), t(8 * hidden)
+    dy = t(batch, 8 * hidden, size, size)
+    with _capture_launches() as launches:
+        masked_conv._gemm(x, w, bias, limit, tuple(center), masked, transposed=False)
+        masked_conv._gemm(dy, w, None, limit, tuple(center), masked, transposed=True)
+        masked_conv._weight_grad(x, dy, tuple(w.shape), w.dtype, limit, tuple(center), masked)
+        masked_conv._bias_grad(dy, bias.dtype)
+    out += [("masked_conv", x) for x in launches]
+    logits = t(batch, 256 * 3, size, size).view(batch, 256, 3, size, size)
+    targets = torch.zeros(batch, 3, size, size, dtype=torch.long, device="meta")
+    with _capture_launches() as launches:
+        _, grad, _ = cross_entropy.cross_entropy_fwd(logits, targets, "sum", compute_grad=True, inplace=False)
+        cross_entropy.cross_entropy_bwd(grad, torch.ones((), device="meta", dtype=torch.float32), inplace=False)
+    out += [("cross_entropy", x) for x in launches]
     return out
 
 

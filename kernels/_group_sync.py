@@ -41,7 +41,7 @@ import triton
 import triton.language as tl
 
 from fastpixel.kernels._interpreter import triton_interpreter_enabled
-from fastpixel.kernels._common import num_sms
+from fastpixel.kernels._common import fit_shared_memory, num_sms
 
 
 # Longest wait of one group barrier before the CTA traps (module docstring). A constexpr global:
@@ -161,22 +161,33 @@ def _cooperative_launch(kernel, grid: tuple, args: tuple, meta: dict) -> None:
 Build = Callable[[int], tuple[tuple, tuple]]
 
 
-def launch_scan(kernel, n_steps: int, build: Build, meta: dict, group: int, device: torch.device) -> int:
+def launch_scan(kernel, n_steps: int, build: Build, meta: dict, group: int, device: torch.device,
+                op: str = "scan") -> int:
     """Launch a scan kernel whose trailing runtime arguments are (T_BEGIN, T_END) and whose
     constexprs include GRID_SYNC and CACHE; ``build(G) -> (grid, args)`` gives the grid and the
     arguments (before T_BEGIN) for G CTAs per scan. Persistently (all steps in one launch;
     cooperatively when group > 1), or, under the interpreter with group > 1, once per step.
 
     A refused cooperative launch (:func:`is_cooperative_refusal`) is retried with G = 1, with a
-    warning, and remembered for ``device``. Returns the G that ran."""
-    grid, args = build(group)
+    warning, and remembered for ``device``. On a GPU the kernel's shared memory is checked against
+    the device's limit before the launch (``_common.fit_shared_memory``: one software-pipelining
+    stage when the default does not fit, else a ValueError naming ``op``). Returns the G that ran."""
+    def fitted(g: int) -> tuple[tuple, tuple, dict]:
+        grid, args = build(g)
+        sync = dict(GRID_SYNC=True, CACHE=".cg", launch_cooperative_grid=True) if g > 1 else \
+            dict(GRID_SYNC=False, CACHE="")
+        kwargs = fit_shared_memory(op, kernel, grid, (*args, 0, n_steps), {**meta, **sync}, device)
+        return grid, args, {k: v for k, v in kwargs.items() if k not in sync}
+
     if group > 1 and triton_interpreter_enabled():
+        grid, args = build(group)
         for t in range(n_steps):
             kernel[grid](*args, t, t + 1, GRID_SYNC=False, CACHE="", **meta)
         return group
     if group > 1:
+        grid, args, kwargs = fitted(group)
         try:
-            _cooperative_launch(kernel, grid, (*args, 0, n_steps), meta)
+            _cooperative_launch(kernel, grid, (*args, 0, n_steps), kwargs)
             return group
         except RuntimeError as exc:
             if not is_cooperative_refusal(exc):
@@ -187,6 +198,6 @@ def launch_scan(kernel, n_steps: int, build: Build, meta: dict, group: int, devi
                 f"with {group} CTAs per scan ({exc}); running it with one CTA per scan (G = 1), as every "
                 f"later scan on {_device_key(device)}", RuntimeWarning, stacklevel=3)
             group = 1
-            grid, args = build(1)
-    kernel[grid](*args, 0, n_steps, GRID_SYNC=False, CACHE="", **meta)
+    grid, args, kwargs = fitted(1)
+    kernel[grid](*args, 0, n_steps, GRID_SYNC=False, CACHE="", **kwargs)
     return group

@@ -641,7 +641,7 @@ def row_lstm_forward(
             _row_lstm_fwd_tiled_kernel, height, build,
             dict(BJ=bj, BU=bu, BK=bk, **meta, num_warps=_num_warps(),
                  **({} if num_stages is None else {"num_stages": num_stages})),
-            group, x.device,
+            group, x.device, "row_lstm_scan",
         )
     else:
         bw, bh = _block(width), _block(hid)
@@ -705,7 +705,7 @@ def row_lstm_backward(
         launch_scan(
             _row_lstm_bwd_tiled_kernel, height, build,
             dict(BJ=bj, BU=bu, BK=bk, **meta, num_warps=_num_warps(), num_stages=1),
-            group, x.device,
+            group, x.device, "row_lstm_scan",
         )
     else:
         bw, bh = _block(width), _block(hid)
