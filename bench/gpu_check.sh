@@ -23,7 +23,7 @@
 #   5. the roofline plot of those runs                                    -> roofline_<model>.png
 #   6. bench.static under this triton (compile report, sm_90)             -> static_cifar.json
 # OUTDIR then holds at most 8 files (what the device tool brings back): summary.md, gpu_check.log,
-# and results.tar.gz with every raw file above. Exit status 0 when every step passed, else 1.
+# and results.tar.gz with every raw file above (raw/ stays instead if the archive fails). Exit status 0 when every step passed, else 1.
 set -u -o pipefail
 
 OUT=${1:?usage: bash bench/gpu_check.sh OUTDIR}
@@ -94,7 +94,7 @@ step() {
 MODULES="torch triton numpy pytest hypothesis einops tqdm PIL safetensors matplotlib"
 # every command this script runs (tests/test_bench_gpu_check.py runs the dry run with only these on
 # PATH, so a command used here but missing from the list fails that test)
-TOOLS="$PY bash git timeout tar date mkdir rm ls tee cat head"
+TOOLS="$PY bash git timeout date mkdir rm ls tee cat head"
 [ "$DRY" = 1 ] || TOOLS="$TOOLS nvidia-smi"
 missing_modules() {
   "$PY" - "$MODULES" <<'PYEOF' 2>/dev/null || echo "$MODULES"
@@ -223,5 +223,7 @@ fi
 } >> "$SUMMARY" 2>> "$LOG"
 rm -f "$RAW"/*.tmp  # a JSON cut mid-write (bench.compare writes atomically via .tmp)
 ls -la "$RAW" >> "$LOG"
-tar -czf "$OUT/results.tar.gz" -C "$OUT" raw && rm -rf "$RAW"
+# Python's tarfile rather than tar -z: one tool fewer on a bare machine (tar would need gzip too)
+timeout -s INT 10 "$PY" -c "import sys, tarfile; t = tarfile.open(sys.argv[1], 'w:gz'); t.add(sys.argv[2], 'raw'); t.close()" \
+  "$OUT/results.tar.gz" "$RAW" >> "$LOG" 2>&1 && rm -rf "$RAW"
 exit "$FAILED"

@@ -48,14 +48,14 @@ def _env(path: str, **extra) -> dict:
 
 
 def test_every_declared_tool_exists_here_or_is_reported_missing(tmp_path):
-    """With everything declared on PATH the preflight passes its command checks; with git, tar and
+    """With everything declared on PATH the preflight passes its command checks; with git, head and
     nvidia-smi taken away, and a Python without site-packages, the one line names each of them."""
     tools = _declared_tools(dry=False)
-    assert {"git", "timeout", "tar", "nvidia-smi"} <= set(tools)
+    assert {"git", "timeout", "nvidia-smi"} <= set(tools)
     present = [t for t in tools if shutil.which(t)]
     assert set(tools) - set(present) <= {"nvidia-smi"}, "the CI machine lacks a tool gpu_check.sh declares"
 
-    gone = {"git", "tar", "nvidia-smi"}
+    gone = {"git", "head", "nvidia-smi"}
     path = _path_with_only(tmp_path, [t for t in tools if t not in gone] + ["python3"])
     bare_python = tmp_path / "bare_python"
     bare_python.write_text(f'#!{shutil.which("bash")}\nexec {sys.executable} -S "$@"\n')
@@ -66,7 +66,7 @@ def test_every_declared_tool_exists_here_or_is_reported_missing(tmp_path):
     lines = [line for line in proc.stdout.splitlines() if line.startswith("preflight:")]
     assert len(lines) == 1, proc.stdout
     line = lines[0]
-    for name in ("command:git", "command:tar", "command:nvidia-smi", "python:torch", "python:pytest",
+    for name in ("command:git", "command:head", "command:nvidia-smi", "python:torch", "python:pytest",
                  "python:hypothesis", "python:einops", "cuda-device"):
         assert name in line, (name, line)
     assert "command:timeout" not in line and "command:bash" not in line
