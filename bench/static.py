@@ -602,7 +602,8 @@ def analyse(preset: str = "cifar", dtype: str = "bfloat16", *, batch=None, size=
         lines, loops = _sass(kernel.asm["cubin"])
         counts = step_loop_counts(lines, loops, _step_source(kernel.asm["ttgir"]), {**ints, **constexprs})
         reports[key] = KernelReport(
-            name=_short_name(launch.fn.__name__), scan=scan, ctas=ctas, launches=1,
+            name=_short_name(launch.fn.__name__) + ("_input_grad" if constexprs.get("TRANSPOSED") else ""),
+            scan=scan, ctas=ctas, launches=1,
             num_warps=kernel.metadata.num_warps, **_ptxas_numbers(log), shared_bytes=kernel.metadata.shared,
             mma=_mma_kind(lines), mma_replication=_mma_replication(kernel.asm["ttgir"]),
             loop_loads_by_width=counts.loads, barriers_per_step=counts.barriers, mma_per_step=counts.mma,

@@ -15,8 +15,8 @@ CTA per SM). Otherwise G = 1: one persistent CTA per scan, a CTA barrier per ste
 The wait is bounded in time, so a scan can never hang the GPU: the polling loop reads the GPU's
 ``%globaltimer`` and gives up after ``BARRIER_TIMEOUT_NS`` (``FASTPIXEL_SCAN_BARRIER_TIMEOUT_S``,
 default 2 s, read when this module is imported; a step takes microseconds), and the CTA then
-executes ``trap``: the launch fails with a CUDA error ("unspecified launch failure" or "an illegal
-instruction was encountered") at the next synchronisation instead of spinning forever. The flag is
+executes ``trap``: the launch fails with a CUDA error at the next synchronisation (e.g. "unspecified
+launch failure"; not yet seen on a GPU) instead of spinning forever. The flag is
 the trap itself, not a value the host reads back: the launchers never synchronise (CUDA graphs).
 And a cooperative launch that the driver refuses (too many CTAs to be co-resident, MPS, MIG,
 another kernel resident: ``CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE`` or ``CUDA_ERROR_NOT_SUPPORTED``)
