@@ -121,9 +121,15 @@ def test_row_lstm_backward_counts_follow_the_real_trip_counts():
     loads and 192 HMMA per warp (4 BK-chunks of h), on triton 3.6 and 3.9 alike."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    code = ("import json, bench.static as st; r = [k for k in st.analyse('cifar') if k.name == 'row_lstm_bwd_tiled'][0];"
-            "print(json.dumps(dict(loads=r.loop_loads_by_width, mma=r.mma_per_step, matched=r.trips_matched, "
-            "trips=r.inner_trips, poll=r.per_poll)))")
+    code = """if 1:
+        import json, torch, bench.static as st
+        [launch] = [x for _, x in st._record_scans(16, 32, 128, torch.bfloat16)
+                    if x.fn.__name__ == "_row_lstm_bwd_tiled_kernel"]
+        kernel, log, constexprs, ints, grid = st._compile(launch)
+        lines, loops = st._sass(kernel.asm["cubin"])
+        c = st.step_loop_counts(lines, loops, st._step_source(kernel.asm["ttgir"]), {**ints, **constexprs})
+        print(json.dumps(dict(loads=c.loads, mma=c.mma, matched=c.matched, trips=c.trips, poll=c.per_poll)))
+    """
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
