@@ -5,8 +5,8 @@
 #   bash bench/gpu_check.sh OUTDIR                       # on the GPU machine
 #   GPU_CHECK_DRY_RUN=1 bash bench/gpu_check.sh OUTDIR   # anywhere without CUDA: every step, cheaply
 #
-# One deadline covers everything (GPU_CHECK_SECONDS, default 540: a 600 s device command with room to
-# pack the results); each step runs under `timeout -s INT` (pytest then still writes its junit
+# One deadline covers everything (GPU_CHECK_SECONDS, default 480: 8 of a session's 15 device
+# minutes, leaving the machine's start and a short rerun room; the archive is made inside it); each step runs under `timeout -s INT` (pytest then still writes its junit
 # file) for its own limit or what is left before the deadline, whichever is less. Steps, in the
 # order docs/benchmarks.md ("The first GPU run") gives, each with its expectation written there:
 #   0. preflight: one line naming whatever is missing (commands, Python modules, CUDA, triton's
@@ -40,7 +40,7 @@ PY=${GPU_CHECK_PYTHON:-python3}
 LOG="$OUT/gpu_check.log"
 SUMMARY="$OUT/summary.md"
 START=$(date +%s)
-DEADLINE=$((START + ${GPU_CHECK_SECONDS:-540}))
+DEADLINE=$((START + ${GPU_CHECK_SECONDS:-480}))
 RESERVE=15  # seconds kept back at the end for the summary and the archive
 FAILED=0
 
@@ -213,7 +213,7 @@ fi
 # -- summary and archive (inside the deadline: RESERVE seconds were kept for it) ---------------------
 {
   echo
-  echo "finished after $(($(date +%s) - START)) s (deadline ${GPU_CHECK_SECONDS:-540} s); failed steps: $FAILED"
+  echo "finished after $(($(date +%s) - START)) s (deadline ${GPU_CHECK_SECONDS:-480} s); failed steps: $FAILED"
   echo
   echo "## results"
   echo
