@@ -6,8 +6,9 @@
 #   GPU_CHECK_DRY_RUN=1 bash bench/gpu_check.sh OUTDIR   # anywhere without CUDA: every step, cheaply
 #
 # One deadline covers everything (GPU_CHECK_SECONDS, default 480: 8 of a session's 15 device
-# minutes, leaving the machine's start and a short rerun room; the archive is made inside it); each step runs under `timeout -s INT` (pytest then still writes its junit
-# file) for its own limit or what is left before the deadline, whichever is less. Steps, in the
+# minutes, leaving room for the machine's start and a short rerun; the archive is made inside it).
+# Each step runs under `timeout -s INT` (pytest then still writes its junit file) for its own limit
+# or what is left before the deadline, whichever is less. Steps, in the
 # order docs/benchmarks.md ("The first GPU run") gives, each with its expectation written there:
 #   0. preflight: one line naming whatever is missing (commands, Python modules, CUDA, triton's
 #      sm_90 toolchain); Python modules missing here are installed from a carried wheelhouse
@@ -23,7 +24,9 @@
 #   5. the roofline plot of those runs                                    -> roofline_<model>.png
 #   6. bench.static under this triton (compile report, sm_90)             -> static_cifar.json
 # OUTDIR then holds at most 8 files (what the device tool brings back): summary.md, gpu_check.log,
-# and results.tar.gz with every raw file above (raw/ stays instead if the archive fails). Exit status 0 when every step passed, else 1.
+# and results.tar.gz with every raw file above (raw/ stays instead if the archive fails).
+# Exit status 0 when every step passed, else 1. The device tool: run it with timeout_s about 540,
+# carrying .whl only where the preflight would miss modules (docs/benchmarks.md, "GPU check").
 set -u -o pipefail
 
 OUT=${1:?usage: bash bench/gpu_check.sh OUTDIR}
