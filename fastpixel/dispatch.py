@@ -27,6 +27,7 @@ FUNCTIONS: dict[str, str] = {
     "row_lstm": "row_lstm_scan",
     "diagonal_bilstm": "diagonal_bilstm_scan",
     "diagonal_bilstm_layer": "conv_diagonal_bilstm",
+    "dmol": "dmol_nll",
 }
 
 #: backend -> the op stems it implements.
@@ -38,24 +39,24 @@ IMPLEMENTED: dict[str, tuple[str, ...]] = {
 
 
 def _reference_modules() -> dict[str, ModuleType]:
-    from fastpixel.reference import cross_entropy, diagonal_bilstm, diagonal_bilstm_layer, masked_conv, row_lstm
+    from fastpixel.reference import cross_entropy, diagonal_bilstm, diagonal_bilstm_layer, dmol, masked_conv, row_lstm
 
     return dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm,
-                diagonal_bilstm_layer=diagonal_bilstm_layer)
+                diagonal_bilstm_layer=diagonal_bilstm_layer, dmol=dmol)
 
 
 def _torch_modules() -> dict[str, ModuleType]:
-    from fastpixel.fast import cross_entropy, diagonal_bilstm, diagonal_bilstm_layer, masked_conv, row_lstm
+    from fastpixel.fast import cross_entropy, diagonal_bilstm, diagonal_bilstm_layer, dmol, masked_conv, row_lstm
 
     return dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm,
-                diagonal_bilstm_layer=diagonal_bilstm_layer)
+                diagonal_bilstm_layer=diagonal_bilstm_layer, dmol=dmol)
 
 
 def _triton_modules() -> dict[str, ModuleType]:
-    from fastpixel.kernels import cross_entropy, diagonal_bilstm, diagonal_bilstm_layer, masked_conv, row_lstm
+    from fastpixel.kernels import cross_entropy, diagonal_bilstm, diagonal_bilstm_layer, dmol, masked_conv, row_lstm
 
     return dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm,
-                diagonal_bilstm_layer=diagonal_bilstm_layer)
+                diagonal_bilstm_layer=diagonal_bilstm_layer, dmol=dmol)
 
 
 _MODULE_LOADERS: dict[str, Callable[[], dict[str, ModuleType]]] = {
