@@ -45,7 +45,8 @@ MAX_MIXTURES = 256
 def _log1p(u):
     # log(1 + u) for u >= 0 to full precision (Goldberg): log(v) * u / (v - 1), v = 1 + u rounded
     v = 1.0 + u
-    return tl.where(v == 1.0, u, tl.log(v) * (u / (v - 1.0)))
+    v_safe = tl.where(v == 1.0, 2.0, v)  # the unused side stays finite
+    return tl.where(v == 1.0, u, tl.log(v_safe) * (u / (v_safe - 1.0)))
 
 
 @triton.jit
@@ -55,8 +56,9 @@ def _logsigmoid(z):
 
 @triton.jit
 def _sigmoid_neg(z):
-    # sigmoid(-z) = 1/(1 + e^z): 0 when e^z overflows, as it should
-    return 1.0 / (1.0 + tl.exp(z))
+    # sigmoid(-z) = 1/(1 + e^z) = e^-z/(1 + e^-z), each form where its exp cannot overflow
+    e = tl.exp(-tl.abs(z))
+    return tl.where(z > 0, e / (1.0 + e), 1.0 / (1.0 + e))
 
 
 @triton.jit
@@ -74,7 +76,8 @@ def _colour(b_mu, b_raw_s, b_v, b_shift, two_over, half, log_2d, L):
     b_delta = 2.0 * half * b_inv
     b_u = tl.exp(-tl.minimum(b_delta, 80.0))  # e^-delta
     # f = (1 - e^-delta)/delta by Kahan's expm1: (u - 1)/log u; 1 where u rounds to 1; 1/delta beyond 80
-    b_f = tl.where(b_u == 1.0, 1.0, (b_u - 1.0) / tl.log(b_u))
+    b_u_safe = tl.where(b_u == 1.0, 0.5, b_u)  # the unused side stays finite
+    b_f = tl.where(b_u == 1.0, 1.0, (b_u_safe - 1.0) / tl.log(b_u_safe))
     b_f = tl.where(b_delta > 80.0, 1.0 / b_delta, b_f)
     b_width = log_2d - b_s + tl.log(b_f)
     b_logp = tl.where(m_top, 0.0, _logsigmoid(b_a)) + tl.where(m_bot, 0.0, _logsigmoid(-b_b))
