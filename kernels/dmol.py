@@ -78,7 +78,7 @@ def _colour(b_mu, b_raw_s, b_v, b_shift, two_over, half, log_2d, L):
     # f = (1 - e^-delta)/delta by Kahan's expm1: (u - 1)/log u; 1 where u rounds to 1; 1/delta beyond 80
     b_u_safe = tl.where(b_u == 1.0, 0.5, b_u)  # the unused side stays finite
     b_f = tl.where(b_u == 1.0, 1.0, (b_u_safe - 1.0) / tl.log(b_u_safe))
-    b_f = tl.where(b_delta > 80.0, 1.0 / b_delta, b_f)
+    b_f = tl.where(b_delta > 80.0, 1.0 / tl.maximum(b_delta, 80.0), b_f)
     b_width = log_2d - b_s + tl.log(b_f)
     b_logp = tl.where(m_top, 0.0, _logsigmoid(b_a)) + tl.where(m_bot, 0.0, _logsigmoid(-b_b))
     b_logp += tl.where(m_top | m_bot, 0.0, b_width)
