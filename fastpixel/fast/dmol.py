@@ -16,7 +16,8 @@ block of images (and rows) at a time so that the handful of (b, C, K, h, W) temp
 the CPU's cache (``BLOCK_ELEMENTS``); the edge bins enter as a standardised edge of +-1e30 (its
 logsigmoid, sigmoid and x*sigmoid(-x) are exactly the open-ended bin's), so no mask multiplies a
 product. What autograd keeps is the gradient (the params' size) and nothing of (B, H, W, C, K)
-size; the backward multiplies it by ``grad_output``. Computed in promote(params.dtype, float32).
+size; the backward multiplies it by ``grad_output`` in place (see :class:`DMoLNLL`). Computed in
+promote(params.dtype, float32).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from fastpixel.reference.dmol import LOG_SCALE_MIN, REDUCTIONS
 #: Elements of one (b, C, K, h, W) temporary per block: 32K floats = 128 KiB, so the dozen live
 #: temporaries of a block fit in a CPU's L2 cache (measured at B=16, 32x32x3, K=10: blocks of one
 #: image, 30K elements, run the op ~1.5x faster than the whole batch at once).
-BLOCK_ELEMENTS = 1 << 17
+BLOCK_ELEMENTS = 1 << 16
 #: exp and sigmoid arguments are kept in [-EXP_RANGE, EXP_RANGE]: beyond, a result is 0 or 1 to within
 #: e^-80 ~ 1.8e-35 relative (nothing in float32 or float64), and computing it would produce subnormal
 #: numbers, which cost a CPU ~10-50x per element (measured: exp of N(0, 100^2) values 13x slower).
@@ -68,23 +69,24 @@ def _split(p: torch.Tensor, channels: int, k: int):
 
 def _value_terms(x: torch.Tensor, levels: int, dtype: torch.dtype):
     """Per sub-pixel, (b, C, 1, h, w) unless said: y (b, C, h, w); the open ends as additive offsets
-    (BIG at the top, at the bottom), edge and interior as 0/1 factors -- a broadcast add or
+    (BIG at the top, at the bottom), interior as a 0/1 factor and the two width constants -- a broadcast add or
     multiply costs a fraction of a broadcast masked_fill on a CPU. Made once for the whole batch."""
     y = x.to(dtype) * (2.0 / (levels - 1)) - 1.0  # as reference.grid_values
     top, bottom = (x == levels - 1).unsqueeze(2), (x == 0).unsqueeze(2)
     top_big, bottom_big = top.to(dtype) * BIG, bottom.to(dtype) * BIG
-    edge = top | bottom
-    return y, top_big, bottom_big, edge.to(dtype), (~edge).to(dtype)
+    interior = (~(top | bottom)).to(dtype)
+    half = 1.0 / (levels - 1)
+    # -2d and log(2d) on the interior, 0 at the edges (whose masses have no width factor)
+    return y, top_big, bottom_big, interior, interior * (-2.0 * half), interior * math.log(2.0 * half)
 
 
 def _block(p: torch.Tensor, terms, levels: int, k: int, grad: torch.Tensor | None) -> torch.Tensor:
     """Loss (b, h, w) of one block; writes d loss/d params into ``grad`` (a (b, P, h, w) view) when given."""
     dtype = torch.promote_types(p.dtype, torch.float32)
     p = p.to(dtype)
-    y, top_big, bottom_big, edge, interior = terms
+    y, top_big, bottom_big, interior, neg_width, log_width = terms
     channels = y.shape[1]
     half = 1.0 / (levels - 1)
-    scale2 = 2.0 * half
     logits, mu, raw_s, raw_c = _split(p, channels, k)
 
     s = raw_s.clamp(min=LOG_SCALE_MIN)  # (b, C, K, h, w)
@@ -92,7 +94,7 @@ def _block(p: torch.Tensor, terms, levels: int, k: int, grad: torch.Tensor | Non
     q = y.unsqueeze(2) - mu  # y - m, the coupling below
     t = None
     if channels == 3:
-        t = torch.sigmoid(raw_c * 2.0).mul_(2.0).sub_(1.0)  # tanh = 2 sigmoid(2x) - 1 (a CPU's sigmoid is ~10x its tanh)
+        t = torch.mul(raw_c, 2.0).sigmoid_().mul_(2.0).sub_(1.0)  # tanh = 2 sigmoid(2x) - 1 (a CPU's sigmoid is ~10x its tanh)
         q[:, 1].addcmul_(t[:, 0], y[:, 0:1], value=-1.0)
         q[:, 2].addcmul_(t[:, 1], y[:, 0:1], value=-1.0).addcmul_(t[:, 2], y[:, 1:2], value=-1.0)
     q.mul_(inv)
@@ -101,15 +103,15 @@ def _block(p: torch.Tensor, terms, levels: int, k: int, grad: torch.Tensor | Non
     # log P = log sigma(a) + log sigma(-b) + log(1 - e^-delta), with log sigma(z) = min(z, 0) + log sigma(|z|)
     # (sigma(|z|) in [1/2, 1]) and log(1 - e^-delta) = log(2d) - s + log f, f = (1 - e^-delta)/delta in
     # (0, 1]: one log of a product that can neither underflow nor lose precision, for any a, b, s
-    # (delta is clamped at TINY_DELTA only inside f, where f = 1 to rounding).
-    delta = torch.mul(inv, scale2).clamp_(min=TINY_DELTA[dtype])
-    em = torch.expm1(delta.clamp(max=EXP_RANGE).neg_())  # e^-delta - 1, in (-1, 0)
-    f = torch.div(em, delta).neg_()
-    f = torch.addcmul(edge, f, interior)  # 1 at the edges: their mass has no width factor
-    prod = torch.sigmoid(a.abs().clamp_(max=EXP_RANGE)).mul_(torch.sigmoid(b.abs().clamp_(max=EXP_RANGE))).mul_(f)
+    # (-delta is clamped at -TINY_DELTA, where f = 1 to rounding: the edges, whose delta is set to 0,
+    # and underflowed deltas; and at -EXP_RANGE inside expm1, where e^-delta = 0 to rounding.)
+    nd = torch.mul(inv, neg_width).clamp_(max=-TINY_DELTA[dtype])  # -delta
+    em = torch.expm1(nd.clamp(min=-EXP_RANGE))  # e^-delta - 1, in [-1, 0)
+    f = torch.div(em, nd)
+    prod = a.abs().clamp_(max=EXP_RANGE).sigmoid_().mul_(b.abs().clamp_(max=EXP_RANGE).sigmoid_()).mul_(f)
+    del f
     log_p = prod.log_().add_(a.clamp(max=0.0)).sub_(b.clamp(min=0.0))
-    log_p.addcmul_(s.neg().add_(math.log(scale2)), interior)  # log(2d) - s, interior only
-    del prod, f
+    log_p.addcmul_(s, interior, value=-1.0).add_(log_width)  # log(2d) - s, interior only
 
     log_pi = torch.log_softmax(logits, dim=1)  # (b, K, h, w)
     w = log_p.sum(dim=1).add_(log_pi)
@@ -130,8 +132,9 @@ def _block(p: torch.Tensor, terms, levels: int, k: int, grad: torch.Tensor | Non
     r = r.unsqueeze(1)
     # d log P / d s = -a sigma(-a) + b sigma(b) - delta e^-delta/(1 - e^-delta); d s/d raw = [raw >= -7]
     # (0 from each open end: BIG * sigmoid(-BIG) = 0, and no width term)
-    gw = em.add(1.0).mul_(delta).div_(em)  # delta e^-delta / (e^-delta - 1)
-    d_s = na.mul_(sig_na).addcmul_(b, sig_b).addcmul_(gw, interior).mul_(torch.ge(raw_s, LOG_SCALE_MIN).to(dtype))
+    gw = torch.add(em, 1.0).mul_(nd).div_(em)  # delta e^-delta / (1 - e^-delta) = -d width / d s
+    d_s = na.mul_(sig_na).addcmul_(b, sig_b).addcmul_(gw, interior, value=-1.0)
+    d_s.mul_(torch.ge(raw_s, LOG_SCALE_MIN).to(dtype))
     torch.mul(d_s, r, out=g_s).neg_()
     # d loss / d m = r/s (sigma(-a) - sigma(b))
     g_m = sig_na.sub_(sig_b).mul_(inv).mul_(r)
@@ -158,14 +161,22 @@ def _forward(params: torch.Tensor, x: torch.Tensor, levels: int, k: int, grad: t
 
 
 class DMoLNLL(torch.autograd.Function):
-    """autograd.Function of :func:`dmol_nll`; use that function."""
+    """autograd.Function of :func:`dmol_nll`; use that function.
+
+    The gradient made in the forward is held as a ctx attribute, not a saved tensor, so the first
+    backward can scale it in place and hand it over: it is then the only reference, and autograd's
+    gradient accumulation takes it as ``params.grad`` without a copy. The op's whole extra memory is
+    the gradient it returns plus one block's temporaries. A second backward through the same graph
+    (``retain_graph=True``) recomputes the gradient from the saved params and x.
+    """
 
     @staticmethod
     def forward(ctx, params, x, levels, k, reduction):
-        grad = torch.empty_like(params, memory_format=torch.contiguous_format) if ctx.needs_input_grad[0] else None
+        grad = torch.empty_like(params, memory_format=torch.contiguous_format)
         loss = _forward(params, x, levels, k, grad)
-        ctx.save_for_backward(grad)
-        ctx.reduction, ctx.pixels = reduction, loss.numel()
+        ctx.grad = grad
+        ctx.save_for_backward(params, x)
+        ctx.levels, ctx.k, ctx.reduction, ctx.pixels = levels, k, reduction, loss.numel()
         if reduction == "sum":
             return loss.sum()
         if reduction == "mean":
@@ -176,14 +187,18 @@ class DMoLNLL(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_loss):
         reject_batched_gradients("dmol_nll", grad_loss)
-        (grad,) = ctx.saved_tensors
+        grad, ctx.grad = ctx.grad, None
+        if grad is None:  # a second backward: the first one consumed the gradient
+            params, x = ctx.saved_tensors
+            grad = torch.empty_like(params, memory_format=torch.contiguous_format)
+            _forward(params, x, ctx.levels, ctx.k, grad)
         if ctx.reduction == "none":
             scale = grad_loss.unsqueeze(1).to(grad.dtype)  # (B, 1, H, W)
         elif ctx.reduction == "sum":
             scale = grad_loss.to(grad.dtype)
         else:
             scale = (grad_loss / ctx.pixels).to(grad.dtype)
-        return grad * scale, None, None, None, None
+        return grad.mul_(scale), None, None, None, None
 
 
 def dmol_nll(
