@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -169,6 +170,37 @@ def _cfg_args(cfg) -> list[str]:
             f"--levels={cfg.levels}", f"--dtype={cfg.dtype}", f"--threads={cfg.threads}"]
 
 
+def static_reports(cfg, dtypes=("float32", "bfloat16")) -> list[dict]:
+    """What the triton kernels compile to for sm_90, without a GPU (bench.static's machinery): the
+    launchers run on meta tensors of ``cfg``'s shapes, each launch compiled as the JIT would; per
+    kernel: registers, spill bytes, and the global loads in the SASS by access width (bits)."""
+    import bench.static as st  # first: it unsets TRITON_INTERPRET before triton is imported
+
+    from fastpixel.kernels import dmol as kd
+
+    out = []
+    for name in dtypes:
+        dtype = getattr(torch, name)
+        p = (10 if cfg.channels == 3 else 3) * cfg.mixtures
+        params = torch.empty(cfg.batch, p, cfg.size, cfg.size, device="meta", dtype=dtype)
+        x = torch.empty(cfg.batch, cfg.channels, cfg.size, cfg.size, device="meta", dtype=torch.uint8)
+        with st._capture_launches() as launches:
+            _, grad = kd.dmol_fwd(params, x, cfg.levels, cfg.mixtures, "none", compute_grad=True)
+            kd.dmol_bwd(grad, torch.empty(cfg.batch, cfg.size, cfg.size, device="meta", dtype=torch.float32))
+        for launch in launches:
+            kernel, log, constexprs, _, grid = st._compile(launch)
+            loads: dict[str, int] = {}
+            for line in st._sass_lines(kernel.asm["cubin"]):
+                m = st._GLOBAL_LOAD.search(line)
+                if m:
+                    w = st._load_width(m.group(2))
+                    loads[w] = loads.get(w, 0) + 1
+            out.append({"kernel": st._short_name(launch.fn.__name__), "dtype": name, "ctas": math.prod(grid),
+                        "num_warps": kernel.metadata.num_warps, **st._ptxas_numbers(log),
+                        "global_loads_by_width": dict(sorted(loads.items())), "constexprs": constexprs})
+    return out
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.dmol", description=__doc__.split("\n\n")[0])
     p.add_argument("--batch", type=int, default=16)
@@ -184,6 +216,8 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--static", action="store_true",
+                   help="compile the triton kernels for sm_90 (no GPU needed) and report registers, spills, loads")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -194,6 +228,20 @@ def main(argv=None) -> dict:
     if cfg.memory_child:
         print(json.dumps(memory_child(cfg, cfg.memory_child)))
         return {}
+    if cfg.static:
+        reports = static_reports(cfg)
+        print(f"# bench.dmol --static: sm_90, B={cfg.batch} {cfg.size}x{cfg.size}x{cfg.channels} K={cfg.mixtures}")
+        print("| kernel | dtype | ctas | warps | regs | spill B | global loads (bits: n, whole kernel) | constexprs |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in reports:
+            loads = ", ".join(f"{w}: {n}" for w, n in r["global_loads_by_width"].items())
+            consts = ", ".join(f"{k}={v}" for k, v in r["constexprs"].items())
+            print(f"| {r['kernel']} | {r['dtype']} | {r['ctas']} | {r['num_warps']} | {r['registers']} | "
+                  f"{r['spill_bytes']} | {loads} | {consts} |")
+        if cfg.json:
+            with open(cfg.json, "w") as f:
+                json.dump({"static": reports}, f, indent=1)
+        return {"static": reports}
     device = torch.device(cfg.device)
     backends = cfg.backends.split(",") if cfg.backends else (
         list(BACKENDS) if device.type == "cuda" else ["reference", "torch"])

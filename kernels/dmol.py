@@ -24,7 +24,7 @@ device (deterministic, no atomics). The backward multiplies the saved gradient b
 (a second kernel, broadcast over the P maps). log1p and expm1 are written with Goldberg's and
 Kahan's corrections (``_log1p``; f above), as core ``triton.language`` has neither.
 
-No autotuning: BN follows from K (BN*BK = 1024 per program); the interpreter runs the same config.
+No autotuning: BN follows from K (BN*BK = 512 per program, 4 warps); the interpreter runs the same config.
 """
 
 from __future__ import annotations
@@ -37,7 +37,12 @@ from fastpixel.kernels._common import acc_dtype, check_int32_span, register_auto
 
 REDUCTIONS = ("none", "sum", "mean")  # as fastpixel.reference.dmol (a test holds them equal)
 LOG_SCALE_MIN = -7.0  # as fastpixel.reference.dmol.LOG_SCALE_MIN (a test holds them equal)
-BLOCK_ELEMS = 1024  # BN pixels x BK components per program
+_LOG_SCALE_MIN = tl.constexpr(LOG_SCALE_MIN)  # the same, as a global the kernels may read
+# BN pixels x BK components per program, 4 per thread: at the CIFAR preset (K = 10 -> BK = 16) the
+# forward kernel compiles for sm_90 to 106 registers, no spills, 128-bit (fp32) / 64-bit (bf16) loads
+# of the params; 1024 per 4 warps spilled 596 bytes (``python -m bench.dmol --static``).
+BLOCK_ELEMS = 512
+NUM_WARPS = 4
 MAX_MIXTURES = 256
 
 
@@ -66,7 +71,7 @@ def _colour(b_mu, b_raw_s, b_v, b_shift, two_over, half, log_2d, L):
     # one colour of BN pixels x BK components: b_mu, b_raw_s [BN, BK]; b_v [BN] value indices;
     # b_shift [BN, BK] the coupling added to the mean. Returns the pieces both passes need.
     b_y = b_v.to(b_mu.dtype) * two_over - 1.0  # [BN]
-    b_s = tl.maximum(b_raw_s, LOG_SCALE_MIN)  # rule 1 of the reference
+    b_s = tl.maximum(b_raw_s, _LOG_SCALE_MIN)  # rule 1 of the reference
     b_inv = tl.exp(-b_s)
     b_q = (b_y[:, None] - (b_mu + b_shift)) * b_inv  # [BN, BK]
     b_a = b_q + half * b_inv
@@ -205,7 +210,7 @@ def _dmol_fwd_kernel(
             # d log P / d s: -a sigma(-a) + b sigma(b) - delta e^-delta / (1 - e^-delta) = ... - u/f
             b_ds = tl.where(m_top, 0.0, -b_a * b_sna) + tl.where(m_bot, 0.0, b_b * b_sb)
             b_ds += tl.where(m_top | m_bot, 0.0, -b_u / b_f)
-            b_gs = tl.where(b_rs >= LOG_SCALE_MIN, -b_r * b_ds * b_scale, 0.0)
+            b_gs = tl.where(b_rs >= _LOG_SCALE_MIN, -b_r * b_ds * b_scale, 0.0)
             tl.store(p_gb + (o_mu + o_k[None, :]) * s_g_c, b_gm.to(G_TY), mask=m_nk)
             tl.store(p_gb + (o_s + o_k[None, :]) * s_g_c, b_gs.to(G_TY), mask=m_nk)
             if c == 1:  # alpha (colour 0's coefficient block): m_G = mu_G + alpha y_R
@@ -251,7 +256,7 @@ def _block_shape(k: int, n: int) -> tuple[int, int, int]:
     """(BN pixels, BK components, num_warps): BK = next_pow2(K), BN*BK ~ BLOCK_ELEMS."""
     bk = triton.next_power_of_2(k)
     bn = max(1, min(max(1, BLOCK_ELEMS // bk), triton.next_power_of_2(n)))
-    return bn, bk, 4
+    return bn, bk, NUM_WARPS
 
 
 def _merges(t: torch.Tensor) -> bool:
