@@ -80,10 +80,12 @@ def _value_terms(x: torch.Tensor, levels: int, dtype: torch.dtype):
     return y, top_big, bottom_big, interior, interior * (-2.0 * half), interior * math.log(2.0 * half)
 
 
-def _block(p: torch.Tensor, terms, levels: int, k: int, grad: torch.Tensor | None) -> torch.Tensor:
-    """Loss (b, h, w) of one block; writes d loss/d params into ``grad`` (a (b, P, h, w) view) when given."""
+def _block(p: torch.Tensor, terms, levels: int, k: int, grad: torch.Tensor | None, scale: float) -> torch.Tensor:
+    """Loss (b, h, w) of one block; writes ``scale`` * d loss/d params into ``grad`` (a (b, P, h, w)
+    view) when given."""
     dtype = torch.promote_types(p.dtype, torch.float32)
-    p = p.to(dtype)
+    if p.dtype != dtype:
+        p = p.to(dtype)
     y, top_big, bottom_big, interior, neg_width, log_width = terms
     channels = y.shape[1]
     half = 1.0 / (levels - 1)
@@ -95,8 +97,11 @@ def _block(p: torch.Tensor, terms, levels: int, k: int, grad: torch.Tensor | Non
     t = None
     if channels == 3:
         t = torch.mul(raw_c, 2.0).sigmoid_().mul_(2.0).sub_(1.0)  # tanh = 2 sigmoid(2x) - 1 (a CPU's sigmoid is ~10x its tanh)
-        q[:, 1].addcmul_(t[:, 0], y[:, 0:1], value=-1.0)
-        q[:, 2].addcmul_(t[:, 1], y[:, 0:1], value=-1.0).addcmul_(t[:, 2], y[:, 1:2], value=-1.0)
+        y_r, y_g = y[:, 0:1], y[:, 1:2]  # (b, 1, h, w)
+        alpha, beta, gamma = t.unbind(1)
+        _, q_g, q_b = q.unbind(1)
+        q_g.addcmul_(alpha, y_r, value=-1.0)
+        q_b.addcmul_(beta, y_r, value=-1.0).addcmul_(gamma, y_g, value=-1.0)
     q.mul_(inv)
     a = torch.add(q, inv, alpha=half).add_(top_big)  # standardised upper edge, BIG at the top bin
     b = q.add_(inv, alpha=-half).sub_(bottom_big)  # lower edge, -BIG at the bottom bin (q's storage)
@@ -124,30 +129,37 @@ def _block(p: torch.Tensor, terms, levels: int, k: int, grad: torch.Tensor | Non
         return loss
 
     r = e.div_(e_sum)  # responsibilities p(k | x), (b, K, h, w)
-    na = a.neg_().clamp_(min=-EXP_RANGE)  # -a (a's storage)
+    if scale != 1.0:  # 1/N of "mean": every gradient below is linear in r, except pi's term
+        r.mul_(scale)
+    a.clamp_(max=EXP_RANGE)
     b.clamp_(min=-EXP_RANGE)
-    sig_na, sig_b = torch.sigmoid(na), torch.sigmoid(b)  # sigma(-a), sigma(b): ~0 at the open ends
+    sig_na, sig_b = torch.neg(a).sigmoid_(), torch.sigmoid(b)  # sigma(-a), sigma(b): ~0 at the open ends
     g_logits, g_mu, g_s, g_c = _split(grad, channels, k)
-    torch.sub(log_pi.exp_(), r, out=g_logits)
+    torch.sub(log_pi.exp_().mul_(scale) if scale != 1.0 else log_pi.exp_(), r, out=g_logits)
     r = r.unsqueeze(1)
-    # d log P / d s = -a sigma(-a) + b sigma(b) - delta e^-delta/(1 - e^-delta); d s/d raw = [raw >= -7]
+    # -d log P / d s = a sigma(-a) - b sigma(b) + delta e^-delta/(1 - e^-delta); d s/d raw = [raw >= -7]
     # (0 from each open end: BIG * sigmoid(-BIG) = 0, and no width term)
     gw = torch.add(em, 1.0).mul_(nd).div_(em)  # delta e^-delta / (1 - e^-delta) = -d width / d s
-    d_s = na.mul_(sig_na).addcmul_(b, sig_b).addcmul_(gw, interior, value=-1.0)
+    d_s = a.mul_(sig_na).addcmul_(b, sig_b, value=-1.0).addcmul_(gw, interior)
     d_s.mul_(torch.ge(raw_s, LOG_SCALE_MIN).to(dtype))
-    torch.mul(d_s, r, out=g_s).neg_()
+    torch.mul(d_s, r, out=g_s)  # d loss / d raw_s = -r d log P / d s
     # d loss / d m = r/s (sigma(-a) - sigma(b))
     g_m = sig_na.sub_(sig_b).mul_(inv).mul_(r)
     if channels == 3:
         one_minus_t2 = t.mul_(t).neg_().add_(1.0)  # 1 - tanh^2
-        torch.mul(one_minus_t2[:, 0], g_m[:, 1], out=g_c[:, 0]).mul_(y[:, 0:1])
-        torch.mul(one_minus_t2[:, 1], g_m[:, 2], out=g_c[:, 1]).mul_(y[:, 0:1])
-        torch.mul(one_minus_t2[:, 2], g_m[:, 2], out=g_c[:, 2]).mul_(y[:, 1:2])
+        _, g_m_g, g_m_b = g_m.unbind(1)
+        g_alpha, g_beta, g_gamma = g_c.unbind(1)
+        o_alpha, o_beta, o_gamma = one_minus_t2.unbind(1)
+        torch.mul(o_alpha, g_m_g, out=g_alpha).mul_(y_r)
+        torch.mul(o_beta, g_m_b, out=g_beta).mul_(y_r)
+        torch.mul(o_gamma, g_m_b, out=g_gamma).mul_(y_g)
     g_mu.copy_(g_m)
     return loss
 
 
-def _forward(params: torch.Tensor, x: torch.Tensor, levels: int, k: int, grad: torch.Tensor | None) -> torch.Tensor:
+def _forward(
+    params: torch.Tensor, x: torch.Tensor, levels: int, k: int, grad: torch.Tensor | None, scale: float = 1.0
+) -> torch.Tensor:
     bsz, p, h, w = params.shape
     dtype = torch.promote_types(params.dtype, torch.float32)
     loss = torch.empty((bsz, h, w), dtype=dtype, device=params.device)
@@ -156,7 +168,7 @@ def _forward(params: torch.Tensor, x: torch.Tensor, levels: int, k: int, grad: t
         terms = _value_terms(x, levels, dtype)
         for ib, ih in _blocks(bsz, h, per_row):
             g = grad[ib, :, ih] if grad is not None else None
-            loss[ib, ih] = _block(params[ib, :, ih], [t[ib, ..., ih, :] for t in terms], levels, k, g)
+            loss[ib, ih] = _block(params[ib, :, ih], [t[ib, ..., ih, :] for t in terms], levels, k, g, scale)
     return loss
 
 
@@ -173,10 +185,12 @@ class DMoLNLL(torch.autograd.Function):
     @staticmethod
     def forward(ctx, params, x, levels, k, reduction):
         grad = torch.empty_like(params, memory_format=torch.contiguous_format)
-        loss = _forward(params, x, levels, k, grad)
+        pixels = params.shape[0] * params.shape[2] * params.shape[3]
+        ctx.scale = 1.0 / pixels if reduction == "mean" else 1.0  # folded into the gradient's making
+        loss = _forward(params, x, levels, k, grad, ctx.scale)
         ctx.grad = grad
         ctx.save_for_backward(params, x)
-        ctx.levels, ctx.k, ctx.reduction, ctx.pixels = levels, k, reduction, loss.numel()
+        ctx.levels, ctx.k, ctx.reduction = levels, k, reduction
         if reduction == "sum":
             return loss.sum()
         if reduction == "mean":
@@ -191,14 +205,14 @@ class DMoLNLL(torch.autograd.Function):
         if grad is None:  # a second backward: the first one consumed the gradient
             params, x = ctx.saved_tensors
             grad = torch.empty_like(params, memory_format=torch.contiguous_format)
-            _forward(params, x, ctx.levels, ctx.k, grad)
+            _forward(params, x, ctx.levels, ctx.k, grad, ctx.scale)
         if ctx.reduction == "none":
-            scale = grad_loss.unsqueeze(1).to(grad.dtype)  # (B, 1, H, W)
-        elif ctx.reduction == "sum":
-            scale = grad_loss.to(grad.dtype)
-        else:
-            scale = (grad_loss / ctx.pixels).to(grad.dtype)
-        return grad.mul_(scale), None, None, None, None
+            return grad.mul_(grad_loss.unsqueeze(1).to(grad.dtype)), None, None, None, None  # (B, 1, H, W)
+        # "sum"/"mean" (1/N already in): a scalar cotangent; loss.backward()'s 1.0 on a CPU tensor
+        # is seen without a device sync and spares the pass over the gradient
+        if not (grad_loss.device.type == "cpu" and float(grad_loss) == 1.0):
+            grad.mul_(grad_loss.to(grad.dtype))
+        return grad, None, None, None, None
 
 
 def dmol_nll(
