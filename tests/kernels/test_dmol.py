@@ -146,6 +146,35 @@ def test_public_op_dispatches_to_the_kernel(device, monkeypatch):
     assert calls == [(256, 1, "mean", True)] and p.grad is not None
 
 
+def test_autocast_reads_params_as_they_come(device, monkeypatch):
+    """Under autocast the op gets the params uncast and returns the float32 loss, as the reference."""
+    levels, k = 256, 2
+    p = make_params(2, k, 2, 3, dtype=torch.float32).to(device)
+    x = make_x(2, 3, 2, 3, levels).to(device)
+    seen = []
+    real = kd.dmol_fwd
+    monkeypatch.setattr(kd, "dmol_fwd", lambda params, *a, **kw: seen.append(params.dtype) or real(params, *a, **kw))
+    with torch.autocast(device, dtype=torch.bfloat16):
+        loss = kd.dmol_nll(p, x, levels, k, "sum")
+        expected = ref.dmol_nll(p.cpu(), x.cpu(), levels, k, "sum")
+    assert seen == [torch.float32] and loss.dtype == torch.float32 and expected.dtype == torch.float32
+    torch.testing.assert_close(loss.cpu(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_compiles_into_one_graph(device):
+    """torch.compile(fullgraph=True): the custom op is one opaque node, forward and backward."""
+    torch._dynamo.reset()
+    levels, k = 256, 2
+    p = make_params(1, k, 2, 3).to(device)
+    x = make_x(1, 3, 2, 3, levels).to(device)
+    fn = torch.compile(lambda p, x: kd.dmol_nll(p, x, levels, k, "mean"), fullgraph=True, backend="aot_eager")
+    loss, g = run(lambda p, x, *_: fn(p, x), p, x, levels, k, "mean")
+    loss_e, g_e = run(kd.dmol_nll, p, x, levels, k, "mean")
+    torch.testing.assert_close(loss, loss_e, rtol=0, atol=0)
+    torch.testing.assert_close(g, g_e, rtol=0, atol=0)
+    torch._dynamo.reset()
+
+
 def test_constants_match_the_reference():
     assert kd.REDUCTIONS == ref.REDUCTIONS
     assert kd.LOG_SCALE_MIN == ref.LOG_SCALE_MIN
