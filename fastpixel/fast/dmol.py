@@ -47,12 +47,13 @@ TINY_DELTA = {torch.float32: 1e-37, torch.float64: 1e-300}
 
 
 def _blocks(b: int, h: int, per_row: int):
-    """(batch slice, row slice) blocks of about BLOCK_ELEMENTS elements of (C*K*W)-sized rows."""
+    """(batch slice, row slice or None for all rows) blocks of about BLOCK_ELEMENTS elements of
+    (C*K*W)-sized rows."""
     rows = max(1, BLOCK_ELEMENTS // max(1, per_row))
     if rows >= h:
         images = max(1, rows // h)
         for i in range(0, b, images):
-            yield slice(i, min(b, i + images)), slice(0, h)
+            yield slice(i, min(b, i + images)), None
     else:
         for i in range(b):
             for j in range(0, h, rows):
@@ -63,8 +64,7 @@ def _split(p: torch.Tensor, channels: int, k: int):
     """(logits, means, raw log-scales, raw coefficients or None) views of a (b, P, h, w) block."""
     if channels == 1:
         return p[:, :k], p[:, k : 2 * k].unsqueeze(1), p[:, 2 * k : 3 * k].unsqueeze(1), None
-    per_colour = p[:, k:].unflatten(1, (3, 3, k))
-    return p[:, :k], per_colour[:, :, 0], per_colour[:, :, 1], per_colour[:, :, 2]
+    return (p[:, :k], *p[:, k:].unflatten(1, (3, 3, k)).unbind(2))
 
 
 def _value_terms(x: torch.Tensor, levels: int, dtype: torch.dtype):
@@ -167,8 +167,12 @@ def _forward(
     with torch.autocast(params.device.type, enabled=False) if params.device.type in ("cpu", "cuda") else nullcontext():
         terms = _value_terms(x, levels, dtype)
         for ib, ih in _blocks(bsz, h, per_row):
-            g = grad[ib, :, ih] if grad is not None else None
-            loss[ib, ih] = _block(params[ib, :, ih], [t[ib, ..., ih, :] for t in terms], levels, k, g, scale)
+            if ih is None:  # whole images: one slicing call per tensor
+                g = grad[ib] if grad is not None else None
+                loss[ib] = _block(params[ib], [t[ib] for t in terms], levels, k, g, scale)
+            else:
+                g = grad[ib, :, ih] if grad is not None else None
+                loss[ib, ih] = _block(params[ib, :, ih], [t[ib, ..., ih, :] for t in terms], levels, k, g, scale)
     return loss
 
 
