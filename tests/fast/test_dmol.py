@@ -153,6 +153,18 @@ def test_extreme_inputs(levels, channels, dtype):
         assert_within_twice_reference_error(g, g32, g64, atol=1e-6)
 
 
+@pytest.mark.parametrize("channels", [3, 1])
+def test_extreme_inputs_bfloat16_finite(channels):
+    k = 3
+    p = extreme_params(channels, k, torch.bfloat16)
+    x = make_x(6, channels, 1, 4, 256)
+    x[:, :, :, 0], x[:, :, :, 1] = 0, 255
+    loss, g = run(fast.dmol_nll, p, x, 256, k, "sum")
+    assert loss.dtype == torch.float32 and g.dtype == torch.bfloat16
+    assert torch.isfinite(loss).all() and torch.isfinite(g).all()
+    torch.testing.assert_close(loss, ref.dmol_nll(p.float(), x, 256, k, "sum"), rtol=1e-5, atol=1e-3)
+
+
 def test_bfloat16_params_read_in_float32():
     levels, k = 256, 2
     p = make_params(2, k, 3, 4, scale=2.0).bfloat16()
