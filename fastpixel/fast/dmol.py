@@ -18,7 +18,8 @@ neither underflow nor lose precision, for any a, b, s:
 
     log P = log(sigma(|a|) sigma(|b|) f) + min(a, 0) - max(b, 0) + log(2d) - s,   f = (1 - e^-delta)/delta
 
-(sigma(|z|) in [1/2, 1], f in (0, 1] by expm1; the width terms on the interior only). The edge
+(sigma(|z|) in [1/2, 1], f in (0, 1] by expm1; the width terms on the interior only), and the log
+is taken once per component, of the product over the colours (each factor is at least ~1e-4). The edge
 bins enter as a standardised edge of +-1e30 (its sigmoid(|.|), min/max and x*sigmoid(-x) are exactly
 the open-ended bin's), so no mask multiplies a product; tanh is 2 sigmoid(2x) - 1 (a CPU's
 vectorised sigmoid is ~10x its tanh). What autograd keeps is the gradient (the params' size) and
@@ -121,12 +122,13 @@ def _block(p: torch.Tensor, terms, levels: int, k: int, grad: torch.Tensor | Non
     f = torch.div(em, nd)
     prod = a.abs().clamp_(max=EXP_RANGE).sigmoid_().mul_(b.abs().clamp_(max=EXP_RANGE).sigmoid_()).mul_(f)
     del f
-    log_p = prod.log_().add_(a.clamp(max=0.0)).sub_(b.clamp(min=0.0))
-    log_p.addcmul_(s, interior, value=-1.0).add_(log_width)  # log(2d) - s, interior only
-
+    linear = a.clamp(max=0.0).sub_(b.clamp(min=0.0))
+    linear.addcmul_(s, interior, value=-1.0).add_(log_width)  # log(2d) - s, interior only
+    # sum_c log P = log prod_c (the product of C factors each >= ~1e-4: no underflow) + sum_c linear:
+    # one log per component instead of one per colour and component
     log_pi = torch.log_softmax(logits, dim=1)  # (b, K, h, w)
-    w = log_p.sum(dim=1).add_(log_pi)
-    del log_p
+    w = prod.prod(dim=1).log_().add_(linear.sum(dim=1)).add_(log_pi)
+    del prod, linear
     w_max = w.amax(dim=1, keepdim=True)
     e = w.sub_(w_max).clamp_(min=-EXP_RANGE).exp_()  # (b, K, h, w)
     e_sum = e.sum(dim=1, keepdim=True)
