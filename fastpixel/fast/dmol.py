@@ -141,7 +141,10 @@ def _block(p: torch.Tensor, terms, levels: int, k: int, grad: torch.Tensor | Non
         r.mul_(scale)
     a.clamp_(max=EXP_RANGE)
     b.clamp_(min=-EXP_RANGE)
-    sig_na, sig_b = torch.neg(a).sigmoid_(), torch.sigmoid(b)  # sigma(-a), sigma(b): ~0 at the open ends
+    # sigma(-a), sigma(b): ~0 at the open ends; their arguments within +-EXP_RANGE too (a and b keep
+    # their values beyond it for the products below, where sigma is 1 to rounding)
+    sig_na = torch.neg(a).clamp_(max=EXP_RANGE).sigmoid_()
+    sig_b = torch.clamp(b, max=EXP_RANGE).sigmoid_()
     g_logits, g_mu, g_s, g_c = _split(grad, channels, k)
     torch.sub(log_pi.exp_().mul_(scale) if scale != 1.0 else log_pi.exp_(), r, out=g_logits)
     r = r.unsqueeze(1)
