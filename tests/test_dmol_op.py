@@ -79,7 +79,8 @@ def test_log_probs_and_sample_ops():
     p, x = rgb()
     lp = ops.dmol_log_probs(p, x)
     assert lp.shape == (2, 256, 3, 3, 4)
-    torch.testing.assert_close(-lp.gather(1, x.long().unsqueeze(1)).squeeze(1).sum(1), ops.dmol_nll(p, x, backend="reference"))
+    gathered = lp.gather(1, x.long().unsqueeze(1)).squeeze(1).sum(1)
+    torch.testing.assert_close(-gathered, ops.dmol_nll(p, x, backend="reference"))
     u = torch.rand(2, 4, 3, 4, generator=torch.Generator().manual_seed(0))
     s = ops.dmol_sample(p, u)
     assert s.shape == (2, 3, 3, 4) and s.dtype == torch.int64 and int(s.min()) >= 0 and int(s.max()) <= 255

@@ -103,7 +103,8 @@ def _block(p: torch.Tensor, terms, levels: int, k: int, grad: torch.Tensor | Non
     q = y.unsqueeze(2) - mu  # y - m, the coupling below
     t = None
     if channels == 3:
-        t = torch.mul(raw_c, 2.0).sigmoid_().mul_(2.0).sub_(1.0)  # tanh = 2 sigmoid(2x) - 1 (a CPU's sigmoid is ~10x its tanh)
+        # alpha, beta, gamma: tanh = 2 sigmoid(2x) - 1 (a CPU's sigmoid is ~10x its tanh)
+        t = torch.mul(raw_c, 2.0).sigmoid_().mul_(2.0).sub_(1.0)
         y_r, y_g = y[:, 0:1], y[:, 1:2]  # (b, 1, h, w)
         alpha, beta, gamma = t.unbind(1)
         _, q_g, q_b = q.unbind(1)

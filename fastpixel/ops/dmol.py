@@ -40,7 +40,9 @@ def _check_mixtures(op: str, params: torch.Tensor, channels: int, num_mixtures: 
             )
         return num_mixtures
     if p == 0 or p % per:
-        raise ValueError(f"{op}: params must have P = {layout} channels for C = {channels} (a multiple of {per}), got P = {p}")
+        raise ValueError(
+            f"{op}: params must have P = {layout} channels for C = {channels} (a multiple of {per}), got P = {p}"
+        )
     return p // per
 
 

@@ -183,7 +183,9 @@ def dmol_nll(
     return _reduce(per_pixel, reduction)
 
 
-def dmol_log_probs(params: torch.Tensor, x: torch.Tensor, levels: int = 256, num_mixtures: int | None = None) -> torch.Tensor:
+def dmol_log_probs(
+    params: torch.Tensor, x: torch.Tensor, levels: int = 256, num_mixtures: int | None = None
+) -> torch.Tensor:
     """(B, L, C, H, W): log p(x_c = v | the sub-pixels before c in x), for every value v of every sub-pixel.
 
     R is conditioned on nothing, G on the R in x, B on the R and G in x (through the coupled means
@@ -265,7 +267,9 @@ def dmol_sample(
     return torch.stack(values, dim=1)
 
 
-def published_dmol_nll(params: torch.Tensor, x: torch.Tensor, levels: int = 256, num_mixtures: int | None = None) -> torch.Tensor:
+def published_dmol_nll(
+    params: torch.Tensor, x: torch.Tensor, levels: int = 256, num_mixtures: int | None = None
+) -> torch.Tensor:
     """The published PixelCNN++ formulation (openai/pixel-cnn ``discretized_mix_logistic_loss``),
     per pixel (B, H, W), for comparison only: the bin mass as ``sigmoid(plus) - sigmoid(minus)``,
     its log taken as ``log(max(cdf_delta, 1e-12))`` where ``cdf_delta > 1e-5``, else approximated by
