@@ -39,7 +39,7 @@ REDUCTIONS = ("none", "sum", "mean")  # as fastpixel.reference.dmol (a test hold
 LOG_SCALE_MIN = -7.0  # as fastpixel.reference.dmol.LOG_SCALE_MIN (a test holds them equal)
 _LOG_SCALE_MIN = tl.constexpr(LOG_SCALE_MIN)  # the same, as a global the kernels may read
 # BN pixels x BK components per program, 4 per thread: at the CIFAR preset (K = 10 -> BK = 16) the
-# forward kernel compiles for sm_90 to 106 registers, no spills, 128-bit (fp32) / 64-bit (bf16) loads
+# forward kernel compiles for sm_90 to ~105 registers, no spills, 128-bit (fp32) / 64-bit (bf16) loads
 # of the params; 1024 per 4 warps spilled 596 bytes (``python -m bench.dmol --static``).
 BLOCK_ELEMS = 512
 NUM_WARPS = 4
