@@ -100,6 +100,16 @@ def _block(p: torch.Tensor, terms, levels: int, k: int, grad: torch.Tensor | Non
 
     s = raw_s.clamp(min=LOG_SCALE_MIN)  # (b, C, K, h, w)
     inv = s.neg().exp_()  # 1/s
+    # log(1 - e^-delta) = log(2d) - s + log f, f = (1 - e^-delta)/delta in (0, 1] by expm1; -delta is
+    # clamped at -TINY_DELTA (f = 1 to rounding there: the edges, whose delta is set to 0, and
+    # underflowed deltas) and at -EXP_RANGE inside expm1 (e^-delta = 0 to rounding). What the
+    # gradient needs of it, delta e^-delta/(1 - e^-delta) = -d width/d s, is made here too, so that
+    # delta and expm1's result need not outlive this paragraph.
+    nd = torch.mul(inv, neg_width).clamp_(max=-TINY_DELTA[dtype])  # -delta
+    em = torch.expm1(nd.clamp(min=-EXP_RANGE))  # e^-delta - 1, in [-1, 0)
+    gw = torch.add(em, 1.0).mul_(nd).div_(em) if grad is not None else None
+    f = em.div_(nd)
+    del nd
     q = y.unsqueeze(2) - mu  # y - m, the coupling below
     t = None
     if channels == 3:
@@ -110,21 +120,18 @@ def _block(p: torch.Tensor, terms, levels: int, k: int, grad: torch.Tensor | Non
         _, q_g, q_b = q.unbind(1)
         q_g.addcmul_(alpha, y_r, value=-1.0)
         q_b.addcmul_(beta, y_r, value=-1.0).addcmul_(gamma, y_g, value=-1.0)
+        if grad is not None:
+            t.mul_(t).neg_().add_(1.0)  # 1 - tanh^2, all the gradient needs of the coefficients
     q.mul_(inv)
     a = torch.add(q, inv, alpha=half).add_(top_big)  # standardised upper edge, BIG at the top bin
     b = q.add_(inv, alpha=-half).sub_(bottom_big)  # lower edge, -BIG at the bottom bin (q's storage)
     # log P = log sigma(a) + log sigma(-b) + log(1 - e^-delta), with log sigma(z) = min(z, 0) + log sigma(|z|)
-    # (sigma(|z|) in [1/2, 1]) and log(1 - e^-delta) = log(2d) - s + log f, f = (1 - e^-delta)/delta in
-    # (0, 1]: one log of a product that can neither underflow nor lose precision, for any a, b, s
-    # (-delta is clamped at -TINY_DELTA, where f = 1 to rounding: the edges, whose delta is set to 0,
-    # and underflowed deltas; and at -EXP_RANGE inside expm1, where e^-delta = 0 to rounding.)
-    nd = torch.mul(inv, neg_width).clamp_(max=-TINY_DELTA[dtype])  # -delta
-    em = torch.expm1(nd.clamp(min=-EXP_RANGE))  # e^-delta - 1, in [-1, 0)
-    f = torch.div(em, nd)
+    # (sigma(|z|) in [1/2, 1]): one log of a product that can neither underflow nor lose precision
     prod = a.abs().clamp_(max=EXP_RANGE).sigmoid_().mul_(b.abs().clamp_(max=EXP_RANGE).sigmoid_()).mul_(f)
     del f
     linear = a.clamp(max=0.0).sub_(b.clamp(min=0.0))
     linear.addcmul_(s, interior, value=-1.0).add_(log_width)  # log(2d) - s, interior only
+    del s
     # sum_c log P = log prod_c (the product of C factors each >= ~1e-4: no underflow) + sum_c linear:
     # one log per component instead of one per colour and component
     log_pi = torch.log_softmax(logits, dim=1)  # (b, K, h, w)
@@ -151,7 +158,6 @@ def _block(p: torch.Tensor, terms, levels: int, k: int, grad: torch.Tensor | Non
     r = r.unsqueeze(1)
     # -d log P / d s = a sigma(-a) - b sigma(b) + delta e^-delta/(1 - e^-delta); d s/d raw = [raw >= -7]
     # (0 from each open end: BIG * sigmoid(-BIG) = 0, and no width term)
-    gw = torch.add(em, 1.0).mul_(nd).div_(em)  # delta e^-delta / (1 - e^-delta) = -d width / d s
     d_s = a.mul_(sig_na).addcmul_(b, sig_b, value=-1.0).addcmul_(gw, interior)
     # [raw >= -7] written straight as 0/1 floats (a bool result then converted costs ~8x as much here)
     d_s.mul_(torch.ge(raw_s, LOG_SCALE_MIN, out=torch.empty(raw_s.shape, dtype=dtype, device=raw_s.device)))
@@ -159,10 +165,9 @@ def _block(p: torch.Tensor, terms, levels: int, k: int, grad: torch.Tensor | Non
     # d loss / d m = r/s (sigma(-a) - sigma(b))
     g_m = sig_na.sub_(sig_b).mul_(inv).mul_(r)
     if channels == 3:
-        one_minus_t2 = t.mul_(t).neg_().add_(1.0)  # 1 - tanh^2
         _, g_m_g, g_m_b = g_m.unbind(1)
         g_alpha, g_beta, g_gamma = g_c.unbind(1)
-        o_alpha, o_beta, o_gamma = one_minus_t2.unbind(1)
+        o_alpha, o_beta, o_gamma = t.unbind(1)  # 1 - tanh^2
         torch.mul(o_alpha, g_m_g, out=g_alpha).mul_(y_r)
         torch.mul(o_beta, g_m_b, out=g_beta).mul_(y_r)
         torch.mul(o_gamma, g_m_b, out=g_gamma).mul_(y_g)
