@@ -6,7 +6,9 @@
 
 * **Time**: every backend's forward (no gradient) and forward+backward (``dmol_nll(...,
   reduction="sum").backward()``), warm-up then ``--reps`` rounds in which the backends take turns
-  (so a busy machine slows all of them alike); median and p20/p80 of each. CUDA: CUDA events
+  (so a busy machine slows all of them alike); median and p20/p80 of each, and (column "cpu ms")
+  the median CPU time of the forward+backward's thread, which other processes on a shared machine
+  do not inflate (they still share its caches and memory bandwidth). CUDA: CUDA events
   around each call after a synchronize. Without CUDA the triton backend runs only under Triton's
   interpreter, which says nothing about speed: it is not timed.
 * **Memory**, peak *extra* memory of one forward+backward, the inputs excluded, the parameter
@@ -77,7 +79,8 @@ def _step(backend, cfg, params, x, grad: bool):
     return p.grad
 
 
-def _timed(fn, device) -> float:
+def _timed(fn, device) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this thread) of one call; CUDA: (event time, same)."""
     if device.type == "cuda":
         torch.cuda.synchronize()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -85,13 +88,16 @@ def _timed(fn, device) -> float:
         fn()
         end.record()
         torch.cuda.synchronize()
-        return start.elapsed_time(end) * 1e-3
-    t0 = time.perf_counter()
+        t = start.elapsed_time(end) * 1e-3
+        return t, t
+    t0, c0 = time.perf_counter(), time.thread_time()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.thread_time() - c0
 
 
 def time_backends(cfg, backends, device) -> dict:
+    """Median/p20/p80/min wall time per (backend, mode), and the median CPU time of the calling thread
+    (one thread: what the op itself used, whatever else ran on the machine meanwhile)."""
     params, x = _inputs(cfg, device)
     samples = {(b, m): [] for b in backends for m in ("fwd", "fwd_bwd")}
     for b in backends:  # warm-up
@@ -102,11 +108,13 @@ def time_backends(cfg, backends, device) -> dict:
         for b in backends:
             samples[b, "fwd"].append(_timed(lambda: _step(b, cfg, params, x, False), device))
             samples[b, "fwd_bwd"].append(_timed(lambda: _step(b, cfg, params, x, True), device))
-    return {
-        f"{b}:{m}": {"median_s": statistics.median(v), "p20_s": quantile(v, 0.2), "p80_s": quantile(v, 0.8),
-                     "min_s": min(v), "reps": len(v)}
-        for (b, m), v in samples.items()
-    }
+    out = {}
+    for (b, m), v in samples.items():
+        wall, cpu = [w for w, _ in v], [c for _, c in v]
+        out[f"{b}:{m}"] = {"median_s": statistics.median(wall), "p20_s": quantile(wall, 0.2),
+                           "p80_s": quantile(wall, 0.8), "min_s": min(wall), "reps": len(wall),
+                           "cpu_median_s": statistics.median(cpu), "cpu_min_s": min(cpu)}
+    return out
 
 
 def _status_bytes(field: str) -> int:
@@ -264,7 +272,7 @@ def main(argv=None) -> dict:
               f"~{c.flops / 1e6:.0f} MFLOP ({c.intensity:.1f} FLOP/byte)")
     ref_t = {m: timings.get(f"reference:{m}", {}).get("median_s") for m in ("fwd", "fwd_bwd")}
     print(f"{'backend':<10} {'fwd ms':>9} {'p20-p80':>15} {'x ref':>6} {'fwd+bwd ms':>11} {'p20-p80':>15} {'x ref':>6} "
-          f"{'peak extra MiB':>15} {'/ ref':>6}")
+          f"{'cpu ms':>8} {'x ref':>6} {'peak extra MiB':>15} {'/ ref':>6}")
     ref_mem = memory.get("reference", {}).get("peak_extra_bytes")
     for b in backends:
         row = f"{b:<10}"
@@ -273,6 +281,8 @@ def main(argv=None) -> dict:
             speed = f"{ref_t[m] / t['median_s']:.2f}" if ref_t[m] else "-"
             row += (f" {t['median_s'] * 1e3:>{9 if m == 'fwd' else 11}.2f} "
                     f"{t['p20_s'] * 1e3:>7.2f}-{t['p80_s'] * 1e3:<7.2f} {speed:>6}")
+        cpu, ref_cpu = timings[f"{b}:fwd_bwd"]["cpu_median_s"], timings.get("reference:fwd_bwd", {}).get("cpu_median_s")
+        row += f" {cpu * 1e3:>8.2f} {(f'{ref_cpu / cpu:.2f}' if ref_cpu else '-'):>6}"
         mem = memory.get(b)
         if mem:
             ratio = f"{mem['peak_extra_bytes'] / ref_mem:.2f}" if ref_mem else "-"
