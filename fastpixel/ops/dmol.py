@@ -122,7 +122,7 @@ def dmol_log_probs(
     """(B, levels, C, H, W): for every sub-pixel, the log-probability of each of its values given the
     sub-pixels before it *in x* (R given nothing, G given x's R, B given x's R and G). Gathering x's
     values and summing over C gives -dmol_nll(x); each sub-pixel's row sums to 1 in probability.
-    Pure PyTorch (the reference formulas) on any device; one (B, L, K, H, W) temporary per channel."""
+    Pure PyTorch (the reference formulas) on any device; temporaries of (B, 32, K, H, W), 32 values at a time."""
     op = "dmol_log_probs"
     k = _check(op, params, x, levels, num_mixtures, validate)
     return reference.dmol_log_probs(params, x, levels, k)

@@ -74,6 +74,8 @@ REDUCTIONS = ("none", "sum", "mean")
 LOG_SCALE_MIN = -7.0
 #: Rule 4: below this delta, log1mexp(delta) is computed from log(delta) (delta may have underflowed).
 SMALL_DELTA = 1e-6
+#: dmol_log_probs evaluates this many values at a time (its temporaries are (B, chunk, K, H, W)).
+LEVELS_PER_CHUNK = 32
 #: Parameters per mixture component: RGB (logit, 3 means, 3 log-scales, 3 coefficients), grey.
 PARAMS_PER_MIXTURE = {3: 10, 1: 3}
 
@@ -196,17 +198,21 @@ def dmol_log_probs(
 
     so that gathering x's values and summing over C gives -dmol_nll (the chain rule), and each
     sub-pixel's L probabilities sum to 1 (exact bin masses). What an entropy coder and
-    ``categorical_log_probs`` need. Memory: one (B, L, K, H, W) tensor per channel.
+    ``categorical_log_probs`` need. Memory: the (B, L, C, H, W) result and (B, 32, K, H, W) temporaries.
     """
     channels = x.shape[1]
     k = num_mixtures if num_mixtures is not None else num_mixtures_of(params.shape[1], channels)
     log_pi, means, log_scales = _component_terms(params, x, levels, k)
-    values = torch.arange(levels, device=x.device).view(1, levels, 1, 1, 1)  # (1, L, 1, 1, 1)
     prefix = log_pi  # log pi_k + sum over the earlier channels of log P(x_c'), (B, K, H, W)
     out = []
     for c in range(channels):
-        log_p_all = log_bin_mass(values, means[:, c].unsqueeze(1), log_scales[:, c].unsqueeze(1), levels)  # (B, L, K, H, W)
-        out.append(torch.logsumexp(prefix.unsqueeze(1) + log_p_all, dim=2) - torch.logsumexp(prefix, dim=1).unsqueeze(1))
+        mean, log_scale = means[:, c].unsqueeze(1), log_scales[:, c].unsqueeze(1)  # (B, 1, K, H, W)
+        chunks = []
+        for start in range(0, levels, LEVELS_PER_CHUNK):  # bounds the (B, L, K, H, W) temporaries
+            values = torch.arange(start, min(levels, start + LEVELS_PER_CHUNK), device=x.device).view(1, -1, 1, 1, 1)
+            log_p_all = log_bin_mass(values, mean, log_scale, levels)  # (B, chunk, K, H, W)
+            chunks.append(torch.logsumexp(prefix.unsqueeze(1) + log_p_all, dim=2))
+        out.append(torch.cat(chunks, dim=1) - torch.logsumexp(prefix, dim=1).unsqueeze(1))
         prefix = prefix + log_bin_mass(x[:, c].unsqueeze(1), means[:, c], log_scales[:, c], levels)
     return torch.stack(out, dim=2)
 
