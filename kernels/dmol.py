@@ -19,8 +19,8 @@ integers. A program owns BN pixels of one image and all BK >= K components of ea
 in float32 (float64 for float64 params), each of the P gradient maps written once, in the params'
 dtype, already divided by the pixel count for "mean". Pass 2 recomputes a colour's terms rather than
 keeping the six [BN, BK] tiles of pass 1 alive (registers; the reloads hit L1). The loss is written
-per pixel ("none") or as one float32 partial sum per program, added by one ``torch.sum`` on the
-device (deterministic, no atomics). The backward multiplies the saved gradient by ``grad_output``
+per pixel ("none") or as one partial sum per program (float32; float64 for float64 params), added
+by one ``torch.sum`` on the device (deterministic, no atomics). The backward multiplies the saved gradient by ``grad_output``
 (a second kernel, broadcast over the P maps). Core ``triton.language`` has no log1p or expm1:
 log1p is Goldberg's ``log(v) u/(v - 1)``, and f's series stands in for expm1 where it matters.
 
