@@ -38,11 +38,12 @@ from torch.autograd.function import once_differentiable
 from fastpixel.fast.guards import reject_batched_gradients
 from fastpixel.reference.dmol import LOG_SCALE_MIN, REDUCTIONS
 
-#: Elements of one (b, C, K, h, W) temporary per block (2 images at 32x32x3, K = 10: 256 KiB each in
-#: float32). Measured at B = 16, one thread: 2^15 (one image) costs ~30% more time in per-call
-#: overhead (~110 ATen calls per block); 2^17 is no faster than 2^16 and takes ~3 MiB more at peak;
-#: the whole batch at once ~1.5x slower (the temporaries fall out of cache).
-BLOCK_ELEMENTS = 1 << 16
+#: Elements of one (b, C, K, h, W) temporary per block (4 images at 32x32x3, K = 10: 480 KiB each in
+#: float32; ~9 live at once). Measured at B = 16, one thread, forward+backward thread CPU time
+#: (minimum of 21): 2^15 7.3 ms, 2^16 5.4 ms, 2^17 4.95 ms, 2^18 4.93 ms -- per-block overhead
+#: (~110 ATen calls) against cache residency; 2^17 keeps the peak extra memory near 0.2x the
+#: reference's, 2^18 would not.
+BLOCK_ELEMENTS = 1 << 17
 #: exp and sigmoid arguments are kept in [-EXP_RANGE, EXP_RANGE]: beyond, a result is 0 or 1 to within
 #: e^-80 ~ 1.8e-35 relative (nothing in float32 or float64), and computing it would produce subnormal
 #: numbers, which cost a CPU ~10-50x per element (measured: exp of N(0, 100^2) values 13x slower).
@@ -77,7 +78,8 @@ def _split(p: torch.Tensor, channels: int, k: int):
 def _value_terms(x: torch.Tensor, levels: int, dtype: torch.dtype):
     """Per sub-pixel, (b, C, 1, h, w) unless said: y (b, C, h, w); the open ends as additive offsets
     (BIG at the top, at the bottom), interior as a 0/1 factor and the two width constants -- a broadcast add or
-    multiply costs a fraction of a broadcast masked_fill on a CPU. Made once for the whole batch."""
+    multiply costs a fraction of a broadcast masked_fill on a CPU. Made per block (small, and then
+    never all alive at once)."""
     y = x.to(dtype) * (2.0 / (levels - 1)) - 1.0  # as reference.grid_values
     top, bottom = (x == levels - 1).unsqueeze(2), (x == 0).unsqueeze(2)
     top_big, bottom_big = top.to(dtype) * BIG, bottom.to(dtype) * BIG
@@ -106,7 +108,7 @@ def _block(p: torch.Tensor, terms, levels: int, k: int, grad: torch.Tensor | Non
     # gradient needs of it, delta e^-delta/(1 - e^-delta) = -d width/d s, is made here too, so that
     # delta and expm1's result need not outlive this paragraph.
     nd = torch.mul(inv, neg_width).clamp_(max=-TINY_DELTA[dtype])  # -delta
-    em = torch.expm1(nd.clamp(min=-EXP_RANGE))  # e^-delta - 1, in [-1, 0)
+    em = torch.clamp(nd, min=-EXP_RANGE).expm1_()  # e^-delta - 1, in [-1, 0)
     gw = torch.add(em, 1.0).mul_(nd).div_(em) if grad is not None else None
     f = em.div_(nd)
     del nd
@@ -159,8 +161,9 @@ def _block(p: torch.Tensor, terms, levels: int, k: int, grad: torch.Tensor | Non
     # -d log P / d s = a sigma(-a) - b sigma(b) + delta e^-delta/(1 - e^-delta); d s/d raw = [raw >= -7]
     # (0 from each open end: BIG * sigmoid(-BIG) = 0, and no width term)
     d_s = a.mul_(sig_na).addcmul_(b, sig_b, value=-1.0).addcmul_(gw, interior)
-    # [raw >= -7] written straight as 0/1 floats (a bool result then converted costs ~8x as much here)
-    d_s.mul_(torch.ge(raw_s, LOG_SCALE_MIN, out=torch.empty(raw_s.shape, dtype=dtype, device=raw_s.device)))
+    # [raw >= -7] written straight as 0/1 floats (a bool result then converted costs ~8x as much here),
+    # into gw's storage, which has served
+    d_s.mul_(torch.ge(raw_s, LOG_SCALE_MIN, out=gw))
     torch.mul(d_s, r, out=g_s)  # d loss / d raw_s = -r d log P / d s
     # d loss / d m = r/s (sigma(-a) - sigma(b))
     g_m = sig_na.sub_(sig_b).mul_(inv).mul_(r)
@@ -183,14 +186,14 @@ def _forward(
     loss = torch.empty((bsz, h, w), dtype=dtype, device=params.device)
     per_row = x.shape[1] * k * w
     with torch.autocast(params.device.type, enabled=False) if params.device.type in ("cpu", "cuda") else nullcontext():
-        terms = _value_terms(x, levels, dtype)
         for ib, ih in _blocks(bsz, h, per_row):
             if ih is None:  # whole images: one slicing call per tensor
                 g = grad[ib] if grad is not None else None
-                loss[ib] = _block(params[ib], [t[ib] for t in terms], levels, k, g, scale)
+                loss[ib] = _block(params[ib], _value_terms(x[ib], levels, dtype), levels, k, g, scale)
             else:
                 g = grad[ib, :, ih] if grad is not None else None
-                loss[ib, ih] = _block(params[ib, :, ih], [t[ib, ..., ih, :] for t in terms], levels, k, g, scale)
+                terms = _value_terms(x[ib, :, ih], levels, dtype)
+                loss[ib, ih] = _block(params[ib, :, ih], terms, levels, k, g, scale)
     return loss
 
 
