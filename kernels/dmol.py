@@ -200,7 +200,7 @@ def _dmol_fwd_kernel(
     if REDUCE:
         b_part = tl.sum(tl.where(m_n, b_loss, 0.0), axis=0)  # float32 (float64 for float64 params)
         if MEAN:
-            b_part = b_part / (N * tl.num_programs(1)).to(tl.float32)
+            b_part = b_part / (N * tl.num_programs(1)).to(ACC)
         tl.store(p_loss + i_prog, b_part)
     else:
         tl.store(p_loss + i_b64 * N + o_n, b_loss, mask=m_n)
