@@ -115,15 +115,16 @@ def _block(p: torch.Tensor, terms, levels: int, k: int, grad: torch.Tensor | Non
     q = y.unsqueeze(2) - mu  # y - m, the coupling below
     t = None
     if channels == 3:
-        # alpha, beta, gamma: tanh = 2 sigmoid(2x) - 1 (a CPU's sigmoid is ~10x its tanh)
-        t = torch.mul(raw_c, 2.0).sigmoid_().mul_(2.0).sub_(1.0)
+        # alpha, beta, gamma = tanh(raw) = 2 sig - 1, sig = sigmoid(2 raw) (a CPU's sigmoid is ~10x its
+        # tanh): the coupling's -tanh y is -2 sig y + y, and 1 - tanh^2 = 4 sig (1 - sig)
+        t = torch.mul(raw_c, 2.0).sigmoid_()
         y_r, y_g = y[:, 0:1], y[:, 1:2]  # (b, 1, h, w)
-        alpha, beta, gamma = t.unbind(1)
+        sig_alpha, sig_beta, sig_gamma = t.unbind(1)
         _, q_g, q_b = q.unbind(1)
-        q_g.addcmul_(alpha, y_r, value=-1.0)
-        q_b.addcmul_(beta, y_r, value=-1.0).addcmul_(gamma, y_g, value=-1.0)
+        q_g.addcmul_(sig_alpha, y_r, value=-2.0).add_(y_r)
+        q_b.addcmul_(sig_beta, y_r, value=-2.0).addcmul_(sig_gamma, y_g, value=-2.0).add_(y_r).add_(y_g)
         if grad is not None:
-            t.mul_(t).neg_().add_(1.0)  # 1 - tanh^2, all the gradient needs of the coefficients
+            t.addcmul_(t, t, value=-1.0)  # sig (1 - sig) = (1 - tanh^2)/4: the coefficients' gradient
     q.mul_(inv)
     a = torch.add(q, inv, alpha=half).add_(top_big)  # standardised upper edge, BIG at the top bin
     b = q.add_(inv, alpha=-half).sub_(bottom_big)  # lower edge, -BIG at the bottom bin (q's storage)
@@ -166,15 +167,19 @@ def _block(p: torch.Tensor, terms, levels: int, k: int, grad: torch.Tensor | Non
     d_s.mul_(torch.ge(raw_s, LOG_SCALE_MIN, out=gw))
     torch.mul(d_s, r, out=g_s)  # d loss / d raw_s = -r d log P / d s
     # d loss / d m = r/s (sigma(-a) - sigma(b))
-    g_m = sig_na.sub_(sig_b).mul_(inv).mul_(r)
+    direct = g_mu.dtype == dtype  # the gradient map itself can hold the float32/float64 result
+    g_m = torch.sub(sig_na, sig_b, out=g_mu) if direct else sig_na.sub_(sig_b)
+    g_m.mul_(inv).mul_(r)
     if channels == 3:
         _, g_m_g, g_m_b = g_m.unbind(1)
         g_alpha, g_beta, g_gamma = g_c.unbind(1)
-        o_alpha, o_beta, o_gamma = t.unbind(1)  # 1 - tanh^2
-        torch.mul(o_alpha, g_m_g, out=g_alpha).mul_(y_r)
-        torch.mul(o_beta, g_m_b, out=g_beta).mul_(y_r)
-        torch.mul(o_gamma, g_m_b, out=g_gamma).mul_(y_g)
-    g_mu.copy_(g_m)
+        o_alpha, o_beta, o_gamma = t.unbind(1)  # (1 - tanh^2)/4
+        y_r4, y_g4 = y_r * 4.0, y_g * 4.0
+        torch.mul(o_alpha, g_m_g, out=g_alpha).mul_(y_r4)
+        torch.mul(o_beta, g_m_b, out=g_beta).mul_(y_r4)
+        torch.mul(o_gamma, g_m_b, out=g_gamma).mul_(y_g4)
+    if not direct:
+        g_mu.copy_(g_m)
     return loss
 
 
