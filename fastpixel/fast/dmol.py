@@ -109,9 +109,10 @@ def _block(p: torch.Tensor, terms, levels: int, k: int, grad: torch.Tensor | Non
     # delta and expm1's result need not outlive this paragraph.
     nd = torch.mul(inv, neg_width).clamp_(max=-TINY_DELTA[dtype])  # -delta
     em = torch.clamp(nd, min=-EXP_RANGE).expm1_()  # e^-delta - 1, in [-1, 0)
-    gw = torch.add(em, 1.0).mul_(nd).div_(em) if grad is not None else None
-    f = em.div_(nd)
+    f = torch.div(em, nd)
     del nd
+    gw = em.add_(1.0).div_(f) if grad is not None else None  # e^-delta / f  (em's storage)
+    del em
     q = y.unsqueeze(2) - mu  # y - m, the coupling below
     t = None
     if channels == 3:
