@@ -70,17 +70,20 @@ def _check_model(model: torch.nn.Module, where: str) -> None:
                         f"{sorted(MODELS)}, got {type(model).__name__}")
 
 
-def save_pretrained(model: torch.nn.Module, path: str | os.PathLike, *, info: dict[str, Any] | None = None) -> Path:
+def save_pretrained(model: torch.nn.Module, path: str | os.PathLike, *, info: dict[str, Any] | None = None,
+                    overwrite: bool = False) -> Path:
     """Write ``model`` to the directory ``path`` (created if needed): config.json + model.safetensors.
 
     model: any fastpixel model (``create_model(...)``, ``MultiScalePixelRNN``); weights are kept as
       they are (dtype too); non-finite weights are refused (ValueError).
     info: JSON-serialisable facts about the training data (e.g. {"dataset": "builtin_mnist",
       "height": 28, "width": 28}); default: the model's ``pretrained_info`` if it was loaded, else none.
+    overwrite: replace a saved model (or someone else's config.json) already in ``path``; without it
+      that is refused. A training run's directory is refused always (it keeps a config.json too).
     Written atomically (:func:`fastpixel.saved_model.write_saved_model`). Returns ``path`` as a Path.
     """
     _check_model(model, "save_pretrained")
-    return write_saved_model(model, path, info=info)
+    return write_saved_model(model, path, info=info, overwrite=overwrite)
 
 
 def push_to_hub(model: torch.nn.Module, repo_id: str, **kwargs) -> str:
