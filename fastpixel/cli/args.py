@@ -86,6 +86,36 @@ def number(low: float | None = None, high: float | None = None, *, low_open: boo
     return parse
 
 
+def from_rule(name: str) -> Callable[[str], Any]:
+    """The argparse type of the option ``name``: its text parsed as its row of the rules table
+    (``fastpixel.training.rules``) says (an int, a finite number), then checked against that row."""
+    from fastpixel.training.rules import INT, NUMBER, check_field, rule_for
+
+    rule = rule_for(name)
+
+    def parse(text: str) -> Any:
+        if rule.kind == INT:
+            try:
+                value = int(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        elif rule.kind == NUMBER:
+            try:
+                value = float(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        else:
+            value = text
+        try:
+            check_field(name, value, rule)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err).replace(f"{name} must", "must", 1)) from None
+        return value
+
+    parse.__name__ = {INT: "int", NUMBER: "float"}.get(rule.kind, "str")
+    return parse
+
+
 #: Exceptions that mean the user asked for something that cannot be done here (exit 2): a mistake,
 #: a missing or corrupt file, a device or backend this machine lacks, a missing package, a full disk.
 USER_ERRORS = (CommandError, RunDirError, DataFileError, CheckpointError, FileNotFoundError, FileExistsError,
