@@ -44,48 +44,6 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
-    """An argparse type: an int in [low, high]."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-            raise argparse.ArgumentTypeError(f"must be an integer {bounds}, got {value}")
-        return value
-
-    parse.__name__ = "int"
-    return parse
-
-
-def number(low: float | None = None, high: float | None = None, *, low_open: bool = False,
-           high_open: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite float within the given bounds."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        bad = value != value or value in (float("inf"), float("-inf"))
-        if low is not None:
-            bad |= value <= low if low_open else value < low
-        if high is not None:
-            bad |= value >= high if high_open else value > high
-        if bad:
-            lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
-            hi = "" if high is None else f"{high:g}" + (")" if high_open else "]")
-            where = f"in {lo or '(-inf'}, {hi or 'inf)'}"
-            raise argparse.ArgumentTypeError(f"must be a finite number {where}, got {text}")
-        return value
-
-    parse.__name__ = "float"
-    return parse
-
-
 def from_rule(name: str) -> Callable[[str], Any]:
     """The argparse type of the option ``name``: its text parsed as its row of the rules table
     (``fastpixel.training.rules``) says (an int, a finite number), then checked against that row."""
