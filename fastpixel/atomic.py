@@ -22,8 +22,8 @@ class DiskFullError(OSError):
 def disk_full(err: OSError, path: Path, kept: str | None = None) -> DiskFullError:
     """The DiskFullError for ``err`` (an ENOSPC / EDQUOT while writing ``path``)."""
     previous = "the previous file is kept as it was" if path.exists() else "nothing was written there"
-    message = (f"no space left on device writing {path} ({os.strerror(err.errno)}); {kept or previous}; "
-               f"free some space, or write elsewhere")
+    what = "no space left on device" if err.errno == errno.ENOSPC else "disk quota exceeded"
+    message = f"{what} writing {path}; {kept or previous}; free some space, or write elsewhere"
     full = DiskFullError(err.errno, message)
     full.filename = str(path)
     return full

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 
 from fastpixel._version import __version__
-from fastpixel.atomic import NO_SPACE
+from fastpixel.atomic import NO_SPACE, DiskFullError
 from fastpixel.backend import BackendUnavailableError
 from fastpixel.checkpoint import CheckpointError
 from fastpixel.data.errors import DataFileError
@@ -83,7 +83,9 @@ USER_ERRORS = (CommandError, RunDirError, DataFileError, CheckpointError, FileNo
 
 def one_line(err: BaseException) -> str:
     """``err``'s message on one line (a full disk and other OS errors: what failed, on which path)."""
-    if isinstance(err, OSError) and err.errno in NO_SPACE and "no space left" not in str(err):
+    if isinstance(err, DiskFullError):
+        return err.strerror
+    if isinstance(err, OSError) and err.errno in NO_SPACE:
         return f"no space left on device writing {err.filename or 'a file'}; free some space, or write elsewhere"
     if isinstance(err, OSError) and err.strerror and err.filename and str(err).startswith("["):
         return f"{err.filename}: {err.strerror}"
