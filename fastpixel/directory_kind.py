@@ -3,7 +3,7 @@
 A run directory (``fastpixel-train --run-dir``, ``fit(run_dir=)``) and a saved model
 (``save_pretrained``) both keep a ``config.json``; they are told apart by it and by their other files:
 
-* a run: ``"kind": "fastpixel-run"`` in config.json (written since fastpixel 0.2), or a
+* a run: ``"format": "fastpixel-run"`` in config.json (written since issue 18), or a
   ``checkpoint.pt`` / ``checkpoint-<step>.pt`` / ``metrics.jsonl``, or an older run's config.json
   (settings such as ``"steps"`` and a model name, no ``"format"``);
 * a saved model: ``"format": "fastpixel-pretrained"`` in config.json, or a ``model.safetensors``;
@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-RUN_KIND = "fastpixel-run"
+RUN_FORMAT = "fastpixel-run"
 SAVED_MODEL_FORMAT = "fastpixel-pretrained"  # fastpixel.saved_model.FORMAT (kept equal by a test)
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -54,12 +54,12 @@ def _config_kind(path: Path) -> str:
         return FOREIGN
     if not isinstance(document, dict):
         return FOREIGN
-    if document.get("kind") == RUN_KIND:
+    if document.get("format") == RUN_FORMAT:
         return RUN
     if document.get("format") == SAVED_MODEL_FORMAT:
         return SAVED_MODEL
     if "format" not in document and isinstance(document.get("model"), str) and "steps" in document:
-        return RUN  # a run directory written before "kind" was recorded
+        return RUN  # a run directory written before its format was recorded
     return FOREIGN
 
 

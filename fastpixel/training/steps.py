@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from fastpixel.atomic import write_atomically
 from fastpixel.checkpoint import FORMAT, rng_state
-from fastpixel.directory_kind import RUN_KIND
+from fastpixel.directory_kind import RUN_FORMAT
 from fastpixel.data import training_batch
 from fastpixel.distributed import all_reduce_sum, barrier
 from fastpixel.metrics import bits_per_dim
@@ -165,13 +165,14 @@ def checkpoint_state(state: RunState) -> dict[str, Any]:
 
 
 def write_config(state: RunState, record: dict[str, Any] | None) -> None:
-    """``config.json``: the kind (a run), every field of the config (the run directory as an absolute
+    """``config.json``: its format (``"fastpixel-run"``: what tells a run from a saved model), every field of the config (the run directory as an absolute
     path), the model config, the data protocol (``record``), versions; written atomically."""
     if not state.writes:
         return
     model = state.model
     settings = state.config.to_dict() | {"run_dir": os.path.abspath(state.run_dir)}
-    written = {"kind": RUN_KIND, **settings, "model_config": getattr(model, "config", None), "world_size": state.info.world,
+    written = {"format": RUN_FORMAT, **settings, "model_config": getattr(model, "config", None),
+               "world_size": state.info.world,
                **(record or {}), "torch": torch.__version__, "parameters": sum(p.numel() for p in model.parameters())}
     text = json.dumps(written, indent=2, default=str) + "\n"
     write_atomically(state.run_dir / files.CONFIG, lambda tmp: tmp.write_text(text))
