@@ -18,6 +18,9 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 class DiskFullError(OSError):
     """No space left while writing ``filename``; nothing under its final name changed."""
 
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
 
 def disk_full(err: OSError, path: Path, kept: str | None = None) -> DiskFullError:
     """The DiskFullError for ``err`` (an ENOSPC / EDQUOT while writing ``path``)."""

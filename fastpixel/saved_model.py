@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from fastpixel._version import __version__
-from fastpixel.atomic import write_atomically
+from fastpixel.atomic import write_bytes_atomically
 from fastpixel.directory_kind import FOREIGN, SAVED_MODEL, refuse_other_kind
 from fastpixel.finite import check_finite_weights
 from fastpixel.output_paths import OutputExistsError, check_output_dir
@@ -61,7 +61,7 @@ def write_saved_model(model: torch.nn.Module, path: str | os.PathLike, *, info: 
     Each file is written to a temporary name in ``path`` and renamed, so a crash never leaves a
     torn file under the final name. Returns ``path`` as a Path.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     config = model_config(model)
     if info is None:
@@ -88,8 +88,9 @@ def write_saved_model(model: torch.nn.Module, path: str | os.PathLike, *, info: 
                                 f"overwrite=True to replace it, or choose another directory")
     check_output_dir(path, "save_pretrained")
     path.mkdir(parents=True, exist_ok=True)
-    write_atomically(path / WEIGHTS_NAME, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
-    write_atomically(path / CONFIG_NAME, lambda tmp: tmp.write_text(text))
+    # serialised in memory first: a full disk is then one DiskFullError, and the old files stay
+    write_bytes_atomically(path / WEIGHTS_NAME, save(tensors, metadata={"format": "pt"}))
+    write_bytes_atomically(path / CONFIG_NAME, text.encode())
     return path
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from fastpixel.atomic import write_atomically
+from fastpixel.atomic import write_bytes_atomically
 from fastpixel.checkpoint import FORMAT, rng_state
 from fastpixel.directory_kind import RUN_FORMAT
 from fastpixel.data import training_batch
@@ -175,4 +175,4 @@ def write_config(state: RunState, record: dict[str, Any] | None) -> None:
                "world_size": state.info.world,
                **(record or {}), "torch": torch.__version__, "parameters": sum(p.numel() for p in model.parameters())}
     text = json.dumps(written, indent=2, default=str) + "\n"
-    write_atomically(state.run_dir / files.CONFIG, lambda tmp: tmp.write_text(text))
+    write_bytes_atomically(state.run_dir / files.CONFIG, text.encode())
