@@ -12,6 +12,7 @@ same code runs DistributedDataParallel.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Any
@@ -55,8 +56,10 @@ def build_parser(preset: str = "cpu_tiny") -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in <run-dir> with its own settings (an error if it has no checkpoint)")
     p.add_argument("--overwrite", action="store_true", help="start afresh in a run dir that holds a run (deletes it)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="ops backend (default auto; with --resume: the run's own)")
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda or cuda:N (default: cuda when available; with --resume: the run's own)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (it is also off when not a TTY)")
     p.add_argument("--quiet", action="store_true", help="do not echo metric lines to stdout")
     g = p.add_argument_group(f"settings (each overrides the preset; [{preset}: value])")
@@ -124,7 +127,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if given.get("data_dir") is not None:
         given["data_dir"] = os.path.abspath(given["data_dir"])
     invocation = dict(run_dir=args.run_dir or os.path.join("runs", args.preset or DEFAULT_PRESET), resume=args.resume,
-                      overwrite=args.overwrite, backend=args.backend, device=args.device,
+                      overwrite=args.overwrite, backend=args.backend or (None if args.resume else "auto"),
+                      device=args.device,
                       progress=not args.no_progress, quiet=args.quiet)
     try:
         if args.resume:
@@ -138,6 +142,8 @@ def _resumed_config(preset: str | None, given: dict[str, Any], invocation: dict[
     run_dir = invocation["run_dir"]
     check_run_dir(run_dir, resume=True, overwrite=invocation["overwrite"])
     if directory_contents(run_dir).files[:1] == (CONFIG,):
+        ran = json.loads((Path(run_dir) / CONFIG).read_text())  # how the run ran: its backend and device
+        invocation.update({k: ran.get(k) for k in ("backend", "device") if invocation[k] is None})
         recorded = TrainConfig.from_run(**invocation)
     else:  # a run whose config.json is gone: its checkpoint records the settings too
         recorded = TrainConfig.from_saved(read_checkpoint(Path(run_dir) / FILENAME)["train_config"], **invocation)
