@@ -12,6 +12,8 @@ import argparse
 import json
 from typing import Any
 
+import numpy as np
+
 from fastpixel.backend import BACKENDS, check_backend_for_device
 from fastpixel.cli.args import CommandError, Parser, from_rule, resolve_device, run_command
 from fastpixel.cli.model_source import add_model_source, load_model_source
@@ -81,7 +83,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
 def _user_images(args: argparse.Namespace, images, model) -> ImageSet:
     """``--images FILE`` as an ImageSet, checked against the model as fit() checks training data."""
     try:
-        data = as_image_set(images[: args.limit], channels=model.channels, levels=model.levels, split="images")
+        data = as_image_set(np.array(images[: args.limit]), channels=model.channels, levels=model.levels, split="images")
     except (TypeError, ValueError) as err:
         raise CommandError(f"--images {args.images}: {err}") from None
     protocol = f"--images {args.images}: {len(data)} images of {tuple(data.images.shape[1:])}, {data.levels} levels"
