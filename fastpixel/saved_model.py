@@ -69,7 +69,7 @@ def write_saved_model(model: torch.nn.Module, path: str | os.PathLike, *, info: 
     if not isinstance(info, dict):
         raise TypeError(f"info must be a dict of JSON values, got {type(info).__name__}")
     if not isinstance(overwrite, bool):
-        raise TypeError(f"overwrite must be a bool (True or False), got {overwrite!r}")
+        raise ValueError(f"overwrite must be a bool (True or False), got {overwrite!r}")
     check_finite_weights(model, "save a model (save_pretrained)")
     # clone: safetensors refuses shared storage
     tensors = {key: value.detach().to("cpu").contiguous().clone() for key, value in model.state_dict().items()}

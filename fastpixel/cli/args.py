@@ -23,8 +23,6 @@ from fastpixel.data.errors import DataFileError
 from fastpixel.devices import resolve_device  # noqa: F401  (the commands' --device)
 from fastpixel.training.errors import DivergedError, RunDirError, TrainingInterrupted
 
-#: Largest --scale: a 64x64 image drawn at 64x is already 4096 px wide.
-MAX_SCALE = 64
 #: Largest side, in pixels, of a PNG the commands write (about 400 MB of RGB at the limit).
 MAX_PNG_SIDE = 12_000
 

@@ -109,7 +109,6 @@ def build_parser(preset: str = "cpu_tiny") -> argparse.ArgumentParser:
 def _preset_in(argv: list[str]) -> str:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset", default=DEFAULT_PRESET)
-    pre.add_argument("--version", action="store_true")
     known, _ = pre.parse_known_args(argv)
     return known.preset
 

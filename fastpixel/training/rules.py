@@ -129,8 +129,8 @@ RULES: dict[str, Rule] = {
 }
 
 
-#: The options of sampling, evaluation and the demo, in the API and the commands (the training
-#: settings are RULES above; a name in both means the same there). One table: ``fastpixel-sample
+#: The options of sampling, evaluation and the demo, in the API and the commands, that are not
+#: training settings (those, and ``overwrite``, are RULES' rows and are read from there). One table: ``fastpixel-sample
 #: --num 0`` and ``fastpixel.sample(model, 0, ...)`` are refused by the same row, in the same words.
 OPTION_RULES: dict[str, Rule] = {
     # sampling (fastpixel.sample / complete, fastpixel-sample)
@@ -142,14 +142,10 @@ OPTION_RULES: dict[str, Rule] = {
     "columns": count(1, 10_000, optional=True),
     "scale": count(1, 64),
     "sample_batch_size": count(1),
-    # evaluation (fastpixel-evaluate, evaluate_nll)
+    # evaluation (fastpixel-evaluate; its --batch-size is RULES' eval_batch_size)
     "limit": count(1, optional=True),
-    "eval_batch_size": count(1),
-    # the demo
-    "demo_layers": count(0),
+    # the demo (its other flags are RULES' rows: hidden, layers, steps, batch_size, lr, seed)
     "threads": count(1, 1024),
-    # what every writer takes
-    "overwrite": Rule(BOOL),
 }
 
 
