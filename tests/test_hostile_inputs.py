@@ -104,6 +104,8 @@ EVALUATE_ROWS = [
     ("good", ["--images", "good.npy", "--dataset", "mnist"], ["--dataset select a data set", "--images"]),
     ("good", ["--images", "missing.npz"], ["missing.npz", "no such file"]),
     ("good", ["--limit", "0"], ["--limit", "must be an int >= 1"]),
+    ("good", ["--limit", "5000"], ["limit 5000 exceeds the 1000 images", "builtin_mnist 'test'"]),
+    ("good", ["--images", "good.npy", "--limit", "3"], ["--limit 3", "holds 2 images"]),
 ]
 
 
@@ -141,6 +143,7 @@ SAMPLE_ROWS = [
     (["--checkpoint", "good", "--complete", "--images", "text.npz"], ["not an npz archive"]),
     (["--checkpoint", "good", "--num", "0"], ["--num", "must be an int in [1, 100000], got 0"]),
     (["--checkpoint", "good", "--temperature", "inf"], ["--temperature", "finite"]),
+    (["--checkpoint", "good", "--complete", "--images", "good.npy", "--num", "3"], ["--num 3", "holds 2 images"]),
 ]
 
 

@@ -82,6 +82,9 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
 
 def _user_images(args: argparse.Namespace, images, model) -> ImageSet:
     """``--images FILE`` as an ImageSet, checked against the model as fit() checks training data."""
+    if args.limit is not None and args.limit > len(images):
+        raise CommandError(f"--limit {args.limit}: --images {args.images} holds {len(images)} images; ask for at "
+                           f"most {len(images)}, or leave --limit out")
     try:
         data = as_image_set(np.array(images[: args.limit]), channels=model.channels, levels=model.levels, split="images")
     except (TypeError, ValueError) as err:

@@ -36,6 +36,7 @@ from fastpixel.data.image_file import read_image_file
 from fastpixel.image_grid import default_columns, grid, grid_shape, save_png, to_rgb8
 
 PROG = "fastpixel-sample"
+DEFAULT_NUM = 64
 OCCLUSIONS = ("bottom", "right", "center")
 
 
@@ -57,8 +58,9 @@ def occlusion_mask(height: int, width: int, kind: str) -> torch.Tensor:
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_source(p)
-    p.add_argument("--num", type=from_rule("num"), default=64,
-                   help="images to sample (--complete: images to complete)")
+    p.add_argument("--num", type=from_rule("num"), default=None,
+                   help=f"images to sample (default {DEFAULT_NUM}; --complete: images to complete, default all of "
+                        f"--images up to {DEFAULT_NUM})")
     p.add_argument("--out", default="runs/samples.png",
                    help="PNG grid (a name without extension gets .png); the integers go to the same name .npz")
     p.add_argument("--height", type=from_rule("height"), default=None, help="default: the training images' height")
@@ -119,10 +121,18 @@ def _check_images(images: torch.Tensor, model: torch.nn.Module, where: str) -> t
     return images
 
 
+def _first(images: torch.Tensor, args: argparse.Namespace) -> torch.Tensor:
+    """The first ``--num`` of ``images``; an explicit --num beyond them is refused (never silently fewer)."""
+    if args.num_given and args.num > images.shape[0]:
+        raise CommandError(f"--num {args.num}: --images {args.images} holds {images.shape[0]} images; ask for at "
+                           f"most {images.shape[0]} (or leave --num out: all of them, up to {DEFAULT_NUM})")
+    return images[: args.num]
+
+
 def _source_images(args: argparse.Namespace, loaded: LoadedModel) -> torch.Tensor:
     """The images to occlude: --images FILE, else the model's data set (``--split``)."""
     if args.images:
-        return _check_images(read_images_file(args.images), loaded.model, f"--images {args.images}")[: args.num]
+        return _first(_check_images(read_images_file(args.images), loaded.model, f"--images {args.images}"), args)
     from fastpixel.data import binarize_dynamic, load_dataset
 
     cfg = loaded.data
@@ -130,8 +140,8 @@ def _source_images(args: argparse.Namespace, loaded: LoadedModel) -> torch.Tenso
         raise CommandError(f"{loaded.label}: records no data set; pass --images FILE.npz")
     data = load_dataset(cfg["dataset"], args.split, data_dir=cfg.get("data_dir"), binarize=cfg.get("binarize", "none"),
                         binarize_seed=cfg.get("binarize_seed", 0), allow_pickle=cfg.get("allow_pickle", False),
-                        limit=args.num)
-    images = data.images
+                        limit=args.num if args.num_given else None)  # an explicit --num: exactly, or refused
+    images = data.images[: args.num]
     if data.dynamic:
         images = binarize_dynamic(images, torch.Generator().manual_seed(args.seed))
     return _check_images(images.long(), loaded.model, f"{cfg['dataset']} {args.split!r}")
@@ -146,6 +156,8 @@ def _check_png_size(rows: int, cols: int, scale: int) -> None:
 def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse and check ``argv``, sample (or complete), write the PNG and the npz; return what was written."""
     args = build_parser().parse_args(argv)
+    asked, args.num = args.num, args.num or DEFAULT_NUM
+    args.num_given = asked is not None
     out = output_path(args.out)
     device = resolve_device(args.device)
     if args.images is not None and not args.complete:
@@ -163,7 +175,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     model = loaded.model
     if args.complete:
         originals = _source_images(args, loaded) if originals is None else \
-            _check_images(originals, model, f"--images {args.images}")[: args.num]
+            _first(_check_images(originals, model, f"--images {args.images}"), args)
         n, _, height, width = originals.shape
         _check_png_size(*grid_shape(n, height, width, args.per_image + 2), args.scale)
     else:
