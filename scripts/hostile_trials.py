@@ -128,6 +128,11 @@ def trials(small: str | None, readonly: str | None) -> list[Trial]:
               ("--batch-size",)),
         Trial("a negative budget: bench.compare --budget -1", "python -m bench.compare --budget -1", 2,
               ("--budget", "> 0")),
+        Trial("a count that is not honoured: fastpixel-evaluate --limit 5000 on a 1000-image split",
+              "fastpixel-evaluate --checkpoint run/checkpoint.pt --limit 5000", 2, ("exceeds the 1000 images",)),
+        Trial("a count that is not honoured: fastpixel-sample --complete --images (2 images) --num 5",
+              "fastpixel-sample --pretrained saved --complete --images imgs.npz --num 5 --out c5.png", 2,
+              ("holds 2 images",)),
         Trial("a diverged run (--lr 1e6) is not reported as a success", f"fastpixel-train {T} --steps 10 --lr 1e6 "
               "--log-every 5 --run-dir r-div", 1, ("diverged",)),
         Trial("--batch-size larger than the training set", f"fastpixel-train {T} --steps 1 --batch-size 64 "
