@@ -18,6 +18,10 @@ import os
 import torch
 
 
+#: Requests below this size are not checked (reading the free memory costs a system call).
+SMALL = 256 * 2**20
+
+
 class TooLargeError(MemoryError):
     """The estimated working memory of a request exceeds what the device has free."""
 
@@ -64,9 +68,13 @@ def gigabytes(nbytes: float) -> str:
     return f"{nbytes / 2**30:.1f} GiB"
 
 
-def check_fits(nbytes: int, device: torch.device | str, what: str) -> None:
-    """TooLargeError when ``nbytes`` exceed the free memory of ``device`` (unknown: allowed)."""
+def check_fits(nbytes: int, device: torch.device | str, what: str,
+               advice: str = "use a smaller batch or image") -> None:
+    """TooLargeError when ``nbytes`` exceed the free memory of ``device`` (unknown: allowed). Below
+    SMALL bytes nothing is asked of the system (every small forward pass would pay for it)."""
+    if nbytes < SMALL:
+        return
     free = available_bytes(device)
     if free is not None and nbytes > free:
         raise TooLargeError(f"{what} would need about {gigabytes(nbytes)} of memory, and {torch.device(device)} "
-                            f"has {gigabytes(free)} free; use a smaller batch or image (or score it in pieces)")
+                            f"has {gigabytes(free)} free; {advice}")

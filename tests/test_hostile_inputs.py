@@ -216,6 +216,7 @@ API_ROWS = [
     (lambda: fastpixel.from_pretrained("digits", device="tpu"), ValueError, "expected cpu, cuda or cuda:N"),
     (lambda: small().log_prob(torch.zeros(1, 1, 1, 1, dtype=torch.uint8).expand(1, 1, 60000, 60000)), MemoryError,
      "would need about"),
+    (lambda: fastpixel.sample(small(), 100_000, height=4096, width=4096), MemoryError, "draw fewer images"),
     (lambda: fastpixel.fit(small(), torch.zeros(4, 1, 2, 2, dtype=torch.long), steps="3"), ValueError,
      "steps must be an int >= 1, got '3'"),
     (lambda: fastpixel.fit(small(), torch.zeros(4, 1, 2, 2, dtype=torch.long), steps=1, batch_size=2, bf16=True),

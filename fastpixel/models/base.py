@@ -141,7 +141,8 @@ class PixelModel(BackendChoice, DiscreteLikelihood, SavePretrainedMixin, nn.Modu
         if validate and not torch.compiler.is_compiling():  # a size that cannot fit: refused, with the estimate
             keep_all = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
             check_fits(forward_bytes(self, x.shape[0], x.shape[2], x.shape[3], keep_all=keep_all), x.device,
-                       f"{self.name} on images of shape {tuple(x.shape)}")
+                       f"{self.name} on images of shape {tuple(x.shape)}", "use a smaller batch or image (or score it "
+                       "in pieces)")
             check_images(x, channels=self.channels, levels=self.levels)  # the value range: one device sync
         with self._deprecated_call_backend(backend, "forward"):
             return self.forward_float(self.embed(x))

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from fastpixel.devices import check_generator
 from fastpixel.finite import check_finite_weights
+from fastpixel.memory import check_fits
 from fastpixel.models.base import PixelModel
 from fastpixel.models.multiscale import MultiScalePixelRNN
 from fastpixel.sampling.cached import CachedEngine
@@ -58,7 +59,11 @@ def sample(
     if not isinstance(model, (PixelModel, MultiScalePixelRNN)):
         _check_model(model)
     check_finite_weights(model, "sample")
-    check_generator(generator, _device(model.small if isinstance(model, MultiScalePixelRNN) else model))
+    device = _device(model.small if isinstance(model, MultiScalePixelRNN) else model)
+    check_generator(generator, device)
+    # the images (int64) and their uniforms (float64), allocated up front: refused with the estimate if too big
+    check_fits(16 * num * model.channels * height * width, device, f"sampling {num} images of {height}x{width}",
+               "draw fewer images at once, or smaller ones")
     with model._deprecated_call_backend(backend, "sample"):
         if isinstance(model, MultiScalePixelRNN):
             return _sample_multiscale(model, num, height, width, **options)
