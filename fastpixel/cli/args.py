@@ -65,7 +65,9 @@ def from_rule(name: str) -> Callable[[str], Any]:
         try:
             check_field(name, value, rule)
         except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err).replace(f"{name} must", "must", 1)) from None
+            # on the command line "None" is leaving the flag out, not a value to name
+            raise argparse.ArgumentTypeError(str(err).replace(f"{name} must", "must", 1).replace(" or None,", ",")) \
+                from None
         return value
 
     parse.__name__ = {INT: "int", NUMBER: "float"}.get(rule.kind, "str")
