@@ -41,6 +41,8 @@ def py(code: str) -> str:
 
 def trials(small: str | None, readonly: str | None) -> list[Trial]:
     T = TINY
+    png_flags = T.replace("--train-limit 32", "--train-limit 8").replace("--batch-size 8", "--batch-size 4")
+    png_flags = png_flags.replace("--test-limit 16", "--test-limit 2")  # the folder holds 8 + 2 images
     t = [
         # -- data lost (issue: 5) ------------------------------------------------------------------------------
         Trial("save_pretrained into a training run's directory", py(
@@ -199,7 +201,7 @@ def trials(small: str | None, readonly: str | None) -> list[Trial]:
             "print(fastpixel.save_image_grid(fastpixel.sample(m, 4, height=6, width=6), 'grid.png'))"), 0,
             ("grid.png",), one_line=False),
         Trial("a run trained with a relative --data-dir, evaluated from another directory",
-              f"fastpixel-train {T.replace('--train-limit 32', '--train-limit 8').replace('--batch-size 8', '--batch-size 4').replace('--test-limit 16', '--test-limit 2')} "
+              f"fastpixel-train {png_flags} "
               "--steps 1 --dataset png --binarize none --data-dir pngs --run-dir rpng && mkdir -p elsewhere && cd "
               "elsewhere && fastpixel-evaluate --checkpoint ../rpng/checkpoint.pt", 0, ("NLL",), one_line=False),
         Trial("--resume of a run whose config.json is gone", "rm run3/config.json && fastpixel-train --run-dir run3 "
