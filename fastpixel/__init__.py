@@ -7,6 +7,7 @@
     model.save_pretrained("my_model")      # config.json + model.safetensors (no pickle)
     model = fastpixel.from_pretrained("my_model")   # or "digits", "hf://owner/repo", "runs/x/checkpoint.pt"
     state = fastpixel.read_checkpoint("runs/x/checkpoint.pt")   # a training checkpoint's dict
+    fastpixel.save_image_grid(fastpixel.sample(model, 16, height=28, width=28), "grid.png")   # a PNG grid
 
 Layers for your own models: MaskedConv2d, RowLSTM, DiagonalBiLSTM, ResidualConvBlock,
 ResidualLSTMBlock. Ops with a ``backend=`` switch live in :mod:`fastpixel.ops`; the readable
@@ -20,6 +21,7 @@ from fastpixel._version import __version__
 from fastpixel.backend import BackendUnavailableError, use_backend
 from fastpixel.checkpoint import read_checkpoint
 from fastpixel.compression import compress, decompress
+from fastpixel.image_grid import save_image_grid
 from fastpixel.layers import DiagonalBiLSTM, MaskedConv2d, ResidualConvBlock, ResidualLSTMBlock, RowLSTM
 from fastpixel.masks import MaskSpec, color_groups
 from fastpixel.metrics import bits_per_dim, nats_per_image
@@ -52,6 +54,7 @@ __all__ = [
     "push_to_hub",
     "read_checkpoint",
     "sample",
+    "save_image_grid",
     "save_pretrained",
     "use_backend",
 ]

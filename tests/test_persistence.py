@@ -103,9 +103,14 @@ def test_device_and_backend(tmp_path):
 
 
 def test_overwrite_replaces_the_weights(tmp_path):
-    build("pixelcnn", seed=0).save_pretrained(tmp_path)
+    """Issue 18: replacing a saved model needs overwrite=True (it used to happen silently)."""
+    first = build("pixelcnn", seed=0)
+    first.save_pretrained(tmp_path)
     second = build("pixelcnn", seed=1)
-    second.save_pretrained(tmp_path)
+    with pytest.raises(FileExistsError, match="already holds a saved model.*overwrite=True"):
+        second.save_pretrained(tmp_path)
+    assert_same_weights(first, fastpixel.from_pretrained(tmp_path))
+    second.save_pretrained(tmp_path, overwrite=True)
     assert_same_weights(second, fastpixel.from_pretrained(tmp_path))
 
 

@@ -22,6 +22,7 @@ from torch import nn
 from fastpixel.backend import BackendChoice, requested_backend
 from fastpixel.layers.masked_conv import MaskedConv2d
 from fastpixel.masks import color_groups, logit_groups
+from fastpixel.memory import check_fits, forward_bytes
 from fastpixel.metrics import bits_per_dim
 from fastpixel.ops.cross_entropy import pixel_cross_entropy
 from fastpixel.models.saving import SavePretrainedMixin
@@ -131,10 +132,17 @@ class PixelModel(BackendChoice, DiscreteLikelihood, SavePretrainedMixin, nn.Modu
     def forward(self, x: torch.Tensor, *, validate: bool = True, backend: str | None = None) -> torch.Tensor:
         """x: integer images (B, C, H, W) in [0, levels) -> logits (B, levels, C, H, W).
 
-        validate: check dtype, shape and value range (one device sync for the range).
+        validate: check dtype, shape and value range (one device sync for the range), and that the
+          pass fits in the device's free memory (TooLargeError with the estimate otherwise).
         backend: deprecated (every op runs ``self.backend``, chosen when the model was built;
           switch it with ``model.to_backend(name)``).
         """
-        check_images(x, channels=self.channels, levels=self.levels, check_values=validate)
+        check_images(x, channels=self.channels, levels=self.levels, check_values=False)
+        if validate and not torch.compiler.is_compiling():  # a size that cannot fit: refused, with the estimate
+            keep_all = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+            check_fits(forward_bytes(self, x.shape[0], x.shape[2], x.shape[3], keep_all=keep_all), x.device,
+                       f"{self.name} on images of shape {tuple(x.shape)}", "use a smaller batch or image (or score it "
+                       "in pieces)")
+            check_images(x, channels=self.channels, levels=self.levels)  # the value range: one device sync
         with self._deprecated_call_backend(backend, "forward"):
             return self.forward_float(self.embed(x))

@@ -13,11 +13,15 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
+from fastpixel.devices import check_generator
+from fastpixel.finite import check_finite_weights
+from fastpixel.memory import check_fits
 from fastpixel.models.base import PixelModel
 from fastpixel.models.multiscale import MultiScalePixelRNN
 from fastpixel.sampling.cached import CachedEngine
 from fastpixel.sampling.categorical import check_temperature, draw_uniforms, inverse_cdf
 from fastpixel.sampling.naive import NaiveEngine
+from fastpixel.training.rules import check_option
 from fastpixel.validation import check_images
 
 METHODS = ("cached", "naive")
@@ -39,7 +43,10 @@ def sample(
 
     temperature: the logits are divided by it (1: the model; < 1 sharper, > 1 flatter; 0: greedy,
       every sub-pixel takes its most likely value given those before it).
-    generator: the source of the (num, C, H, W) uniforms (None: torch's default generator).
+    generator: the source of the (num, C, H, W) uniforms (None: torch's default generator); on the
+      model's device type (else DeviceError, a ValueError).
+    num, height, width: checked by the rules table (fastpixel.training.rules.OPTION_RULES).
+    Weights holding NaN or inf are refused (NonFiniteWeightsError) rather than sampled.
     method: "cached" (work proportional to the image) or "naive" (full forward per sub-pixel).
     progress: a tqdm bar over rows. backend: deprecated (the naive method runs ``model.backend``;
       switch it with ``model.to_backend(name)``).
@@ -47,11 +54,16 @@ def sample(
     rest of the full image conditioned on it (see :func:`_sample_multiscale`).
     """
     for label, value in (("num", num), ("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{label} must be an int >= 1, got {value!r}")
+        check_option(label, value)
     options = dict(temperature=temperature, generator=generator, method=method, progress=progress)
     if not isinstance(model, (PixelModel, MultiScalePixelRNN)):
         _check_model(model)
+    check_finite_weights(model, "sample")
+    device = _device(model.small if isinstance(model, MultiScalePixelRNN) else model)
+    check_generator(generator, device)
+    # the images (int64) and their uniforms (float64), allocated up front: refused with the estimate if too big
+    check_fits(16 * num * model.channels * height * width, device, f"sampling {num} images of {height}x{width}",
+               "draw fewer images at once, or smaller ones")
     with model._deprecated_call_backend(backend, "sample"):
         if isinstance(model, MultiScalePixelRNN):
             return _sample_multiscale(model, num, height, width, **options)
@@ -97,6 +109,8 @@ def complete(
     """
     _check_model(model)
     check_images(images, channels=model.channels, levels=model.levels, check_values=False)
+    check_finite_weights(model, "complete images")
+    check_generator(generator, _device(model))
     if not isinstance(known, torch.Tensor) or known.dtype != torch.bool:
         raise TypeError(f"known must be a bool tensor broadcastable to {tuple(images.shape)}")
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from typing import Any
@@ -18,7 +19,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from fastpixel.atomic import write_bytes_atomically
 from fastpixel.checkpoint import FORMAT, rng_state
+from fastpixel.directory_kind import RUN_FORMAT
 from fastpixel.data import training_batch
 from fastpixel.distributed import all_reduce_sum, barrier
 from fastpixel.metrics import bits_per_dim
@@ -162,10 +165,14 @@ def checkpoint_state(state: RunState) -> dict[str, Any]:
 
 
 def write_config(state: RunState, record: dict[str, Any] | None) -> None:
-    """``config.json``: every field of the config, the model config, the data protocol (``record``), versions."""
+    """``config.json``: its format (``"fastpixel-run"``: what tells a run from a saved model), every field of the config (the run directory as an absolute
+    path), the model config, the data protocol (``record``), versions; written atomically."""
     if not state.writes:
         return
     model = state.model
-    written = {**state.config.to_dict(), "model_config": getattr(model, "config", None), "world_size": state.info.world,
+    settings = state.config.to_dict() | {"run_dir": os.path.abspath(state.run_dir)}
+    written = {"format": RUN_FORMAT, **settings, "model_config": getattr(model, "config", None),
+               "world_size": state.info.world,
                **(record or {}), "torch": torch.__version__, "parameters": sum(p.numel() for p in model.parameters())}
-    (state.run_dir / files.CONFIG).write_text(json.dumps(written, indent=2, default=str) + "\n")
+    text = json.dumps(written, indent=2, default=str) + "\n"
+    write_bytes_atomically(state.run_dir / files.CONFIG, text.encode())
