@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastpixel.cli.args import CommandError, Parser, int_at_least, resolve_device, run_command
+from fastpixel.cli.args import CommandError, Parser, from_rule, resolve_device, run_command
 from fastpixel.cli.image_files import check_output, load_model, read_images, write_atomically
 from fastpixel.compression import CHUNK_SIZE, CompressedWriter, MissingCoderError, decompress
 
@@ -36,15 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--pretrained", metavar="NAME", help="a shipped model ('digits'), a save_pretrained folder, "
                                                               "or hf://owner/repo")
     source.add_argument("--model", metavar="PATH", help="a save_pretrained folder or a fastpixel-train checkpoint.pt")
-    p.add_argument("--chunk-size", type=int_at_least(1), default=CHUNK_SIZE,
+    p.add_argument("--chunk-size", type=from_rule("chunk_size"), default=CHUNK_SIZE,
                    help=f"images coded together, and decodable alone (default {CHUNK_SIZE})")
-    p.add_argument("--limit", type=int_at_least(1), default=None, help="compress only the first N images")
+    p.add_argument("--limit", type=from_rule("limit"), default=None, help="compress only the first N images")
     p.add_argument("--data-dir", default=None, help="the folder of a DATASET:SPLIT that needs one")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip decoding the stream again before keeping it")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N; decode on the same kind")
-    p.add_argument("--threads", type=int_at_least(1), default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=from_rule("threads"), default=1, help="torch CPU threads (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 

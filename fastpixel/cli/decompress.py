@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from fastpixel.cli.args import CommandError, Parser, int_at_least, resolve_device, run_command
+from fastpixel.cli.args import CommandError, Parser, from_rule, resolve_device, run_command
 from fastpixel.cli.image_files import ARRAY_SUFFIXES, check_output, load_model, write_images
 from fastpixel.compression import MissingCoderError, iter_decompress, read_header
 from fastpixel.compression.container import Reader
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "checksum is still verified)")
     p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: the kind the stream was coded on")
-    p.add_argument("--threads", type=int_at_least(1), default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=from_rule("threads"), default=1, help="torch CPU threads (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 

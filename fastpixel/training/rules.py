@@ -146,6 +146,8 @@ OPTION_RULES: dict[str, Rule] = {
     "limit": count(1, optional=True),
     # the demo (its other flags are RULES' rows: hidden, layers, steps, batch_size, lr, seed)
     "threads": count(1, 1024),
+    # compression (fastpixel.compress, fastpixel-compress; --limit and --threads as above)
+    "chunk_size": count(1),
 }
 
 
