@@ -4,7 +4,9 @@ Cases (batch 16 by default):
   * ``mnist``: the paper's binarized-MNIST model, a 7-layer Diagonal BiLSTM with h = 16 and
     output_hidden 32, sampling 28x28 binary images;
   * ``rgb32_<model>``: a small model (h = 16, 2 layers, output_hidden 32) of each kind, sampling
-    32x32 RGB images with 256 levels.
+    32x32 RGB images with 256 levels (the Gated PixelCNN with p = 32, the same stream width);
+  * ``mnist_pixelcnn`` / ``mnist_gated_pixelcnn``: 7 layers after the first, stream width 32, 28x28
+    binary images (the per-pixel cost of the two convolutional models side by side).
 
 Cached: the whole batch is sampled once, after a warm-up on a 2x2 image. Naive: every sub-pixel is
 one full forward pass of the same network on the same (B, C, H, W) tensor plus one draw, so each
@@ -43,6 +45,12 @@ CASES = {
     "rgb32_row_lstm": dict(model="row_lstm", channels=3, levels=256, hidden=16, layers=2, output_hidden=32, size=32),
     "rgb32_diagonal_bilstm": dict(model="diagonal_bilstm", channels=3, levels=256, hidden=16, layers=2,
                                   output_hidden=32, size=32),
+    # the Gated PixelCNN beside the PixelCNN at the same stream width (p = 2h = 32) and depth
+    "rgb32_gated_pixelcnn": dict(model="gated_pixelcnn", channels=3, levels=256, hidden=32, layers=2,
+                                 output_hidden=32, size=32),
+    "mnist_pixelcnn": dict(model="pixelcnn", channels=1, levels=2, hidden=16, layers=7, output_hidden=32, size=28),
+    "mnist_gated_pixelcnn": dict(model="gated_pixelcnn", channels=1, levels=2, hidden=32, layers=7,
+                                 output_hidden=32, size=28),
 }
 
 

@@ -104,11 +104,11 @@ def analyse(dtype_name: str = "bfloat16", progress=None, batch: int = 16, size: 
             x, weight = meta(batch, spec.in_channels, size, size), meta(spec.out_channels, spec.in_channels, *spec.kernel_size)
             bias = meta(spec.out_channels) if has_bias else None
             dy = meta(batch, spec.out_channels, size, size)
-            limit, center, masked = mc._mask_args(spec)
+            limit, center, open_taps = mc._mask_args(spec)
             calls = {
-                "forward": lambda: mc._gemm(x, weight, bias, limit, tuple(center), masked, transposed=False),
-                "input_grad": lambda: mc._gemm(dy, weight, None, limit, tuple(center), masked, transposed=True),
-                "weight_grad": lambda: mc._weight_grad(x, dy, tuple(weight.shape), dtype, limit, tuple(center), masked),
+                "forward": lambda: mc._gemm(x, weight, bias, limit, tuple(center), open_taps, transposed=False),
+                "input_grad": lambda: mc._gemm(dy, weight, None, limit, tuple(center), open_taps, transposed=True),
+                "weight_grad": lambda: mc._weight_grad(x, dy, tuple(weight.shape), dtype, limit, tuple(center), open_taps),
                 "bias_grad": lambda: mc._bias_grad(dy, dtype),
             }  # fmt: skip
             for kernel_name, call in calls.items():

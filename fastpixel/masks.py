@@ -15,6 +15,11 @@ and on nothing else. For a conv kernel of shape (kh, kw) with centre tap (cy, cx
                      = [group(i) <= group(o)]  (B)
                      = 0                               otherwise (right of centre, below).
 
+A third kind, "V" (the Gated PixelCNN's vertical stack, van den Oord et al. 2016), opens every
+tap in the rows strictly above the centre, for every channel, and nothing in the centre row or
+below: the output at (r, c) reads rows r - cy .. r - 1 only, so it may be used by every colour
+group of every pixel of row r.
+
 Groups are contiguous blocks: feature ``f`` of ``n`` belongs to ``floor(f * num_colors / n)``,
 so ``n`` need not be a multiple of 3 (the paper's h = 128 splits 43/43/42) and the image's own
 channels R, G, B are groups 0, 1, 2. Output maps may repeat the grouping (an LSTM's 4h gates are
@@ -33,7 +38,7 @@ import functools
 
 import torch
 
-MASK_TYPES = ("A", "B", None)
+MASK_TYPES = ("A", "B", "V", None)
 
 
 def color_groups(num_features: int, num_colors: int) -> tuple[int, ...]:
@@ -65,7 +70,8 @@ class MaskSpec:
 
     Attributes:
       kernel_size: (kh, kw).
-      mask_type: "A", "B", or None (no mask: every tap, every channel).
+      mask_type: "A", "B", "V" (rows strictly above the centre only), or None (no mask: every tap,
+        every channel).
       in_groups: colour group of each input channel (non-decreasing).
       out_groups: colour group of each output channel.
       center: the tap aligned with the output pixel; defaults to (kh // 2, kw // 2). The input
@@ -84,7 +90,7 @@ class MaskSpec:
         if kh < 1 or kw < 1:
             raise ValueError(f"kernel_size must be positive, got {self.kernel_size}")
         if self.mask_type not in MASK_TYPES:
-            raise ValueError(f"mask_type must be 'A', 'B' or None, got {self.mask_type!r}")
+            raise ValueError(f"mask_type must be 'A', 'B', 'V' or None, got {self.mask_type!r}")
         if list(self.in_groups) != sorted(self.in_groups):
             raise ValueError("in_groups must be non-decreasing (contiguous colour groups)")
         if self.center is None:
@@ -109,14 +115,30 @@ class MaskSpec:
         return (cx, kw - 1 - cx, cy, kh - 1 - cy)
 
     def tap_is_open(self, y: int, x: int) -> bool:
-        """Whether tap (y, x) reads every input channel (strictly before the centre)."""
+        """Whether tap (y, x) reads every input channel (strictly before the centre; "V": in a row above it)."""
         cy, cx = self.center
+        if self.mask_type == "V":
+            return y < cy
         return self.mask_type is None or y < cy or (y == cy and x < cx)
+
+    def open_taps(self) -> int:
+        """How many leading taps in raster order read every input channel; every later tap but the
+        centre of mask A / B is closed (the kernels loop over exactly these)."""
+        kh, kw = self.kernel_size
+        cy, cx = self.center
+        return {None: kh * kw, "V": cy * kw}.get(self.mask_type, cy * kw + cx)
+
+    @property
+    def center_by_group(self) -> bool:
+        """Whether the centre tap is open by colour group (mask A or B)."""
+        return self.mask_type in ("A", "B")
 
     def center_limit(self) -> tuple[int, ...]:
         """For each output channel, how many leading input channels the centre tap reads."""
         if self.mask_type is None:
             return (self.in_channels,) * self.out_channels
+        if self.mask_type == "V":
+            return (0,) * self.out_channels
         limits = []
         for g in self.out_groups:
             if self.mask_type == "A":
@@ -147,7 +169,7 @@ def _build_mask(spec: MaskSpec, dtype: torch.dtype, device: torch.device) -> tor
             for x in range(kw):
                 if spec.tap_is_open(y, x):
                     mask[:, :, y, x] = 1.0
-        if spec.mask_type is not None:
+        if spec.center_by_group:
             limits = torch.tensor(spec.center_limit())
             mask[:, :, cy, cx] = (torch.arange(spec.in_channels)[None, :] < limits[:, None]).double()
         return mask.to(dtype=dtype, device=device)

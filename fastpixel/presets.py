@@ -15,6 +15,8 @@ from typing import Any
 #: Values every preset starts from (and TrainConfig's field defaults).
 DEFAULTS: dict[str, Any] = dict(
     model="pixelcnn", hidden=8, layers=2, output_hidden=None, skip=False,
+    # a class-conditional model (num_classes from the data set's labels; every batch trains with its labels)
+    conditional=False,
     dataset="builtin_mnist", data_dir=None, binarize="none", binarize_seed=0, allow_pickle=False, png_convert=False,
     train_limit=None, test_limit=None,
     batch_size=16, eval_batch_size=256, steps=1000, lr=1e-3, clip_grad=1.0, ema=0.0, bf16=False,
@@ -74,3 +76,5 @@ _DIGITS_ORDERING = dict(hidden=16, layers=7, output_hidden=32, binarize="fixed",
 PRESETS["cpu_diagonal_bilstm_digits"] = dict(model="diagonal_bilstm", **_DIGITS_ORDERING)
 PRESETS["cpu_row_lstm_digits"] = dict(model="row_lstm", **_DIGITS_ORDERING)
 PRESETS["cpu_pixelcnn_digits"] = dict(model="pixelcnn", **_DIGITS_ORDERING)
+# The Gated PixelCNN (van den Oord et al. 2016) with the same depth and stream width (p = 2h = 32).
+PRESETS["cpu_gated_pixelcnn_digits"] = dict(model="gated_pixelcnn", **(_DIGITS_ORDERING | dict(hidden=32)))

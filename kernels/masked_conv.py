@@ -7,11 +7,13 @@ Same signature as :func:`fastpixel.reference.masked_conv2d`::
 (zero outside the image). The GEMM view: M = B*H*W pixels, N = output channels, K = input
 channels, one K loop per open tap. The mask is structure, never data:
 
-  * Open taps. With a mask the fully open taps are exactly the raster indices ``t < cy*kw + cx``
-    (rows above the centre, then the centre row left of it); the centre tap ``CT = cy*kw + cx`` is
-    open by colour group; the taps after it are closed. The kernels loop over ``t`` with
-    ``tl.static_range`` on constexpr bounds, so closed taps are neither loaded nor multiplied;
-    without a mask every tap is open.
+  * Open taps. The fully open taps are the raster indices ``t < open_taps``
+    (``MaskSpec.open_taps()``): ``cy*kw + cx`` with mask A or B (rows above the centre, then the
+    centre row left of it), ``cy*kw`` with mask V (the rows above only), ``kh*kw`` without a mask;
+    with mask A or B the centre tap ``CT = cy*kw + cx`` is open by colour group (the op receives
+    its limits; an empty list: no centre tap beyond the open ones); every other tap is closed.
+    The kernels loop over ``t`` with ``tl.static_range`` on constexpr bounds, so closed taps are
+    neither loaded nor multiplied.
   * Centre tap. Output channel ``o`` reads input channels ``[0, limit[o])`` (``spec.center_limit()``,
     input groups are sorted). ``limit`` is loaded as a vector for the block of output channels: the
     K loop stops at the block's largest limit (whole blocks of R/G/B channels skipped) and the weight
@@ -213,7 +215,7 @@ def _masked_conv_wgrad_kernel(
     s_dy_b, s_dy_c, s_dy_h, s_dy_w,
     s_dw_s, s_dw_o, s_dw_i, s_dw_h, s_dw_w,
     # meta
-    KW: tl.constexpr, CY: tl.constexpr, CX: tl.constexpr, MASKED: tl.constexpr,
+    KW: tl.constexpr, CY: tl.constexpr, CX: tl.constexpr, N_FULL_TAPS: tl.constexpr, HAS_CENTER: tl.constexpr,
     ACC_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
 ):
@@ -231,12 +233,15 @@ def _masked_conv_wgrad_kernel(
     m_open = m_n[:, None] & m_k[None, :]  # [BN, BK]
     pix_start = i_s * PIX_PER_SPLIT
     pix_stop = tl.minimum(pix_start + PIX_PER_SPLIT, N_PIX)
-    if MASKED:
+    if HAS_CENTER:
         ct = CY * KW + CX
         b_lim = tl.load(p_limit + o_n, mask=m_n, other=0)  # [BN] input channels open at the centre
-        m_open = m_open & ((t < ct) | ((t == ct) & (o_k[None, :] < b_lim[:, None])))
-        needed = (t < ct) | ((t == ct) & (tl.max(b_lim, axis=0) > i_k * BLOCK_K))
-        pix_stop = tl.where(needed, pix_stop, pix_start)  # closed tap or centre block: no loads, zeros stored
+        m_open = m_open & ((t < N_FULL_TAPS) | ((t == ct) & (o_k[None, :] < b_lim[:, None])))
+        needed = (t < N_FULL_TAPS) | ((t == ct) & (tl.max(b_lim, axis=0) > i_k * BLOCK_K))
+    else:
+        m_open = m_open & (t < N_FULL_TAPS)
+        needed = t < N_FULL_TAPS
+    pix_stop = tl.where(needed, pix_stop, pix_start)  # closed tap or centre block: no loads, zeros stored
     acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=ACC_DTYPE)  # [BN, BK]
     for m0 in range(pix_start, pix_stop, BLOCK_M):
         o_m = m0 + tl.arange(0, BLOCK_M)  # [BM]
@@ -293,15 +298,7 @@ def _limit_tensor(center_limit: tuple[int, ...], device: torch.device) -> torch.
     return torch.tensor(center_limit, dtype=torch.int32, device=device)
 
 
-def _tap_structure(kh: int, kw: int, center: tuple[int, int], masked: bool) -> tuple[int, bool]:
-    """(number of fully open taps in raster order, whether the centre tap is open by group)."""
-    if not masked:
-        return kh * kw, False
-    cy, cx = center
-    return cy * kw + cx, True
-
-
-def _gemm(a, w, bias, center_limit, center, masked: bool, transposed: bool) -> torch.Tensor:
+def _gemm(a, w, bias, center_limit, center, open_taps: int, transposed: bool) -> torch.Tensor:
     """Forward (a = x) or grad input (a = grad y, transposed) as one implicit-GEMM launch -> (B, n, H, W)."""
     b, _, h, w_ = a.shape
     c_out, c_in, kh, kw = w.shape
@@ -309,8 +306,8 @@ def _gemm(a, w, bias, center_limit, center, masked: bool, transposed: bool) -> t
     # strides of the weight seen as [k, n] per tap
     s_w_k, s_w_n = (w.stride(0), w.stride(1)) if transposed else (w.stride(1), w.stride(0))
     y = torch.empty(b, n_size, h, w_, device=a.device, dtype=a.dtype)
-    n_full, has_center = _tap_structure(kh, kw, center, masked)
-    limit = _limit_tensor(tuple(center_limit), a.device)
+    n_full, has_center = open_taps, len(center_limit) > 0
+    limit = _limit_tensor(tuple(center_limit) or (0,), a.device)
     n_pix = b * h * w_
     cy, cx = center
 
@@ -335,23 +332,23 @@ def _pixel_split(n_pix: int, tiles: int, block_m: int, sms: int) -> tuple[int, i
     return triton.cdiv(n_pix, pix_per_split), pix_per_split
 
 
-def _weight_grad(x, dy, w_shape, w_dtype, center_limit, center, masked: bool) -> torch.Tensor:
+def _weight_grad(x, dy, w_shape, w_dtype, center_limit, center, open_taps: int) -> torch.Tensor:
     """(out, in, kh, kw) gradient of the masked weight: zero on closed taps and closed centre groups."""
     b, c_in, h, w_ = x.shape
     c_out = dy.shape[1]
     kh, kw = w_shape[2], w_shape[3]
     n_pix = b * h * w_
     block_n, block_k, block_m = _wgrad_blocks()
-    tiles = triton.cdiv(c_out, block_n) * triton.cdiv(c_in, block_k) * (_tap_structure(kh, kw, center, masked)[0] + 1)
+    tiles = triton.cdiv(c_out, block_n) * triton.cdiv(c_in, block_k) * (open_taps + 1)
     split, pix_per_split = _pixel_split(n_pix, tiles, block_m, num_sms(x.device))
     out = torch.empty(split, c_out, c_in, kh, kw, device=x.device, dtype=w_dtype if split == 1 else acc_dtype(x.dtype))
     cy, cx = center
     grid = (triton.cdiv(c_out, block_n) * triton.cdiv(c_in, block_k), kh * kw, split)
     _masked_conv_wgrad_kernel[grid](
-        x, dy, _limit_tensor(tuple(center_limit), x.device), out,
+        x, dy, _limit_tensor(tuple(center_limit) or (0,), x.device), out,
         n_pix, h, w_, c_in, c_out, pix_per_split,
         *x.stride(), *dy.stride(), *out.stride(),
-        KW=kw, CY=cy, CX=cx, MASKED=masked,
+        KW=kw, CY=cy, CX=cx, N_FULL_TAPS=open_taps, HAS_CENTER=len(center_limit) > 0,
         ACC_DTYPE=tl_dtype(acc_dtype(x.dtype)), PRECISION=dot_precision(x.dtype),
         BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_M=block_m,
     )  # fmt: skip
@@ -375,47 +372,51 @@ def _bias_grad(dy: torch.Tensor, b_dtype: torch.dtype) -> torch.Tensor:
 # fastpixel::masked_conv2d and its three backward ops are opaque custom ops (see docs/architecture.md,
 # "Kernels as PyTorch ops"): torch.compile keeps each as one node of the graph, with the fake
 # implementations below giving shapes, strides and dtypes; autograd calls the backward ops. The mask
-# enters as plain values: the per-output-channel centre limits, the centre tap, whether a mask exists.
+# enters as plain values: the per-output-channel centre limits (empty: no centre tap open by group),
+# the centre tap, how many leading taps in raster order are open.
 Tensor = torch.Tensor
 
 
 @torch.library.custom_op("fastpixel::masked_conv2d", mutates_args=())
 def masked_conv2d_op(
-    x: Tensor, weight: Tensor, bias: Tensor | None, center_limit: list[int], center: list[int], masked: bool
+    x: Tensor, weight: Tensor, bias: Tensor | None, center_limit: list[int], center: list[int], open_taps: int
 ) -> Tensor:
     """x (B, in, H, W), weight (out, in, kh, kw), bias (out,) or None -> y (B, out, H, W) contiguous, x's dtype.
 
-    center_limit[o]: input channels [0, limit) read at the centre tap (MaskSpec.center_limit());
-    center: (cy, cx); masked: False for an unmasked conv (every tap open)."""
-    return _gemm(x, weight, bias, center_limit, tuple(center), masked, transposed=False)
+    center_limit[o]: input channels [0, limit) read at the centre tap (MaskSpec.center_limit() for
+    mask A / B; empty: the centre is not open by group); center: (cy, cx); open_taps: the leading
+    taps in raster order open to every channel (MaskSpec.open_taps(); kh * kw without a mask)."""
+    return _gemm(x, weight, bias, center_limit, tuple(center), open_taps, transposed=False)
 
 
 @masked_conv2d_op.register_fake
-def _(x, weight, bias, center_limit, center, masked):
+def _(x, weight, bias, center_limit, center, open_taps):
     return x.new_empty((x.shape[0], weight.shape[0], x.shape[2], x.shape[3]))
 
 
 @torch.library.custom_op("fastpixel::masked_conv2d_input_grad", mutates_args=())
-def masked_conv2d_input_grad(dy: Tensor, weight: Tensor, center_limit: list[int], center: list[int], masked: bool) -> Tensor:
+def masked_conv2d_input_grad(
+    dy: Tensor, weight: Tensor, center_limit: list[int], center: list[int], open_taps: int
+) -> Tensor:
     """grad x (B, in, H, W) contiguous, dy's dtype: the transposed masked conv of dy (B, out, H, W)."""
-    return _gemm(dy, weight, None, center_limit, tuple(center), masked, transposed=True)
+    return _gemm(dy, weight, None, center_limit, tuple(center), open_taps, transposed=True)
 
 
 @masked_conv2d_input_grad.register_fake
-def _(dy, weight, center_limit, center, masked):
+def _(dy, weight, center_limit, center, open_taps):
     return dy.new_empty((dy.shape[0], weight.shape[1], dy.shape[2], dy.shape[3]))
 
 
 @torch.library.custom_op("fastpixel::masked_conv2d_weight_grad", mutates_args=())
 def masked_conv2d_weight_grad(
-    x: Tensor, dy: Tensor, weight: Tensor, center_limit: list[int], center: list[int], masked: bool
+    x: Tensor, dy: Tensor, weight: Tensor, center_limit: list[int], center: list[int], open_taps: int
 ) -> Tensor:
     """grad weight (out, in, kh, kw) contiguous, weight's dtype (weight gives shape and dtype only)."""
-    return _weight_grad(x, dy, tuple(weight.shape), weight.dtype, center_limit, tuple(center), masked)
+    return _weight_grad(x, dy, tuple(weight.shape), weight.dtype, center_limit, tuple(center), open_taps)
 
 
 @masked_conv2d_weight_grad.register_fake
-def _(x, dy, weight, center_limit, center, masked):
+def _(x, dy, weight, center_limit, center, open_taps):
     return weight.new_empty(weight.shape)
 
 
@@ -431,9 +432,9 @@ def _(dy, bias):
 
 
 def _setup_context(ctx, inputs, output):
-    x, weight, bias, center_limit, center, masked = inputs
+    x, weight, bias, center_limit, center, open_taps = inputs
     ctx.save_for_backward(x, weight, bias)
-    ctx.mask_args = (center_limit, center, masked)
+    ctx.mask_args = (center_limit, center, open_taps)
 
 
 def _backward(ctx, dy):
@@ -457,16 +458,17 @@ def _autocast_rule(dtype: torch.dtype, args: tuple):
 register_autocast_rule(masked_conv2d_op, _autocast_rule)
 
 
-_MASK_ARGS: dict[MaskSpec, tuple[list[int], list[int], bool]] = {}
+_MASK_ARGS: dict[MaskSpec, tuple[list[int], list[int], int]] = {}
 
 
-def _mask_args(spec: MaskSpec) -> tuple[list[int], list[int], bool]:
+def _mask_args(spec: MaskSpec) -> tuple[list[int], list[int], int]:
     """What the op needs of a MaskSpec, as plain values, computed once per spec. (A plain dict, not
     functools.lru_cache: dynamo reads the dict as a constant, but traces through an lru_cache.)"""
     try:
         return _MASK_ARGS[spec]
     except KeyError:
-        args = _MASK_ARGS[spec] = (list(spec.center_limit()), list(spec.center), spec.mask_type is not None)
+        limits = list(spec.center_limit()) if spec.center_by_group else []
+        args = _MASK_ARGS[spec] = (limits, list(spec.center), spec.open_taps())
         return args
 
 

@@ -5,13 +5,15 @@ A feature map is described by ``D[g, r, j, n]`` (bool): do the units of colour g
 ``n = (r * W + j) * C + c``. All units of one group at one pixel share their dependency structure
 (same mask row, same recurrence), so groups suffice. The rules mirror the paper, not the code:
 
-* masked conv: an open tap (above, or left in the row) reads every group of the shifted pixel;
-  the centre tap reads groups ``< g`` (mask A) or ``<= g`` (mask B); closed taps read nothing;
+* masked conv: an open tap (above, or left in the row; mask V: above only; no mask: every tap)
+  reads every group of the shifted pixel; the centre tap reads groups ``< g`` (mask A) or ``<= g``
+  (mask B); closed taps read nothing;
 * elementwise ops and residual sums: union;
 * Row LSTM: h(r, j, g) = is(r, j, g) | all groups of h(r-1, j-1 .. j+1)  (c is carried per unit,
   and c(r-1, j) is contained in h(r-1, j));
 * Diagonal LSTM, left to right: h(r, j, g) = is(r, j, g) | all of h(r, j-1) | all of h(r-1, j);
-  right to left mirrored, and its output shifted down one row before the sum.
+  right to left mirrored, and its output shifted down one row before the sum;
+* Gated PixelCNN layer: v' = V(v), h' = [h |] O(H(h) | U(V(v))) (the gate pairs units of one group).
 
 With generic (random) weights the true Jacobian pattern equals this derivation; the tests check that.
 """
@@ -24,6 +26,7 @@ import torch
 from einops import rearrange
 
 from fastpixel.layers import DiagonalBiLSTM, MaskedConv2d, ResidualConvBlock, ResidualLSTMBlock, RowLSTM
+from fastpixel.layers.gated import GatedBlock
 
 
 def input_dependencies(channels: int, height: int, width: int) -> torch.Tensor:
@@ -61,7 +64,7 @@ def masked_conv(d: torch.Tensor, layer: MaskedConv2d) -> torch.Tensor:
     out = torch.zeros_like(d)
     for y in range(kh):
         for x in range(kw):
-            if (y, x) == (cy, cx) and spec.mask_type is not None:
+            if (y, x) == (cy, cx) and spec.center_by_group:
                 for g in range(groups):
                     limit = g if spec.mask_type == "A" else g + 1
                     if limit:
@@ -114,8 +117,24 @@ def block(d: torch.Tensor, module) -> torch.Tensor:
     raise TypeError(f"no rule for {type(module).__name__}")
 
 
+def gated_block(v: torch.Tensor, h: torch.Tensor, module: GatedBlock) -> tuple[torch.Tensor, torch.Tensor]:
+    """(v', h') of one Gated PixelCNN layer."""
+    v_pre = masked_conv(v, module.vertical)
+    h_pre = masked_conv(h, module.horizontal) | masked_conv(v_pre, module.link)
+    h_out = masked_conv(h_pre, module.out)
+    return v_pre, h_out if module.first else h | h_out
+
+
 def model_dependencies(model, height: int, width: int) -> torch.Tensor:
     """(C, H, W, N) bool: logits of colour c at (r, j) can depend on sub-pixel n."""
+    if model.input_conv is None:  # the Gated PixelCNN: both stacks read the image
+        v = h = input_dependencies(model.channels, height, width)
+        d = torch.zeros_like(h)
+        for module, i in zip(model.blocks, range(len(model.blocks))):
+            v, h = gated_block(v, h, module)
+            if model.skip:
+                d |= masked_conv(h, model.skip_convs[i])
+        return masked_conv(masked_conv(d if model.skip else h, model.output_conv1), model.output_conv2)
     d = masked_conv(input_dependencies(model.channels, height, width), model.input_conv)
     streams = [d]
     for module in model.blocks:

@@ -71,5 +71,5 @@ def test_a_bare_shipped_name_means_the_shipped_model(tmp_path, monkeypatch):
 
 
 def test_unknown_names_list_digits():
-    with pytest.raises(ValueError, match=r"shipped with fastpixel are \['digits'\]"):
+    with pytest.raises(ValueError, match=r"shipped with fastpixel are \['digits', 'digits-conditional'\]"):
         fastpixel.from_pretrained("digit")

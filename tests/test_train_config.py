@@ -51,8 +51,8 @@ REFUSED = [
     ("skip", "yes", "skip must be a bool (True or False), got 'yes'"),
     ("bf16", 1, "bf16 must be a bool (True or False), got 1"),
     ("resume", "False", "resume must be a bool (True or False), got 'False'"),
-    ("model", "pixelsnail", "model must be one of ('diagonal_bilstm', 'multiscale', 'pixelcnn', 'row_lstm'), got "
-                            "'pixelsnail'"),
+    ("model", "pixelsnail", "model must be one of ('diagonal_bilstm', 'gated_pixelcnn', 'multiscale', 'pixelcnn', "
+                            "'row_lstm'), got 'pixelsnail'"),
     ("backend", "cuda", "backend must be one of ('reference', 'torch', 'triton', 'auto') or None, got 'cuda'"),
     ("seed", -1, "seed must be an int >= 0, got -1"),
 ]

@@ -12,7 +12,9 @@ occluded sub-pixels ``--per-image`` times, and writes one row per image: occlude
 original (npz: ``originals``, ``known``, ``completions`` (N, K, C, H, W)). ``--method naive`` reruns
 the network per sub-pixel (slow; the reference). The same ``--seed`` gives the same images with either
 method. Outputs default under ``runs/``; an existing PNG or npz is replaced only with ``--overwrite``,
-an input (``--images``, ``--checkpoint``) never; both land atomically.
+an input (``--images``, ``--checkpoint``) never; both land atomically. A class-conditional model needs
+``--label N`` (every image of class N) or ``--labels 0,1,...`` (equal consecutive blocks; by default 10 images
+per class id, one row each): ``fastpixel-sample --pretrained digits-conditional --labels 0,1,2,3,4,5,6,7,8,9``.
 """
 
 from __future__ import annotations
@@ -59,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_source(p)
     p.add_argument("--num", type=from_rule("num"), default=None,
-                   help=f"images to sample (default {DEFAULT_NUM}; --complete: images to complete, default all of "
-                        f"--images up to {DEFAULT_NUM})")
+                   help=f"images to sample (default {DEFAULT_NUM}, or 10 per class id with --labels; --complete: "
+                        f"images to complete, default all of --images up to {DEFAULT_NUM})")
     p.add_argument("--out", default="runs/samples.png",
                    help="PNG grid (a name without extension gets .png); the integers go to the same name .npz")
     p.add_argument("--height", type=from_rule("height"), default=None, help="default: the training images' height")
@@ -79,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (off anyway when stderr is not a terminal)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the PNG and the npz if they exist (refused otherwise; an input is never replaced)")
+    k = p.add_argument_group("class-conditional models (trained with --conditional, or digits-conditional)")
+    k.add_argument("--label", type=from_rule("label"), default=None, help="every image of this class id")
+    k.add_argument("--labels", type=class_list, default=None,
+                   help="comma-separated class ids, e.g. 0,1,2: --num split into equal consecutive blocks, one "
+                        "per id (default --num: 10 per id, --columns 10: one row per class)")
     c = p.add_argument_group("completion")
     c.add_argument("--complete", action="store_true", help="complete occluded images instead of sampling")
     c.add_argument("--occlude", choices=OCCLUSIONS, default="bottom", help="the part hidden from the model")
@@ -111,6 +118,37 @@ def read_images_file(path: str) -> torch.Tensor:
     if array.ndim == 3:
         array = array[:, None]
     return torch.from_numpy(array.astype(np.int64))
+
+
+def class_list(text: str) -> list[int]:
+    """``--labels 0,1,2`` -> [0, 1, 2] (non-negative ints)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip() != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated class ids such as 0,1,2; got {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated class ids >= 0 such as 0,1,2; got {text!r}")
+    return values
+
+
+def class_labels(args: argparse.Namespace, model: torch.nn.Module, num: int, label: str) -> torch.Tensor | None:
+    """(num,) class ids for ``--label`` / ``--labels`` (None for an unconditional model); CommandError
+    when a conditional model gets none, an unconditional one gets some, or an id is out of range."""
+    num_classes = getattr(model, "num_classes", None)
+    if args.label is not None and args.labels is not None:
+        raise CommandError("pass --label or --labels, not both")
+    if num_classes is None:
+        if args.label is not None or args.labels is not None:
+            raise CommandError(f"{label} is not class-conditional: it takes no --label / --labels")
+        return None
+    if args.label is None and args.labels is None:
+        raise CommandError(f"{label} is class-conditional ({num_classes} classes, ids 0..{num_classes - 1}): "
+                           "pass --label N or --labels 0,1,...")
+    ids = [args.label] if args.label is not None else args.labels
+    bad = [v for v in ids if v >= num_classes]
+    if bad:
+        raise CommandError(f"class id(s) {bad} out of range: {label} has {num_classes} classes, ids 0..{num_classes - 1}")
+    return torch.tensor(ids)[torch.arange(num) * len(ids) // num]
 
 
 def _check_images(images: torch.Tensor, model: torch.nn.Module, where: str) -> torch.Tensor:
@@ -156,8 +194,11 @@ def _check_png_size(rows: int, cols: int, scale: int) -> None:
 def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse and check ``argv``, sample (or complete), write the PNG and the npz; return what was written."""
     args = build_parser().parse_args(argv)
-    asked, args.num = args.num, args.num or DEFAULT_NUM
-    args.num_given = asked is not None
+    args.num_given = args.num is not None  # an explicit --num is honoured exactly or refused
+    if args.num is None:  # 10 per class id with --labels (one row per class), else DEFAULT_NUM
+        args.num = 10 * len(args.labels) if args.labels and not args.complete else DEFAULT_NUM
+        if args.labels and args.columns is None and not args.complete:
+            args.columns = 10
     out = output_path(args.out)
     device = resolve_device(args.device)
     if args.images is not None and not args.complete:
@@ -173,6 +214,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     originals = read_images_file(args.images) if args.images and args.complete else None
     loaded = load_model_source(args, device)
     model = loaded.model
+    labels = class_labels(args, model, args.num, loaded.label)
     if args.complete:
         originals = _source_images(args, loaded) if originals is None else \
             _first(_check_images(originals, model, f"--images {args.images}"), args)
@@ -193,8 +235,11 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     if args.complete:
         known = occlusion_mask(height, width, args.occlude)
         repeated = originals.repeat_interleave(args.per_image, dim=0)  # image k's completions are adjacent
-        parts = [sampling.complete(model, chunk.to(device), known.to(device), **options).cpu()
-                 for chunk in repeated.split(args.batch_size)]
+        repeated_labels = None if labels is None else labels[:n].repeat_interleave(args.per_image)
+        parts = [sampling.complete(model, chunk.to(device), known.to(device), **options,
+                                   labels=None if repeated_labels is None else
+                                   repeated_labels[k * args.batch_size:(k + 1) * args.batch_size]).cpu()
+                 for k, chunk in enumerate(repeated.split(args.batch_size))]
         completions = torch.cat(parts).view(n, args.per_image, *originals.shape[1:])
         rows = [to_rgb8(originals, model.levels, known), *(to_rgb8(completions[:, k], model.levels)
                 for k in range(args.per_image)), to_rgb8(originals, model.levels)]
@@ -204,11 +249,13 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
                  levels=model.levels)
         result = {"png": str(out), "npz": str(npz), "completions": completions}
     else:
-        parts = [sampling.sample(model, min(args.batch_size, args.num - k), height=height, width=width,
-                                 **options).cpu() for k in range(0, args.num, args.batch_size)]
+        parts = [sampling.sample(model, min(args.batch_size, args.num - k), height=height, width=width, **options,
+                                 labels=None if labels is None else labels[k:k + args.batch_size]).cpu()
+                 for k in range(0, args.num, args.batch_size)]
         images = torch.cat(parts)
         save_png(out, grid(to_rgb8(images, model.levels), columns=columns), args.scale)
-        save_npz(npz, images=images.numpy(), levels=model.levels)
+        extra = {} if labels is None else {"labels": labels.numpy()}
+        save_npz(npz, images=images.numpy(), levels=model.levels, **extra)
         result = {"png": str(out), "npz": str(npz), "images": images}
     print(f"wrote {result['png']} and {result['npz']}")
     return result

@@ -68,6 +68,9 @@ def build_parser(preset: str = "cpu_tiny") -> argparse.ArgumentParser:
     setting(g, "--layers", type=from_rule("layers"))
     setting(g, "--output-hidden", type=from_rule("output_hidden"))
     setting(g, "--skip", action=argparse.BooleanOptionalAction, default=None)
+    setting(g, "--conditional", "class-conditional: num_classes from the data set's labels (its own class ids), "
+            "every batch trained on its labels, test NLL -log p(x | y)", action=argparse.BooleanOptionalAction,
+            default=None)
     setting(g, "--dataset", choices=DATASETS)
     setting(g, "--data-dir")
     setting(g, "--binarize", "8-bit grey sets only (builtin_mnist, mnist, fashion_mnist)", choices=BINARIZE)

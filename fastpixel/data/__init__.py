@@ -13,14 +13,14 @@ load_builtin_mnist. See docs/data.md for the protocols.
 
 from fastpixel.data.amat import read_amat
 from fastpixel.data.binarize import binarize_dynamic, binarize_fixed
-from fastpixel.data.builtin import load_builtin_mnist
-from fastpixel.data.cifar import read_cifar10, read_cifar_binary, read_cifar_pickle
+from fastpixel.data.builtin import load_builtin_mnist, load_builtin_mnist_labels
+from fastpixel.data.cifar import read_cifar10, read_cifar10_labels, read_cifar_binary, read_cifar_pickle
 from fastpixel.data.datasets import BINARIZE, DATASETS, ImageSet, load_dataset
 from fastpixel.data.errors import DataFileError
-from fastpixel.data.idx import DEBIAN_FASHION_MNIST_DIR, read_idx, read_mnist_images
+from fastpixel.data.idx import DEBIAN_FASHION_MNIST_DIR, read_idx, read_mnist_images, read_mnist_labels
 from fastpixel.data.imagenet import read_imagenet, read_imagenet_npz
-from fastpixel.data.loader import batch_indices, steps_per_epoch, training_batch
-from fastpixel.data.png import read_png, read_png_folder
+from fastpixel.data.loader import batch_indices, batch_labels, steps_per_epoch, training_batch
+from fastpixel.data.png import png_folder_labels, read_png, read_png_folder
 
 __all__ = [
     "BINARIZE",
@@ -29,18 +29,23 @@ __all__ = [
     "DataFileError",
     "ImageSet",
     "batch_indices",
+    "batch_labels",
     "binarize_dynamic",
     "binarize_fixed",
     "load_builtin_mnist",
+    "load_builtin_mnist_labels",
+    "png_folder_labels",
     "load_dataset",
     "read_amat",
     "read_cifar10",
+    "read_cifar10_labels",
     "read_cifar_binary",
     "read_cifar_pickle",
     "read_idx",
     "read_imagenet",
     "read_imagenet_npz",
     "read_mnist_images",
+    "read_mnist_labels",
     "read_png",
     "read_png_folder",
     "steps_per_epoch",

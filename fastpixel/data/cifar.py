@@ -59,6 +59,31 @@ def read_cifar_pickle(path: str | os.PathLike, *, allow_pickle: bool = False) ->
     return data.reshape(-1, 3, 32, 32)
 
 
+def read_cifar10_labels(folder: str | os.PathLike, split: str, *, allow_pickle: bool = False) -> np.ndarray:
+    """The class (0-9, CIFAR-10's own label byte / ``b'labels'``) of every ``split`` image -> uint8 (N,),
+    in the order :func:`read_cifar10` reads the images."""
+    if split not in FILES:
+        raise ValueError(f"CIFAR-10 split must be one of {sorted(FILES)}, got {split!r}")
+    folder = Path(folder)
+    for sub in (folder, folder / "cifar-10-batches-bin"):
+        if (sub / (FILES[split][0] + ".bin")).is_file():
+            return np.concatenate([np.fromfile(sub / (name + ".bin"), dtype=np.uint8).reshape(-1, RECORD)[:, 0]
+                                   for name in FILES[split]])
+    for sub in (folder, folder / "cifar-10-batches-py"):
+        if (sub / FILES[split][0]).is_file():
+            if not allow_pickle:
+                raise PermissionError(f"{sub}: the python version of CIFAR-10 is a pickle; pass allow_pickle=True")
+            labels = []
+            for name in FILES[split]:
+                with open(sub / name, "rb") as f:
+                    labels.append(np.asarray(pickle.load(f, encoding="bytes")[b"labels"], dtype=np.uint8))
+            return np.concatenate(labels)
+    raise DataFileError(
+        folder / "cifar-10-batches-bin" / (FILES[split][0] + ".bin"), "file not found",
+        "the CIFAR-10 binary batches data_batch_1..5.bin and test_batch.bin", SOURCE,
+    )
+
+
 def read_cifar10(folder: str | os.PathLike, split: str, *, allow_pickle: bool = False) -> np.ndarray:
     """The ``split`` of CIFAR-10 found in ``folder`` (or its ``cifar-10-batches-{bin,py}``) -> (N, 3, 32, 32)."""
     if split not in FILES:

@@ -15,9 +15,9 @@ import torch
 
 from fastpixel.data import amat, cifar, idx, imagenet
 from fastpixel.data.binarize import binarize_fixed
-from fastpixel.data.builtin import load_builtin_mnist
+from fastpixel.data.builtin import load_builtin_mnist, load_builtin_mnist_labels
 from fastpixel.data.errors import DataFileError
-from fastpixel.data.png import read_png_folder
+from fastpixel.data.png import png_folder_labels, read_png_folder
 
 DATASETS = ("builtin_mnist", "mnist", "fashion_mnist", "binarized_mnist", "cifar10", "imagenet32", "imagenet64", "png")
 GREY_8BIT = ("builtin_mnist", "mnist", "fashion_mnist")
@@ -36,6 +36,9 @@ class ImageSet:
     images: uint8 (N, C, H, W). levels: values per sub-pixel the model sees (2 or 256).
     dynamic: the images are 8-bit grey and each training batch is binarized afresh (levels 2).
     protocol: one line saying what the numbers on this split mean.
+    labels: int64 (N,), each image's class id as the data set numbers it (MNIST's digit, CIFAR-10's
+      label byte, a PNG class folder's integer name), or None where the format has none.
+    num_classes: how many class ids the data set has (ids lie in [0, num_classes)), or None.
     """
 
     name: str
@@ -44,6 +47,8 @@ class ImageSet:
     levels: int
     protocol: str
     dynamic: bool = False
+    labels: torch.Tensor | None = None
+    num_classes: int | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -99,6 +104,26 @@ def _read(name: str, split: str, data_dir, allow_pickle: bool, png_convert: bool
     raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
 
 
+def _read_labels(name: str, split: str, data_dir, allow_pickle: bool) -> tuple[np.ndarray | None, int | None]:
+    """(class ids (N,), num_classes) where the format has them (the data set's own integers), else (None, None)."""
+    if name == "builtin_mnist":
+        return load_builtin_mnist_labels(split), 10
+    if name in ("mnist", "fashion_mnist"):
+        folder = _need_dir(name, data_dir, idx.MNIST_SOURCE) if name == "mnist" else idx.fashion_mnist_dir(data_dir)
+        source = idx.MNIST_SOURCE if name == "mnist" else idx.FASHION_SOURCE
+        try:
+            idx.find_idx_file(folder, idx.LABEL_STEMS[split], source=source)
+        except DataFileError:
+            return None, None  # images without their label file: usable, but not for a conditional model
+        return idx.read_mnist_labels(folder, split, source=source), 10
+    if name == "cifar10":
+        return cifar.read_cifar10_labels(_need_dir(name, data_dir, cifar.SOURCE), split, allow_pickle=allow_pickle), 10
+    if name == "png":
+        labels = png_folder_labels(_need_dir(name, data_dir, "your own PNG files") / split)
+        return (labels, int(labels.max()) + 1) if labels is not None else (None, None)
+    return None, None  # binarized MNIST (.amat) and downsampled ImageNet as read here carry no labels
+
+
 def load_dataset(
     name: str,
     split: str,
@@ -137,7 +162,12 @@ def load_dataset(
     if limit is not None and limit > len(images):  # a count is honoured exactly or refused
         raise ValueError(f"limit {limit} exceeds the {len(images)} images of {name} {split!r}: ask for at most "
                          f"{len(images)}, or leave the limit out")
+    labels, num_classes = _read_labels(name, split, data_dir, allow_pickle)
+    if labels is not None and len(labels) != len(images):
+        raise DataFileError(data_dir or name, f"{len(labels)} labels for {len(images)} images",
+                            "one class id per image", "the data set's own label files")
     images = images[:limit]
+    labels = None if labels is None else torch.from_numpy(np.asarray(labels[:limit], dtype=np.int64))
     dynamic = binarize == "dynamic" and split == "train"
     levels = 2 if name == "binarized_mnist" or binarize != "none" else 256
     if binarize == "fixed" or (binarize == "dynamic" and not dynamic):
@@ -154,4 +184,5 @@ def load_dataset(
         + ("" if limit is None else f" (first {limit} only)")
         + ("; the paper's protocol" if paper and limit is None else "; NOT the paper's protocol")
     )
-    return ImageSet(name, split, torch.from_numpy(np.ascontiguousarray(images)), levels, protocol, dynamic)
+    return ImageSet(name, split, torch.from_numpy(np.ascontiguousarray(images)), levels, protocol, dynamic,
+                    labels=labels, num_classes=num_classes)

@@ -77,6 +77,17 @@ def read_mnist_images(folder: str | os.PathLike, split: str, *, source: str = MN
     return images
 
 
+def read_mnist_labels(folder: str | os.PathLike, split: str, *, source: str = MNIST_SOURCE) -> np.ndarray:
+    """The ``split`` labels of an MNIST-format folder (``*-labels-idx1-ubyte``) -> uint8 (N,), the file's own ids."""
+    if split not in LABEL_STEMS:
+        raise ValueError(f"split must be one of {sorted(LABEL_STEMS)}, got {split!r}")
+    path = find_idx_file(folder, LABEL_STEMS[split], source=source)
+    labels = read_idx(path, source=source)
+    if labels.ndim != 1:
+        raise DataFileError(path, f"idx array of shape {labels.shape}", "labels: an idx1 file (N,)", source)
+    return labels
+
+
 def fashion_mnist_dir(data_dir: str | os.PathLike | None) -> Path:
     """``data_dir`` when given, else Debian's install location (the error then says how to get it)."""
     return Path(data_dir) if data_dir is not None else DEBIAN_FASHION_MNIST_DIR

@@ -46,6 +46,15 @@ def batch_indices(
     return torch.from_numpy(batch[rank::world].copy())
 
 
+def batch_labels(
+    data: ImageSet, batch_size: int, *, seed: int, step: int, rank: int = 0, world: int = 1
+) -> torch.Tensor:
+    """Class ids (batch_size // world,) of the images :func:`training_batch` gives for ``step``."""
+    if data.labels is None:
+        raise ValueError(f"{data.name} ({data.split}) has no labels: a class-conditional model cannot train on it")
+    return data.labels[batch_indices(len(data), batch_size, seed=seed, step=step, rank=rank, world=world)]
+
+
 def training_batch(
     data: ImageSet, batch_size: int, *, seed: int, step: int, rank: int = 0, world: int = 1
 ) -> torch.Tensor:

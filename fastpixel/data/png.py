@@ -127,6 +127,22 @@ def _grey16(values: np.ndarray, convert: bool, refuse) -> np.ndarray:
     return ((values * 255 + 32767) // 65535).astype(np.uint8)
 
 
+def png_folder_labels(folder: str | os.PathLike, *, limit: int | None = None) -> np.ndarray | None:
+    """Class ids of the files :func:`read_png_folder` reads (same sorted order), from a folder per
+    class: ``folder/<id>/*.png`` with ``<id>`` a non-negative integer, the class id itself (never
+    a position in a sorted list, so ids stay the same whatever other classes a folder holds).
+    None when the files do not all sit in integer-named class folders -> int64 (N,)."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".png")[:limit]
+    labels = []
+    for p in files:
+        parts = p.relative_to(folder).parts
+        if len(parts) < 2 or not parts[0].isdigit():
+            return None
+        labels.append(int(parts[0]))
+    return np.asarray(labels, dtype=np.int64) if labels else None
+
+
 def read_png_folder(
     folder: str | os.PathLike,
     *,

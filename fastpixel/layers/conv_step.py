@@ -46,16 +46,19 @@ class RowConvCache:
 
     Use: ``start_row()`` before each row (rows move up by one, the new row starts at zero);
     ``write(j, x)`` stores the input at (r, j) once it is known; ``at(j)`` -> output (B, out) at (r, j).
+    extra_bias: optional (B, out) added to the conv's bias (a conditional model's per-image bias).
     """
 
-    def __init__(self, conv: MaskedConv2d, batch: int, width: int) -> None:
+    def __init__(self, conv: MaskedConv2d, batch: int, width: int, extra_bias: torch.Tensor | None = None) -> None:
         spec = conv.spec
         if spec.mask_type is None:
-            raise ValueError("RowConvCache needs a masked conv (mask A or B): an unmasked conv reads rows below")
+            raise ValueError("RowConvCache needs a masked conv (mask A, B or V): an unmasked conv reads rows below")
         (_, kw), (cy, cx) = spec.kernel_size, spec.center
         weight = masked_weight(conv)[:, :, : cy + 1, :]  # (out, in, cy + 1, kw): rows below are masked
         self.weight = weight.permute(2, 3, 1, 0).reshape(-1, spec.out_channels)  # ((cy+1)*kw*in, out)
         self.bias = conv.bias
+        if extra_bias is not None:
+            self.bias = extra_bias if self.bias is None else self.bias + extra_bias
         self.kw, self.cx = kw, cx
         self.rows = weight.new_zeros(batch, cy + 1, width + kw - 1, spec.in_channels)
 
@@ -71,9 +74,28 @@ class RowConvCache:
         """x: (B,), input channel ``channel`` at (r, j) (the image's sub-pixels arrive one by one)."""
         self.rows[:, -1, self.cx + j, channel] = x
 
-    def at(self, j: int) -> torch.Tensor:
-        """The conv's output at (r, j), (B, out)."""
+    def at(self, j: int, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """The conv's output at (r, j), (B, out); ``bias`` (B, out) replaces the conv's own bias
+        (a caller that folds the bias into a term of its own)."""
         patch = self.rows[:, :, j : j + self.kw].reshape(self.rows.shape[0], -1)  # [B, (cy+1)*kw*in]
-        if self.bias is None:
+        bias = self.bias if bias is None else bias
+        if bias is None:
             return patch @ self.weight
-        return torch.addmm(self.bias, patch, self.weight)
+        return torch.addmm(bias, patch, self.weight)
+
+
+class ImageRow:
+    """The embedded image's current row, for a model without an input conv (its first block reads
+    the image): ``start_row()``, ``write_channel(j, c, x)``, ``at(j)`` -> (B, C) as written so far."""
+
+    def __init__(self, batch: int, width: int, channels: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.row = torch.zeros(batch, width, channels, dtype=dtype, device=device)
+
+    def start_row(self) -> None:
+        self.row.zero_()
+
+    def write_channel(self, j: int, channel: int, x: torch.Tensor) -> None:
+        self.row[:, j, channel] = x
+
+    def at(self, j: int) -> torch.Tensor:
+        return self.row[:, j]

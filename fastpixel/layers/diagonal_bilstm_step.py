@@ -41,9 +41,11 @@ class DiagonalBiLSTMBlockCache(InferenceCache):
     """x + expand(DiagonalBiLSTM(x)) evaluated pixel by pixel; step(j, x (B, 2h)) -> (B, 2h)."""
 
     def __init__(
-        self, block: ResidualLSTMBlock, batch: int, width: int, gate_bias: torch.Tensor | None = None
+        self, block: ResidualLSTMBlock, batch: int, width: int, gate_bias: torch.Tensor | None = None,
+        cond_bias: torch.Tensor | None = None,
     ) -> None:
-        """gate_bias: optional (B, 8h, H, W) conditioning added to both directions' gates."""
+        """gate_bias: optional (B, 8h, H, W) conditioning added to both directions' gates; cond_bias:
+        optional (B, 8h), the same at every pixel (folded into the input-to-state bias)."""
         lstm = block.lstm
         self.gate_bias = gate_bias
         hidden = self.hidden = lstm.hidden
@@ -52,7 +54,9 @@ class DiagonalBiLSTMBlockCache(InferenceCache):
         bias = lstm.input_to_state.bias
         if bias is None:
             bias = torch.zeros_like(gates[:, 0])
-        self.bias_lr, self.bias_rl = bias[: 4 * hidden], bias[4 * hidden :]
+        if cond_bias is not None:  # (B, 8h), laid out as the (W * B) rows the bias is added to
+            bias = (bias + cond_bias).expand(width, -1, -1).reshape(width * batch, -1)
+        self.bias_lr, self.bias_rl = bias[..., : 4 * hidden], bias[..., 4 * hidden :]
         # [x | h_left] @ [K^is_lr; K^ss_lr[:, :, 1]]: the pixel's gates in one product
         self.lr_input_left = torch.cat((gates[: 4 * hidden].t(), lstm.state_weight_lr[:, :, 1, 0].t())).contiguous()
         self.lr_above = lstm.state_weight_lr[:, :, 0, 0].t().contiguous()  # (h, 4h)

@@ -30,14 +30,16 @@ class RowLSTMBlockCache(InferenceCache):
     """x + expand(RowLSTM(x)) evaluated pixel by pixel; step(j, x (B, 2h)) -> (B, 2h)."""
 
     def __init__(
-        self, block: ResidualLSTMBlock, batch: int, width: int, gate_bias: torch.Tensor | None = None
+        self, block: ResidualLSTMBlock, batch: int, width: int, gate_bias: torch.Tensor | None = None,
+        cond_bias: torch.Tensor | None = None,
     ) -> None:
-        """gate_bias: optional (B, 4h, H, W) conditioning added to the gates (Multi-Scale PixelRNN)."""
+        """gate_bias: optional (B, 4h, H, W) conditioning added to the gates (Multi-Scale PixelRNN);
+        cond_bias: optional (B, 4h), the same at every pixel (folded into the input-to-state bias)."""
         lstm = block.lstm
         self.gate_bias = gate_bias
         self.r = 0
         self.hidden = lstm.hidden
-        self.input_to_state = RowConvCache(lstm.input_to_state, batch, width)
+        self.input_to_state = RowConvCache(lstm.input_to_state, batch, width, extra_bias=cond_bias)
         self.state_kernel = lstm.state_weight[:, :, 0, :]  # (4h, h, 3)
         self.expand = PointwiseConv(block.expand)
         new = lambda: lstm.state_weight.new_zeros(batch, width, self.hidden)  # noqa: E731

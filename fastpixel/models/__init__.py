@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastpixel.models.base import PixelModel
+from fastpixel.models.gated import GatedPixelCNN
 from fastpixel.models.multiscale import MultiScalePixelRNN
 from fastpixel.models.pixelcnn import PixelCNN
 from fastpixel.models.pixelrnn import DiagonalBiLSTMPixelRNN, RowLSTMPixelRNN
@@ -11,31 +12,40 @@ MODELS: dict[str, type[PixelModel] | type[MultiScalePixelRNN]] = {
     "pixelcnn": PixelCNN,
     "row_lstm": RowLSTMPixelRNN,
     "diagonal_bilstm": DiagonalBiLSTMPixelRNN,
+    "gated_pixelcnn": GatedPixelCNN,
     "multiscale": MultiScalePixelRNN,
 }
 #: The keyword options each model takes besides channels, levels, hidden and layers.
 OPTIONS = {
-    **{name: ("output_hidden", "skip", "backend") for name in ("pixelcnn", "row_lstm", "diagonal_bilstm")},
+    **{name: ("output_hidden", "skip", "num_classes", "cond_features", "backend")
+       for name in ("pixelcnn", "row_lstm", "diagonal_bilstm")},
+    "gated_pixelcnn": ("kernel_size", "first_kernel_size", "output_hidden", "skip", "num_classes", "cond_features",
+                       "backend"),
     "multiscale": ("kind", "factor", "small_hidden", "small_layers", "condition_features", "output_hidden", "skip",
-                   "backend"),
+                   "num_classes", "cond_features", "backend"),
 }
 
 
 def create_model(
     name: str, *, channels: int, levels: int, hidden: int, layers: int, **options
 ) -> PixelModel | MultiScalePixelRNN:
-    """Build a model of Table 1, or the Multi-Scale PixelRNN of section 3.6.
+    """Build a model of Table 1, the Multi-Scale PixelRNN of section 3.6, or the Gated PixelCNN.
 
     Args:
-      name: "pixelcnn", "row_lstm", "diagonal_bilstm" or "multiscale".
+      name: "pixelcnn", "row_lstm", "diagonal_bilstm", "gated_pixelcnn" or "multiscale".
       channels: 1 (grey/binary) or 3 (RGB).
       levels: values per sub-pixel, in [2, 256] (256 for 8-bit images, 2 for binarized MNIST).
-      hidden: the paper's h; the residual stream carries 2h features.
-      layers: residual blocks / LSTM layers between the first 7x7 conv and the output layers.
+      hidden: the paper's h; the residual stream carries 2h features (Gated PixelCNN: p, the
+        features of each stack).
+      layers: residual blocks / LSTM layers between the first 7x7 conv and the output layers
+        (Gated PixelCNN: gated layers after the first one).
       options: output_hidden (width of the first output 1x1 conv, default 2h), skip (learnable
         skip connections from every layer to the output, default False), backend; for "multiscale"
         also kind ("row_lstm" / "diagonal_bilstm"), factor, small_hidden, small_layers,
-        condition_features (see MultiScalePixelRNN).
+        condition_features (see MultiScalePixelRNN); for "gated_pixelcnn" kernel_size (n of the
+        layers after the first, odd, default 3) and first_kernel_size (default 7). Every model also
+        takes num_classes=K (class-conditional: ``model(x, labels=...)``) and/or cond_features=D
+        (``model(x, cond=...)``, a (B, D) vector); see fastpixel.layers.conditioning.
     Returns: a PixelModel (a MultiScalePixelRNN for "multiscale"); ``model(x)`` gives logits
       (B, levels, C, H, W), ``model.log_prob(x)`` the (B,) log-likelihood in nats; ``model.config`` rebuilds it: ``create_model(**model.config)``.
     """
@@ -51,6 +61,7 @@ def create_model(
 __all__ = [
     "MODELS",
     "DiagonalBiLSTMPixelRNN",
+    "GatedPixelCNN",
     "MultiScalePixelRNN",
     "OPTIONS",
     "PixelCNN",

@@ -8,6 +8,11 @@
       -> ReLU, 1x1 conv mask B (2h -> output_hidden), ReLU, 1x1 conv mask B (-> levels * C)
       -> view as logits (B, levels, C, H, W): a softmax over the levels of every sub-pixel.
 
+A conditional model (``num_classes=K`` and/or ``cond_features=D``) also takes ``labels`` (B,) and/or
+``cond`` (B, D) and adds to every block one bias per image, ``b_l = E_l[label] + W_l cond``
+(:mod:`fastpixel.layers.conditioning`; where each block adds it, its docstring says). A model
+without an input conv (the Gated PixelCNN) feeds the embedded image to its first block.
+
 Every mask keeps colour group g of pixel p reading only earlier pixels and groups < g (first
 conv) or <= g (everything after), so logits[:, :, c, r, j] depend only on sub-pixels before
 (r, j, c) in raster-then-RGB order. log p(x) = -sum of the per-sub-pixel cross-entropies.
@@ -20,6 +25,7 @@ from einops import rearrange
 from torch import nn
 
 from fastpixel.backend import BackendChoice, requested_backend
+from fastpixel.layers.conditioning import ConditionBias, check_condition, check_condition_options
 from fastpixel.layers.masked_conv import MaskedConv2d
 from fastpixel.masks import color_groups, logit_groups
 from fastpixel.memory import check_fits, forward_bytes
@@ -37,13 +43,17 @@ class DiscreteLikelihood:
     (the loss runs on ``self.backend``).
     """
 
-    def log_prob(self, x: torch.Tensor, *, validate: bool = True, backend: str | None = None) -> torch.Tensor:
-        """log p(x) in nats, (B,): minus the sum of every sub-pixel's cross-entropy.
+    def log_prob(
+        self, x: torch.Tensor, *, labels: object = None, cond: torch.Tensor | None = None, validate: bool = True,
+        backend: str | None = None,
+    ) -> torch.Tensor:
+        """log p(x) in nats, (B,): minus the sum of every sub-pixel's cross-entropy
+        (log p(x | labels, cond) for a conditional model).
 
         backend: deprecated (a model runs the backend it was built with; see ``to_backend``).
         """
         with self._deprecated_call_backend(backend, "log_prob"):
-            logits = self.forward(x, validate=validate)
+            logits = self.forward(x, labels=labels, cond=cond, validate=validate)
             nll = pixel_cross_entropy(logits, x, reduction="none", validate=False, backend=self.backend)
         return -nll.sum(dim=(1, 2, 3))
 
@@ -57,8 +67,14 @@ class DiscreteLikelihood:
 
 
 class PixelModel(BackendChoice, DiscreteLikelihood, SavePretrainedMixin, nn.Module):
-    """Base class: subclasses fill ``self.blocks`` (an nn.ModuleList on the 2h stream), building each
-    block with ``backend=self.requested_backend``."""
+    """Base class: subclasses return their blocks from ``build_blocks`` (each built with
+    ``backend=self.requested_backend``), on a stream of ``stream_channels`` features (2h).
+
+    A subclass may also override ``build_input_conv`` (None: no input conv, the first block reads the
+    embedded image) and ``forward_float``; the cached sampler needs only ``input_conv``, ``blocks``
+    (each with its incremental step), ``skip_convs`` (one per block, after one for the input conv's
+    stream when there is one) and the two output convs.
+    """
 
     name = "base"
 
@@ -71,11 +87,15 @@ class PixelModel(BackendChoice, DiscreteLikelihood, SavePretrainedMixin, nn.Modu
         layers: int,
         output_hidden: int | None = None,
         skip: bool = False,
+        num_classes: int | None = None,
+        cond_features: int | None = None,
         backend: str | None = None,
     ) -> None:
         super().__init__()
         self.channels = check_channels(channels)
         self.levels = check_levels(levels)
+        check_condition_options(num_classes, cond_features)
+        self.num_classes, self.cond_features = num_classes, cond_features
         for label, value, low in (("hidden", hidden, 1), ("layers", layers, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{label} must be an int >= {low}, got {value!r}")
@@ -88,13 +108,14 @@ class PixelModel(BackendChoice, DiscreteLikelihood, SavePretrainedMixin, nn.Modu
             name=self.name, channels=channels, levels=levels, hidden=hidden, layers=layers,
             output_hidden=output_hidden, skip=skip,
         )
+        # recorded only when set: an unconditional model's config stays what older versions wrote
+        self.config.update({k: v for k, v in (("num_classes", num_classes), ("cond_features", cond_features))
+                            if v is not None})
         colors = channels
-        stream = 2 * hidden
-        self.input_conv = MaskedConv2d(
-            channels, stream, 7, "A", in_groups=color_groups(channels, colors),
-            out_groups=color_groups(stream, colors), backend=backend,
-        )
-        self.blocks = nn.ModuleList()
+        stream = self.stream_channels
+        self.input_conv = self.build_input_conv()
+        self.blocks = nn.ModuleList()  # filled below, after the output layers: the order parameters are drawn in
+        # one skip conv per layer: the input conv and each block, or (no input conv) each of the layers + 1 blocks
         self.skip_convs = nn.ModuleList(
             [MaskedConv2d(stream, stream, 1, "B", num_colors=colors, backend=backend) for _ in range(layers + 1)]
             if skip else []
@@ -104,34 +125,95 @@ class PixelModel(BackendChoice, DiscreteLikelihood, SavePretrainedMixin, nn.Modu
             output_hidden, levels * channels, 1, "B", in_groups=color_groups(output_hidden, colors),
             out_groups=logit_groups(levels, channels), backend=backend,
         )
+        # Blocks last: a seed gives the weights it gave before blocks were built here (the shipped
+        # models' training scripts reproduce them); the conditioning tables after them.
+        self.blocks.extend(self.build_blocks())
+        if skip and len(self.skip_convs) != len(self.blocks) + (self.input_conv is not None):
+            raise ValueError(f"{type(self).__name__}: {len(self.blocks)} blocks and an input conv "
+                             f"{'' if self.input_conv is not None else 'absent '}need as many skip convs")
+        conditional = num_classes is not None or cond_features is not None
+        self.condition = (
+            ConditionBias([block.cond_channels for block in self.blocks], num_classes=num_classes,
+                          cond_features=cond_features)
+            if conditional else None
+        )
         self._init_backend(backend)
+
+    # -- structure (what subclasses choose) -------------------------------------------------------
+    @property
+    def stream_channels(self) -> int:
+        """Features of the stream between blocks (2h)."""
+        return 2 * self.hidden
+
+    def build_input_conv(self) -> MaskedConv2d | None:
+        """The 7x7 mask-A conv of the paper (image -> stream); None: the first block reads the image."""
+        colors = self.channels
+        return MaskedConv2d(
+            self.channels, self.stream_channels, 7, "A", in_groups=color_groups(self.channels, colors),
+            out_groups=color_groups(self.stream_channels, colors), backend=self.requested_backend,
+        )
+
+    def build_blocks(self) -> list[nn.Module]:
+        """The blocks between the input conv and the output layers (none here)."""
+        return []
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the model takes labels and/or a conditioning vector."""
+        return self.condition is not None
 
     # -- the network ---------------------------------------------------------------------------
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Integer images (B, C, H, W) -> floats in [-1, 1] of the parameters' dtype."""
-        dtype = self.input_conv.weight.dtype
+        dtype = self.output_conv2.weight.dtype
         return x.to(dtype) * (2.0 / (self.levels - 1)) - 1.0
 
-    def forward_float(self, u: torch.Tensor, gate_biases: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def condition_biases(
+        self, labels: object, cond: torch.Tensor | None, batch: int, *, validate: bool = True
+    ) -> list[torch.Tensor] | None:
+        """The per-block conditioning biases (B, G_l) for these labels / cond (None: an unconditional
+        model, which takes neither); one clear error for what is missing, out of range or misshapen."""
+        labels, cond = check_condition(self.num_classes, self.cond_features, labels, cond, batch,
+                                       self.output_conv2.weight.device, validate=validate)
+        return None if self.condition is None else self.condition(labels, cond)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Stream features (B, S, H, W) -> logits (B, levels, C, H, W): ReLU, 1x1, ReLU, 1x1."""
+        out = self.output_conv2(torch.relu(self.output_conv1(torch.relu(features))))
+        return rearrange(out, "b (level c) h w -> b level c h w", level=self.levels)  # a view, no copy
+
+    def forward_float(
+        self, u: torch.Tensor, gate_biases: list[torch.Tensor] | None = None,
+        cond_biases: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Embedded input (B, C, H, W) floats -> logits (B, levels, C, H, W).
 
         The network proper, differentiable in its input (the receptive-field tests use this).
         gate_biases: optional, one conditioning map per LSTM block added to its input-to-state gates
         (the Multi-Scale PixelRNN's biasing; see fastpixel.models.multiscale).
+        cond_biases: optional, one (B, G_l) bias per block (``condition_biases``).
         """
         stream = self.input_conv(u)
         skips = [self.skip_convs[0](stream)] if self.skip else []
         for i, block in enumerate(self.blocks):
-            stream = block(stream) if gate_biases is None else block(stream, gate_biases[i])
+            kwargs = {}
+            if gate_biases is not None:
+                kwargs["gate_bias"] = gate_biases[i]
+            if cond_biases is not None:
+                kwargs["cond_bias"] = cond_biases[i]
+            stream = block(stream, **kwargs)
             if self.skip:
                 skips.append(self.skip_convs[i + 1](stream))
-        features = torch.stack(skips).sum(0) if self.skip else stream
-        out = self.output_conv2(torch.relu(self.output_conv1(torch.relu(features))))
-        return rearrange(out, "b (level c) h w -> b level c h w", level=self.levels)  # a view, no copy
+        return self.head(torch.stack(skips).sum(0) if self.skip else stream)
 
-    def forward(self, x: torch.Tensor, *, validate: bool = True, backend: str | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, *, labels: object = None, cond: torch.Tensor | None = None, validate: bool = True,
+        backend: str | None = None,
+    ) -> torch.Tensor:
         """x: integer images (B, C, H, W) in [0, levels) -> logits (B, levels, C, H, W).
 
+        labels: a conditional model's class ids, (B,) integers in [0, num_classes) (or one int).
+        cond: a conditional model's vectors, (B, cond_features) floats.
         validate: check dtype, shape and value range (one device sync for the range), and that the
           pass fits in the device's free memory (TooLargeError with the estimate otherwise).
         backend: deprecated (every op runs ``self.backend``, chosen when the model was built;
@@ -144,5 +226,6 @@ class PixelModel(BackendChoice, DiscreteLikelihood, SavePretrainedMixin, nn.Modu
                        f"{self.name} on images of shape {tuple(x.shape)}", "use a smaller batch or image (or score it "
                        "in pieces)")
             check_images(x, channels=self.channels, levels=self.levels)  # the value range: one device sync
+        cond_biases = self.condition_biases(labels, cond, x.shape[0], validate=validate)
         with self._deprecated_call_backend(backend, "forward"):
-            return self.forward_float(self.embed(x))
+            return self.forward_float(self.embed(x), cond_biases=cond_biases)

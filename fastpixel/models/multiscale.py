@@ -39,6 +39,9 @@ class MultiScalePixelRNN(BackendChoice, DiscreteLikelihood, SavePretrainedMixin,
       factor: subsampling factor f (2: a 16x16 image conditions a 32x32 one).
       small_hidden, small_layers: the small network's h and depth (default: the large one's).
       condition_features: c, the width of the upsampled conditioning map (default 2h).
+      num_classes, cond_features: a class-conditional / vector-conditional model (both networks are
+        conditioned: ``log p(x | y) = log p_small(s | y) + log p_large(rest | s, y)``); each LSTM
+        layer of both adds ``E_l[label] + W_l cond`` to its gates (fastpixel.layers.conditioning).
 
     ``create_model("multiscale", ...)`` builds it too, and ``create_model(**model.config)`` rebuilds it.
     """
@@ -59,6 +62,8 @@ class MultiScalePixelRNN(BackendChoice, DiscreteLikelihood, SavePretrainedMixin,
         condition_features: int | None = None,
         output_hidden: int | None = None,
         skip: bool = False,
+        num_classes: int | None = None,
+        cond_features: int | None = None,
         backend: str | None = None,
     ) -> None:
         super().__init__()
@@ -69,7 +74,8 @@ class MultiScalePixelRNN(BackendChoice, DiscreteLikelihood, SavePretrainedMixin,
         if layers < 1:
             raise ValueError(f"layers must be >= 1 (the conditioning biases the LSTM layers), got {layers}")
         backend = requested_backend(backend)
-        common = dict(channels=channels, levels=levels, skip=skip, backend=backend)
+        common = dict(channels=channels, levels=levels, skip=skip, num_classes=num_classes,
+                      cond_features=cond_features, backend=backend)
         self.small: PixelModel = KINDS[kind](
             hidden=small_hidden or hidden, layers=small_layers or layers, **common,
             output_hidden=None if small_hidden else output_hidden,
@@ -90,7 +96,15 @@ class MultiScalePixelRNN(BackendChoice, DiscreteLikelihood, SavePretrainedMixin,
             small_hidden=small_hidden, small_layers=small_layers, condition_features=condition_features,
             output_hidden=output_hidden, skip=skip,
         )
+        self.config.update({k: v for k, v in (("num_classes", num_classes), ("cond_features", cond_features))
+                            if v is not None})
+        self.num_classes, self.cond_features = num_classes, cond_features
         self._init_backend(backend)
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the model takes labels and/or a conditioning vector."""
+        return self.large.conditional
 
     # -- structure -------------------------------------------------------------------------------
     def subsample(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,16 +124,23 @@ class MultiScalePixelRNN(BackendChoice, DiscreteLikelihood, SavePretrainedMixin,
         return [conv(condition) for conv in self.condition_convs]
 
     # -- the model -------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, *, validate: bool = True, backend: str | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, *, labels: object = None, cond: torch.Tensor | None = None, validate: bool = True,
+        backend: str | None = None,
+    ) -> torch.Tensor:
         """x: integer (B, C, H, W) in [0, levels) -> logits (B, levels, C, H, W), each sub-pixel's
         distribution under the multi-scale order (small model on s, conditional model elsewhere).
+        labels / cond: a conditional model's, as in ``PixelModel.forward``.
         backend: deprecated (see ``PixelModel.forward``)."""
         check_images(x, channels=self.channels, levels=self.levels, check_values=validate)
+        small_cond = self.small.condition_biases(labels, cond, x.shape[0], validate=validate)
+        large_cond = self.large.condition_biases(labels, cond, x.shape[0], validate=False)
         with self._deprecated_call_backend(backend, "forward"):
             small = self.subsample(x)
-            small_logits = self.small.forward_float(self.small.embed(small))
+            small_logits = self.small.forward_float(self.small.embed(small), cond_biases=small_cond)
             height, width = x.shape[2:]
-            large_logits = self.large.forward_float(self.large.embed(x), self.gate_biases(small, height, width))
+            large_logits = self.large.forward_float(self.large.embed(x), self.gate_biases(small, height, width),
+                                                    large_cond)
             in_small = self.small_positions(height, width, x.device)
             logits = large_logits.clone()
             logits[:, :, :, in_small] = small_logits.flatten(3)

@@ -11,7 +11,6 @@ class PixelCNN(PixelModel):
 
     name = "pixelcnn"
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        for _ in range(self.num_layers):
-            self.blocks.append(ResidualConvBlock(self.hidden, num_colors=self.channels, backend=self.requested_backend))
+    def build_blocks(self) -> list[ResidualConvBlock]:
+        return [ResidualConvBlock(self.hidden, num_colors=self.channels, backend=self.requested_backend)
+                for _ in range(self.num_layers)]

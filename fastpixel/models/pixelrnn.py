@@ -11,11 +11,9 @@ class RowLSTMPixelRNN(PixelModel):
 
     name = "row_lstm"
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        for _ in range(self.num_layers):
-            self.blocks.append(ResidualLSTMBlock("row_lstm", self.hidden, num_colors=self.channels,
-                                                 backend=self.requested_backend))
+    def build_blocks(self) -> list[ResidualLSTMBlock]:
+        return [ResidualLSTMBlock("row_lstm", self.hidden, num_colors=self.channels, backend=self.requested_backend)
+                for _ in range(self.num_layers)]
 
 
 class DiagonalBiLSTMPixelRNN(PixelModel):
@@ -23,8 +21,6 @@ class DiagonalBiLSTMPixelRNN(PixelModel):
 
     name = "diagonal_bilstm"
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        for _ in range(self.num_layers):
-            self.blocks.append(ResidualLSTMBlock("diagonal_bilstm", self.hidden, num_colors=self.channels,
-                                                 backend=self.requested_backend))
+    def build_blocks(self) -> list[ResidualLSTMBlock]:
+        return [ResidualLSTMBlock("diagonal_bilstm", self.hidden, num_colors=self.channels, backend=self.requested_backend)
+                for _ in range(self.num_layers)]

@@ -8,6 +8,9 @@ of the naive sampler's O((H W)^2 C). Protocol, driven by :func:`fastpixel.sampli
     for r: start_row(r); for j: { logits(r, j) / write(r, j, c, value) per sub-pixel; settle(r, j)
     unless the last logits() call already saw channels 0..C-2 }; end_row(r)
 
+Conditioning reaches the blocks once, at allocation: ``gate_biases`` (Multi-Scale maps) and
+``cond_biases`` (a conditional model's per-image vectors, ``model.condition_biases(labels, cond)``).
+
 ``logits(r, j)`` runs the pixel through every layer with the image's sub-pixels written so far and
 stores each layer's state at (r, j); a later call for the same pixel overwrites it. The masks make
 every state at (r, j) independent of sub-pixel C-1 of (r, j) itself, so the states computed once
@@ -18,62 +21,85 @@ from __future__ import annotations
 
 import torch
 
-from fastpixel.layers.conv_step import PointwiseConv, RowConvCache
+from fastpixel.layers.conv_step import ImageRow, PointwiseConv, RowConvCache
 
 
-def _allocate(block: torch.nn.Module, batch: int, width: int, gate_bias: torch.Tensor | None):
+def _allocate(
+    block: torch.nn.Module, batch: int, width: int, gate_bias: torch.Tensor | None, cond_bias: torch.Tensor | None
+):
     allocate = getattr(block, "allocate_inference_cache", None)
     if allocate is None or not callable(getattr(block, "step", None)):
         raise TypeError(
             f"block {type(block).__name__} has no incremental step (allocate_inference_cache and step, see "
             "fastpixel.layers.step): sample this model with method='naive'"
         )
-    return allocate(batch, width) if gate_bias is None else allocate(batch, width, gate_bias=gate_bias)
+    given = {k: v for k, v in (("gate_bias", gate_bias), ("cond_bias", cond_bias)) if v is not None}
+    return allocate(batch, width, **given)
 
 
 class CachedEngine:
     """Incremental evaluation of a PixelModel on a (batch, C, H, W) image being generated.
 
     The input conv and the output layers are the model's own (fixed kinds); every block between
-    them is driven through its ``allocate_inference_cache`` / ``step`` (fastpixel.layers.step).
+    them is driven through its ``allocate_inference_cache`` / ``step`` (fastpixel.layers.step). A
+    model without an input conv feeds the embedded image to its first block (and every sub-pixel to
+    the caches that read the image).
     """
 
     def __init__(
-        self, model: torch.nn.Module, images: torch.Tensor, gate_biases: list[torch.Tensor] | None = None
+        self, model: torch.nn.Module, images: torch.Tensor, gate_biases: list[torch.Tensor] | None = None,
+        cond_biases: list[torch.Tensor] | None = None,
     ) -> None:
-        """gate_biases: optional per-block conditioning, as in ``PixelModel.forward_float``."""
+        """gate_biases, cond_biases: optional per-block conditioning, as in ``PixelModel.forward_float``."""
         batch, channels, _, width = images.shape
         self.levels, self.channels, self.skip = model.levels, channels, model.skip
-        self.input = RowConvCache(model.input_conv, batch, width)  # 4 rows of the embedded image
-        biases = gate_biases if gate_biases is not None else [None] * len(model.blocks)
+        self.dtype = model.output_conv2.weight.dtype
+        if model.input_conv is not None:
+            self.input = RowConvCache(model.input_conv, batch, width)  # 4 rows of the embedded image
+        else:
+            self.input = ImageRow(batch, width, channels, self.dtype, model.output_conv2.weight.device)
+        self.skip_input = self.skip and model.input_conv is not None  # skip convs: [input conv,] every block
+        none = [None] * len(model.blocks)
         self.blocks = list(model.blocks)
-        self.caches = [_allocate(block, batch, width, bias) for block, bias in zip(self.blocks, biases)]
+        self.caches = [
+            _allocate(block, batch, width, gate, cond)
+            for block, gate, cond in zip(self.blocks, gate_biases or none, cond_biases or none)
+        ]
+        self.image_readers = [cache for cache in self.caches if getattr(cache, "reads_image", False)]
         self.steps = [(block.step, cache) for block, cache in zip(self.blocks, self.caches)]
-        self.cache_kinds: dict[type, list] = {}  # caches of one type end a row together
+        self.cache_kinds: dict[type, list] = {}  # caches of one type start and end a row together, in block order
         for cache in self.caches:
             self.cache_kinds.setdefault(type(cache), []).append(cache)
         self.skips = [PointwiseConv(conv) for conv in model.skip_convs]
         self.output1 = PointwiseConv(model.output_conv1)
         self.output2 = PointwiseConv(model.output_conv2)
         self.scale = 2.0 / (model.levels - 1)  # PixelModel.embed: x * 2/(L-1) - 1
-        self.dtype = model.input_conv.weight.dtype
 
     def start_row(self, r: int) -> None:
         self.input.start_row()
-        for cache in self.caches:
-            cache.start_row(r)
+        for kind, caches in self.cache_kinds.items():
+            start_rows = getattr(kind, "start_rows", None)
+            if start_rows is not None:
+                start_rows(caches, r)
+            else:
+                for cache in caches:
+                    cache.start_row(r)
 
     def write(self, r: int, j: int, c: int, values: torch.Tensor) -> None:
         """values: (B,) integers, sub-pixel c of pixel (r, j)."""
-        self.input.write_channel(j, c, values.to(self.dtype) * self.scale - 1.0)
+        embedded = values.to(self.dtype) * self.scale - 1.0
+        self.input.write_channel(j, c, embedded)
+        for cache in self.image_readers:
+            cache.write_image(j, c, embedded)
 
     def _step(self, j: int, head: bool) -> torch.Tensor | None:
-        stream = self.input.at(j)  # [B, 2h]
-        skips = [self.skips[0](stream)] if self.skip else []
+        stream = self.input.at(j)  # [B, 2h] (the embedded pixel without an input conv)
+        skips = [self.skips[0](stream)] if self.skip_input else []
+        first_skip = 1 if self.skip_input else 0
         for i, (step, cache) in enumerate(self.steps):
             stream = step(cache, j, stream)
             if self.skip:
-                skips.append(self.skips[i + 1](stream))
+                skips.append(self.skips[i + first_skip](stream))
         if not head:
             return None
         features = torch.stack(skips).sum(0) if self.skip else stream

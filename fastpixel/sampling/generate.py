@@ -37,9 +37,16 @@ def sample(
     generator: torch.Generator | None = None,
     method: str = "cached",
     progress: bool = False,
+    labels: object = None,
+    cond: torch.Tensor | None = None,
     backend: str | None = None,
 ) -> torch.Tensor:
     """Draw ``num`` images from ``model``: int64 (num, C, height, width) in [0, levels).
+
+    labels: a class-conditional model's class of each image: (num,) integers in [0, num_classes), a
+      list of ``num`` ints, or one int (every image of that class). cond: a vector-conditional
+      model's (num, cond_features) vectors (or one, for every image). An unconditional model takes
+      neither; a conditional one needs what it was built for.
 
     temperature: the logits are divided by it (1: the model; < 1 sharper, > 1 flatter; 0: greedy,
       every sub-pixel takes its most likely value given those before it).
@@ -66,25 +73,32 @@ def sample(
                "draw fewer images at once, or smaller ones")
     with model._deprecated_call_backend(backend, "sample"):
         if isinstance(model, MultiScalePixelRNN):
-            return _sample_multiscale(model, num, height, width, **options)
+            return _sample_multiscale(model, num, height, width, labels=labels, cond=cond, **options)
+        with torch.no_grad():
+            cond_biases = model.condition_biases(labels, cond, num)
         images = torch.zeros(num, model.channels, height, width, dtype=torch.long, device=_device(model))
-        return generate(model, images, None, **options)
+        return generate(model, images, None, cond_biases=cond_biases, **options)
 
 
-def _sample_multiscale(model: MultiScalePixelRNN, num: int, height: int, width: int, **options) -> torch.Tensor:
+def _sample_multiscale(
+    model: MultiScalePixelRNN, num: int, height: int, width: int, *, labels: object, cond: torch.Tensor | None,
+    **options,
+) -> torch.Tensor:
     """s ~ p_small (its own cached/naive sampler), then every other sub-pixel ~ p_large(. | s).
 
     The uniforms of the small image are drawn first, then those of the full image; the sub-pixels
     of s are known in the second pass (their uniforms are drawn and unused).
     """
     f = model.factor
-    small = sample(model.small, num, height=-(-height // f), width=-(-width // f), **options)
+    small = sample(model.small, num, height=-(-height // f), width=-(-width // f), labels=labels, cond=cond,
+                   **options)
     images = torch.zeros(num, model.channels, height, width, dtype=torch.long, device=small.device)
     images[:, :, ::f, ::f] = small
     known = model.small_positions(height, width, small.device).expand_as(images)
     with torch.no_grad():
         biases = model.gate_biases(small, height, width)
-    return generate(model.large, images, known, gate_biases=biases, **options)
+        cond_biases = model.large.condition_biases(labels, cond, num)
+    return generate(model.large, images, known, gate_biases=biases, cond_biases=cond_biases, **options)
 
 
 def complete(
@@ -96,6 +110,8 @@ def complete(
     generator: torch.Generator | None = None,
     method: str = "cached",
     progress: bool = False,
+    labels: object = None,
+    cond: torch.Tensor | None = None,
     backend: str | None = None,
 ) -> torch.Tensor:
     """Image completion: keep the known sub-pixels of ``images``, sample the others.
@@ -105,12 +121,15 @@ def complete(
     Each unknown sub-pixel is drawn given everything before it in raster/channel order, known or
     sampled (an autoregressive model conditions on the past only; the paper's completions occlude
     the bottom of the image). Returns int64 (N, C, H, W), equal to ``images`` wherever known.
-    Other arguments as in :func:`sample`; the uniforms of known sub-pixels are drawn and unused.
+    Other arguments as in :func:`sample` (labels / cond: one per image of ``images``); the uniforms
+    of known sub-pixels are drawn and unused.
     """
     _check_model(model)
     check_images(images, channels=model.channels, levels=model.levels, check_values=False)
     check_finite_weights(model, "complete images")
     check_generator(generator, _device(model))
+    with torch.no_grad():
+        cond_biases = model.condition_biases(labels, cond, images.shape[0])
     if not isinstance(known, torch.Tensor) or known.dtype != torch.bool:
         raise TypeError(f"known must be a bool tensor broadcastable to {tuple(images.shape)}")
     try:
@@ -124,7 +143,7 @@ def complete(
     work = work.to(_device(model))
     with model._deprecated_call_backend(backend, "complete"):
         return generate(model, work, known.to(work.device), temperature=temperature, generator=generator,
-                        method=method, progress=progress)
+                        method=method, progress=progress, cond_biases=cond_biases)
 
 
 @torch.no_grad()
@@ -138,10 +157,12 @@ def generate(
     method: str,
     progress: bool = False,
     gate_biases: list[torch.Tensor] | None = None,
+    cond_biases: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The driver: fill ``images`` (int64 (B, C, H, W), modified in place and returned) where not known.
 
     gate_biases: optional per-block LSTM conditioning of ``model`` (the Multi-Scale PixelRNN's).
+    cond_biases: a conditional model's per-block biases (``model.condition_biases(labels, cond, B)``).
     """
     temperature = check_temperature(temperature)
     if method not in METHODS:
@@ -149,9 +170,9 @@ def generate(
     batch, channels, height, width = images.shape
     uniforms = draw_uniforms(tuple(images.shape), generator=generator, device=images.device)
     if method == "cached":
-        engine = CachedEngine(model, images, gate_biases)
+        engine = CachedEngine(model, images, gate_biases, cond_biases)
     else:
-        engine = NaiveEngine(model, images, gate_biases)
+        engine = NaiveEngine(model, images, gate_biases, cond_biases)
     # todo[c][r][j]: some image of the batch still needs sub-pixel (c, r, j); one host copy up front
     todo = [[[True] * width] * height] * channels if known is None else (~known).any(0).tolist()
     for r in tqdm(range(height), desc=f"sampling ({method})", unit="row", disable=not progress):
@@ -174,16 +195,19 @@ def generate(
 
 
 @torch.no_grad()
-def cached_logits(model: PixelModel, images: torch.Tensor) -> torch.Tensor:
+def cached_logits(
+    model: PixelModel, images: torch.Tensor, *, labels: object = None, cond: torch.Tensor | None = None
+) -> torch.Tensor:
     """Logits (B, L, C, H, W) of known ``images`` computed by the cached engine, pixel by pixel.
 
-    Equal to ``model(images)`` up to float rounding: the check that the caches compute the network.
+    Equal to ``model(images, labels=labels, cond=cond)`` up to float rounding: the check that the
+    caches compute the network.
     """
     _check_model(model)
     check_images(images, channels=model.channels, levels=model.levels)
     images = images.long().to(_device(model))
     batch, channels, height, width = images.shape
-    engine = CachedEngine(model, images)
+    engine = CachedEngine(model, images, cond_biases=model.condition_biases(labels, cond, batch))
     out = engine.output2.weight_t.new_empty(batch, model.levels, channels, height, width)
     for r in range(height):
         engine.start_row(r)
@@ -201,4 +225,4 @@ def _check_model(model: object) -> None:
 
 
 def _device(model: PixelModel) -> torch.device:
-    return model.input_conv.weight.device
+    return model.output_conv2.weight.device

@@ -13,9 +13,10 @@ class NaiveEngine:
     """Same protocol as :class:`fastpixel.sampling.cached.CachedEngine`; reads ``images`` directly."""
 
     def __init__(
-        self, model: torch.nn.Module, images: torch.Tensor, gate_biases: list[torch.Tensor] | None = None
+        self, model: torch.nn.Module, images: torch.Tensor, gate_biases: list[torch.Tensor] | None = None,
+        cond_biases: list[torch.Tensor] | None = None,
     ) -> None:
-        self.model, self.images, self.gate_biases = model, images, gate_biases
+        self.model, self.images, self.gate_biases, self.cond_biases = model, images, gate_biases, cond_biases
 
     def start_row(self, r: int) -> None:
         pass
@@ -24,11 +25,10 @@ class NaiveEngine:
         pass  # the driver has already written images[:, c, r, j]
 
     def logits(self, r: int, j: int) -> torch.Tensor:
-        """(B, L, C): the full forward pass, read at pixel (r, j)."""
-        if self.gate_biases is not None:
-            u = self.model.embed(self.images)
-            return self.model.forward_float(u, self.gate_biases)[:, :, :, r, j]
-        return self.model(self.images, validate=False)[:, :, :, r, j]
+        """(B, L, C): the full forward pass (``forward_float`` of the embedded images, what
+        ``model(images, labels=...)`` computes), read at pixel (r, j)."""
+        u = self.model.embed(self.images)
+        return self.model.forward_float(u, self.gate_biases, self.cond_biases)[:, :, :, r, j]
 
     def settle(self, r: int, j: int) -> None:
         pass

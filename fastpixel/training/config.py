@@ -46,6 +46,7 @@ class TrainConfig:
     layers: int = _D["layers"]
     output_hidden: int | None = _D["output_hidden"]
     skip: bool = _D["skip"]
+    conditional: bool = _D["conditional"]
     dataset: str = _D["dataset"]
     data_dir: str | None = _D["data_dir"]
     binarize: str = _D["binarize"]

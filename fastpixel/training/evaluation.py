@@ -38,8 +38,15 @@ def evaluate_nll(
     try:
         for start in tqdm(batches, desc=f"eval {data.split}",
                           disable=not (progress and rank == 0 and sys.stderr.isatty())):
-            x = data.images[index[start:start + batch_size]].to(device=device, dtype=torch.long)
-            nll = model.nll(x, validate=False)  # (B,) float32
+            rows = index[start:start + batch_size]
+            x = data.images[rows].to(device=device, dtype=torch.long)
+            if getattr(model, "conditional", False):  # -log p(x | y) under each image's own label
+                if data.labels is None:
+                    raise ValueError(f"{data.name} {data.split!r} has no labels: a class-conditional model "
+                                     "needs them to be evaluated")
+                nll = model.nll(x, labels=data.labels[rows].to(device), validate=False)
+            else:
+                nll = model.nll(x, validate=False)  # (B,) float32
             total[0] += nll.double().sum()
             total[1] += x.shape[0]
     finally:

@@ -10,7 +10,7 @@ from fastpixel.backend import BackendChoice
 from fastpixel.distributed import DistInfo
 from fastpixel.training.config import TrainConfig
 from fastpixel.training.loop import train_loop
-from fastpixel.training.user_data import as_image_set
+from fastpixel.training.user_data import as_image_set, with_labels
 
 
 def fit(
@@ -21,6 +21,8 @@ def fit(
     batch_size: int = 16,
     lr: float = 1e-3,
     test_data: Any = None,
+    labels: Any = None,
+    test_labels: Any = None,
     run_dir: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -51,6 +53,9 @@ def fit(
       ``levels``; ``nll`` for evaluation), on the device to train on.
     data / test_data: integer images (N, C, H, W) in [0, model.levels) as a tensor or numpy array, or
       a ``torch.utils.data.Dataset`` yielding images (C, H, W) or (image, label) tuples.
+    labels / test_labels: a class-conditional model's (``num_classes=``) class id of every image,
+      (N,) integers in [0, num_classes) (required for one; refused for an unconditional model).
+      Every batch trains on its own labels, the test NLL is -log p(x | its label).
     steps, batch_size, lr, lr_schedule ("constant", "cosine", "step"), warmup_steps, lr_step_every,
       lr_gamma, clip_grad (0: off), ema (decay, 0: off), seed: the optimisation (Adam); the batches
       are a function of (seed, step).
@@ -79,6 +84,17 @@ def fit(
     )
     train_set = as_image_set(data, channels=channels, levels=levels, split="train")
     test_set = None if test_data is None else as_image_set(test_data, channels=channels, levels=levels, split="test")
+    num_classes = getattr(model, "num_classes", None)
+    if num_classes is None and (labels is not None or test_labels is not None):
+        raise ValueError("fit: labels given, but the model is not class-conditional (build it with num_classes=)")
+    if num_classes is not None:  # labels given, or those of an ImageSet (load_dataset's)
+        if labels is not None:
+            train_set = with_labels(train_set, labels, num_classes=num_classes, split="train")
+        if test_set is not None and test_labels is not None:
+            test_set = with_labels(test_set, test_labels, num_classes=num_classes, split="test")
+        if train_set.labels is None or (test_set is not None and test_set.labels is None):
+            raise ValueError(f"fit: the model is class-conditional (num_classes={num_classes}): pass labels= "
+                             "(and test_labels= with test_data), one class id per image")
     first = next(model.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
     info = DistInfo(rank=0, world=1, local_rank=0, device=device)

@@ -39,11 +39,17 @@ def train(config: TrainConfig | Mapping[str, Any], *, on_step: Callable[[int], N
                    allow_pickle=config.allow_pickle, png_convert=config.png_convert)
     train_set = load_dataset(config.dataset, "train", limit=config.train_limit, **data_kw)
     test_set = load_dataset(config.dataset, "test", limit=config.test_limit, **data_kw)
+    classes = {}
+    if config.conditional:
+        if train_set.labels is None or train_set.num_classes is None:
+            raise ValueError(f"--conditional needs labels, and --dataset {config.dataset} has none (labelled: "
+                             "builtin_mnist, mnist, fashion_mnist, cifar10, png with a folder per class id)")
+        classes = dict(num_classes=train_set.num_classes)
     info = init_distributed(config.device)
     try:
         torch.manual_seed(config.seed)
         model = create_model(config.model, channels=train_set.channels, levels=train_set.levels,
-                             backend=config.backend, **config.model_options()).to(info.device)
+                             backend=config.backend, **config.model_options(), **classes).to(info.device)
         record = {"data": {"train": train_set.protocol, "test": test_set.protocol}}
         return train_loop(model, train_set, test_set, config, info=info, on_step=on_step, record=record)
     finally:

@@ -82,6 +82,7 @@ RULES: dict[str, Rule] = {
     "layers": count(0),
     "output_hidden": count(1, optional=True),
     "skip": Rule(BOOL),
+    "conditional": Rule(BOOL),
     # the data
     "dataset": Rule(TEXT, choices=DATASET_NAMES),
     "data_dir": Rule(PATH, optional=True),
@@ -148,6 +149,8 @@ OPTION_RULES: dict[str, Rule] = {
     "threads": count(1, 1024),
     # compression (fastpixel.compress, fastpixel-compress; --limit and --threads as above)
     "chunk_size": count(1),
+    # class-conditional sampling (fastpixel-sample --label)
+    "label": count(0),
 }
 
 

@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from fastpixel.atomic import write_bytes_atomically
 from fastpixel.checkpoint import FORMAT, rng_state
+from fastpixel.data import batch_labels, training_batch
 from fastpixel.directory_kind import RUN_FORMAT
-from fastpixel.data import training_batch
 from fastpixel.distributed import all_reduce_sum, barrier
 from fastpixel.metrics import bits_per_dim
 from fastpixel.ops.cross_entropy import pixel_cross_entropy
@@ -44,10 +44,13 @@ def one_step(state: RunState, net: torch.nn.Module, lr: float, *, bf16: bool) ->
     config, model = state.config, state.model
     for group in state.optimizer.param_groups:
         group["lr"] = lr
-    x = training_batch(state.train_set, config.batch_size, seed=config.seed, step=state.step,
-                       rank=state.info.rank, world=state.info.world).to(device=state.device, dtype=torch.long)
+    where = dict(seed=config.seed, step=state.step, rank=state.info.rank, world=state.info.world)
+    x = training_batch(state.train_set, config.batch_size, **where).to(device=state.device, dtype=torch.long)
+    conditioning = {}
+    if getattr(model, "conditional", False):  # a class-conditional model trains on the batch's own labels
+        conditioning["labels"] = batch_labels(state.train_set, config.batch_size, **where).to(state.device)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-        logits = net(x, validate=False)  # (B, levels, C, H, W)
+        logits = net(x, validate=False, **conditioning)  # (B, levels, C, H, W)
     nll = pixel_cross_entropy(logits.float(), x, reduction="none", validate=False,
                               backend=getattr(model, "backend", None)).sum(dim=(1, 2, 3))  # (B,) nats
     loss = nll.mean() / state.train_set.dims  # nats per sub-pixel: a scale that does not depend on the image size
@@ -174,5 +177,8 @@ def write_config(state: RunState, record: dict[str, Any] | None) -> None:
     written = {"format": RUN_FORMAT, **settings, "model_config": getattr(model, "config", None),
                "world_size": state.info.world,
                **(record or {}), "torch": torch.__version__, "parameters": sum(p.numel() for p in model.parameters())}
+    if getattr(model, "conditional", False) and state.train_set.labels is not None:
+        # the data set's own class ids (never positions in a list of names): what --label means for this model
+        written["classes"] = sorted(int(c) for c in state.train_set.labels.unique())
     text = json.dumps(written, indent=2, default=str) + "\n"
     write_bytes_atomically(state.run_dir / files.CONFIG, text.encode())

@@ -21,6 +21,26 @@ def _as_tensor(item: Any, where: str) -> torch.Tensor:
     return item
 
 
+def with_labels(images: ImageSet, labels: Any, *, num_classes: int | None, split: str) -> ImageSet:
+    """``images`` with class ids ``labels`` ((N,) integers in [0, num_classes)) attached."""
+    import dataclasses
+
+    if isinstance(labels, np.ndarray):
+        labels = torch.from_numpy(np.ascontiguousarray(labels))
+    if isinstance(labels, (list, tuple)):
+        labels = torch.tensor(labels)
+    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(f"{split} labels: expected integer class ids (N,), got "
+                        f"{labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__}")
+    if tuple(labels.shape) != (len(images),):
+        raise ValueError(f"{split} labels: expected one class id per image, shape ({len(images)},), got "
+                         f"{tuple(labels.shape)}")
+    if num_classes is not None and len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"{split} labels: class ids must lie in [0, {num_classes}) (the model's num_classes), got "
+                         f"[{int(labels.min())}, {int(labels.max())}]")
+    return dataclasses.replace(images, labels=labels.long().cpu(), num_classes=num_classes)
+
+
 def as_image_set(data: Any, *, channels: int, levels: int, split: str = "train") -> ImageSet:
     """``data`` -> ImageSet of integer images (N, C, H, W) in [0, levels), on the CPU.
 

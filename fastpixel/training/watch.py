@@ -31,8 +31,11 @@ def draw_samples(model: torch.nn.Module, num: int, height: int, width: int, *, s
 
     was_training = model.training
     model.eval()
+    num_classes = getattr(model, "num_classes", None)  # a class-conditional model: classes 0, 1, ... in turn
+    labels = None if num_classes is None else torch.arange(num) % num_classes
     try:
-        return sample(model, num, height=height, width=width, generator=torch.Generator().manual_seed(seed)).cpu()
+        return sample(model, num, height=height, width=width, labels=labels,
+                      generator=torch.Generator().manual_seed(seed)).cpu()
     finally:
         model.train(was_training)
 

@@ -25,7 +25,7 @@ def build(name: str) -> torch.nn.Module:
     return fastpixel.create_model(name, channels=3, levels=4, hidden=3, layers=1, backend="reference").double()
 
 
-MODELS = ("pixelcnn", "row_lstm", "diagonal_bilstm", "multiscale")
+MODELS = ("pixelcnn", "row_lstm", "diagonal_bilstm", "gated_pixelcnn", "multiscale")
 
 
 @pytest.fixture(autouse=True)
@@ -105,3 +105,24 @@ def test_a_torch_backend_model_compiles_by_tracing_the_reference(monkeypatch):
     model.to_backend("reference")
     torch.testing.assert_close(compiled(x), want, rtol=1e-10, atol=1e-10)
     assert len(graphs) == 2  # the model's backend changed: traced anew, not a stale graph
+
+
+@pytest.mark.parametrize("name", ["gated_pixelcnn", "row_lstm"])
+def test_conditional_model_compiles_in_one_graph_and_matches_eager(name):
+    """Labels and a vector enter the graph as inputs: no break, the same logits and gradients."""
+    torch.manual_seed(0)
+    model = fastpixel.create_model(name, channels=3, levels=4, hidden=3, layers=1, num_classes=5, cond_features=2,
+                                   backend="reference").double()
+    x = torch.randint(0, 4, (2, 3, 3, 4))
+    labels, cond = torch.tensor([4, 1]), torch.randn(2, 2, dtype=torch.float64)
+    explained = torch._dynamo.explain(lambda x, y, c: model.log_prob(x, labels=y, cond=c))(x, labels, cond)
+    assert explained.graph_break_count == 0, [str(b.reason) for b in explained.break_reasons]
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x, y, c: model.log_prob(x, labels=y, cond=c), fullgraph=True, backend="aot_eager")
+    want = model.log_prob(x, labels=labels, cond=cond)
+    want_grads = torch.autograd.grad(want.sum(), list(model.parameters()))
+    got = compiled(x, labels, cond)
+    got_grads = torch.autograd.grad(got.sum(), list(model.parameters()))
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    for g, w in zip(got_grads, want_grads):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)

@@ -24,7 +24,7 @@ dl = pytest.importorskip("fastpixel.kernels.diagonal_bilstm")
 dm = pytest.importorskip("fastpixel.kernels.dmol")
 
 SPEC = MaskSpec((3, 3), "B", color_groups(5, 3), gate_groups(2, 3))  # 5 -> 8 channels, colour groups
-MASK_ARGS = (list(SPEC.center_limit()), list(SPEC.center), True)
+MASK_ARGS = (list(SPEC.center_limit()), list(SPEC.center), SPEC.open_taps())
 
 
 def _randn(*shape, dtype=torch.float64, grad=False, seed=0):

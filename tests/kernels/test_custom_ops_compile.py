@@ -15,11 +15,12 @@ import fastpixel
 
 pytestmark = pytest.mark.slow
 
-MODELS = ("pixelcnn", "row_lstm", "diagonal_bilstm")
+MODELS = ("pixelcnn", "row_lstm", "diagonal_bilstm", "gated_pixelcnn")
 EXPECTED_OPS = {
     "pixelcnn": {"masked_conv2d"},
     "row_lstm": {"masked_conv2d", "row_lstm_scan_forward"},
     "diagonal_bilstm": {"masked_conv2d", "diagonal_bilstm_scan_forward"},
+    "gated_pixelcnn": {"masked_conv2d"},
 }
 
 
