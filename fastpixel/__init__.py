@@ -11,13 +11,15 @@
 Layers for your own models: MaskedConv2d, RowLSTM, DiagonalBiLSTM, ResidualConvBlock,
 ResidualLSTMBlock. Ops with a ``backend=`` switch live in :mod:`fastpixel.ops`; the readable
 ground truth in :mod:`fastpixel.reference`; Triton kernels in :mod:`fastpixel.kernels`.
-Train from Python with ``fastpixel.fit(model, images, steps=...)``; the commands live in
-:mod:`fastpixel.cli`. Importing fastpixel needs neither a GPU nor triton.
+Compress images losslessly with ``fastpixel.compress(model, images)`` / ``fastpixel.decompress``
+(the ``compress`` extra). Train from Python with ``fastpixel.fit(model, images, steps=...)``; the
+commands live in :mod:`fastpixel.cli`. Importing fastpixel needs neither a GPU nor triton.
 """
 
 from fastpixel._version import __version__
 from fastpixel.backend import BackendUnavailableError, use_backend
 from fastpixel.checkpoint import read_checkpoint
+from fastpixel.compression import compress, decompress
 from fastpixel.layers import DiagonalBiLSTM, MaskedConv2d, ResidualConvBlock, ResidualLSTMBlock, RowLSTM
 from fastpixel.masks import MaskSpec, color_groups
 from fastpixel.metrics import bits_per_dim, nats_per_image
@@ -40,7 +42,9 @@ __all__ = [
     "bits_per_dim",
     "color_groups",
     "complete",
+    "compress",
     "create_model",
+    "decompress",
     "fit",
     "from_pretrained",
     "load_checkpoint",
