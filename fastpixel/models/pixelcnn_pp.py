@@ -63,6 +63,8 @@ class PixelCNNPlusPlus(BackendChoice, SavePretrainedMixin, nn.Module):
 
     name = "pixelcnn_pp"
     head_kind = "dmol"
+    #: No cached sampler yet (its down- and upsampled streams would be cached per row): sample naive.
+    cached_sampling = False
 
     def __init__(
         self, *, channels: int, levels: int, nr_resnet: int = 5, nr_filters: int = 160, nr_logistic_mix: int = 10,
