@@ -6,6 +6,16 @@ uniform ``uniforms[b, c, r, j]`` (see :mod:`fastpixel.sampling.categorical`). Th
 an engine: "cached" (every layer's state is kept, each pixel costs one step of every layer) or
 "naive" (a full forward pass per sub-pixel, the reference). One driver runs both, so they draw the
 same random numbers in the same order and return the same images whenever their logits agree.
+
+A model with a discretized-logistic-mixture head (PixelCNN++, ``head="dmol"``) is sampled the same
+way: its engine's "logits" for sub-pixel c are the log-probabilities of the mixture's L values given
+the pixel's channels written so far (``model.sampling_logits``: ``ops.dmol_log_probs``, the bin
+masses, with G's and B's means coupled to the R and G actually drawn and the component posterior
+given them). So every value is drawn exactly on the grid (the value's bin, never a continuous value
+clipped), by the inverse CDF of the one uniform of its sub-pixel, and **temperature** has the
+softmax head's meaning: each sub-pixel's conditional distribution p(v | before) is raised to 1/T and
+renormalised (T = 0: its most probable value). This is not ``ops.dmol_sample``'s temperature (which
+divides the mixture logits and multiplies every logistic's scale); at T = 1 both sample the model.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from fastpixel.finite import check_finite_weights
 from fastpixel.memory import check_fits
 from fastpixel.models.base import PixelModel
 from fastpixel.models.multiscale import MultiScalePixelRNN
+from fastpixel.models.pixelcnn_pp import PixelCNNPlusPlus
 from fastpixel.sampling.cached import CachedEngine
 from fastpixel.sampling.categorical import check_temperature, draw_uniforms, inverse_cdf
 from fastpixel.sampling.naive import NaiveEngine
@@ -63,7 +74,7 @@ def sample(
     for label, value in (("num", num), ("height", height), ("width", width)):
         check_option(label, value)
     options = dict(temperature=temperature, generator=generator, method=method, progress=progress)
-    if not isinstance(model, (PixelModel, MultiScalePixelRNN)):
+    if not isinstance(model, (PixelModel, PixelCNNPlusPlus, MultiScalePixelRNN)):
         _check_model(model)
     check_finite_weights(model, "sample")
     device = _device(model.small if isinstance(model, MultiScalePixelRNN) else model)
@@ -220,9 +231,9 @@ def cached_logits(
 
 
 def _check_model(model: object) -> None:
-    if not isinstance(model, PixelModel):
+    if not isinstance(model, (PixelModel, PixelCNNPlusPlus)):
         raise TypeError(f"model must be a fastpixel PixelModel (create_model(...)), got {type(model).__name__}")
 
 
-def _device(model: PixelModel) -> torch.device:
-    return model.output_conv2.weight.device
+def _device(model: PixelModel | PixelCNNPlusPlus) -> torch.device:
+    return next(model.parameters()).device

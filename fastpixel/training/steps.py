@@ -25,7 +25,6 @@ from fastpixel.data import batch_labels, training_batch
 from fastpixel.directory_kind import RUN_FORMAT
 from fastpixel.distributed import all_reduce_sum, barrier
 from fastpixel.metrics import bits_per_dim
-from fastpixel.ops.cross_entropy import pixel_cross_entropy
 from fastpixel.training import run_dir as files
 from fastpixel.training import watch
 from fastpixel.training.errors import DivergedError
@@ -50,9 +49,8 @@ def one_step(state: RunState, net: torch.nn.Module, lr: float, *, bf16: bool) ->
     if getattr(model, "conditional", False):  # a class-conditional model trains on the batch's own labels
         conditioning["labels"] = batch_labels(state.train_set, config.batch_size, **where).to(state.device)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-        logits = net(x, validate=False, **conditioning)  # (B, levels, C, H, W)
-    nll = pixel_cross_entropy(logits.float(), x, reduction="none", validate=False,
-                              backend=getattr(model, "backend", None)).sum(dim=(1, 2, 3))  # (B,) nats
+        logits = net(x, validate=False, **conditioning)  # (B, levels, C, H, W); a DMoL head's (B, P, H, W)
+    nll = model.output_nll(logits.float(), x)  # (B,) nats: the model's head (softmax CE or DMoL) on model.backend
     loss = nll.mean() / state.train_set.dims  # nats per sub-pixel: a scale that does not depend on the image size
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
