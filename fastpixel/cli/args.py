@@ -21,6 +21,7 @@ from fastpixel.backend import BackendUnavailableError
 from fastpixel.checkpoint import CheckpointError
 from fastpixel.data.errors import DataFileError
 from fastpixel.devices import resolve_device  # noqa: F401  (the commands' --device)
+from fastpixel.sampling.cached import NoCachedSamplerError
 from fastpixel.training.errors import DivergedError, RunDirError, TrainingInterrupted
 
 #: Largest side, in pixels, of a PNG the commands write (about 400 MB of RGB at the limit).
@@ -78,7 +79,7 @@ def from_rule(name: str) -> Callable[[str], Any]:
 #: a missing or corrupt file, a device or backend this machine lacks, a missing package, a full disk.
 USER_ERRORS = (CommandError, RunDirError, DataFileError, CheckpointError, FileNotFoundError, FileExistsError,
                PermissionError, IsADirectoryError, NotADirectoryError, ValueError, BackendUnavailableError,
-               ImportError, MemoryError, torch.OutOfMemoryError)
+               ImportError, MemoryError, torch.OutOfMemoryError, NoCachedSamplerError)
 
 
 def one_line(err: BaseException) -> str:

@@ -24,12 +24,16 @@ import torch
 from fastpixel.layers.conv_step import ImageRow, PointwiseConv, RowConvCache
 
 
+class NoCachedSamplerError(TypeError):
+    """A model (or one of its blocks) has no incremental step: it samples with method='naive' only."""
+
+
 def _allocate(
     block: torch.nn.Module, batch: int, width: int, gate_bias: torch.Tensor | None, cond_bias: torch.Tensor | None
 ):
     allocate = getattr(block, "allocate_inference_cache", None)
     if allocate is None or not callable(getattr(block, "step", None)):
-        raise TypeError(
+        raise NoCachedSamplerError(
             f"block {type(block).__name__} has no incremental step (allocate_inference_cache and step, see "
             "fastpixel.layers.step): sample this model with method='naive'"
         )
@@ -53,8 +57,8 @@ class CachedEngine:
         """gate_biases, cond_biases: optional per-block conditioning, as in ``PixelModel.forward_float``."""
         batch, channels, _, width = images.shape
         if not hasattr(model, "blocks"):
-            raise TypeError(f"{type(model).__name__} has no cached sampler (its down- and upsampled streams are not "
-                            "cached yet): sample it with method='naive'")
+            raise NoCachedSamplerError(f"{type(model).__name__} has no cached sampler (its down- and upsampled streams "
+                                       "are not cached yet): sample it with method='naive'")
         self.model, self.images = model, images  # the driver writes the sampled values into images
         self.levels, self.channels, self.skip = model.levels, channels, model.skip
         self.dtype = model.output_conv2.weight.dtype
