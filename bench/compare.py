@@ -50,29 +50,102 @@ class Config:
     device: str
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with every error on one line (``python -m bench.compare: error: ...``), exit 2."""
+
+    def error(self, message: str):  # noqa: D102  (argparse's API)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _int_in(low: int, high: int | None = None):
+    """An argparse type: an int in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be an int {f'>= {low}' if high is None else f'in [{low}, {high}]'}"
+                                             f", got {value}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text}")
+    return value
+
+
+def _sizes(text: str) -> list[int]:
+    """``--sizes 8,16,32``: image sizes, each an int >= 1."""
+    parts = [p.strip() for p in text.split(",")]
+    parse = _int_in(1, 4096)
+    try:
+        return [parse(p) for p in parts]
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"comma-separated image sizes, each an int in [1, 4096]: {err}") from None
+
+
+def _output(flag: str):
+    """An argparse type for --json / --plot: the path is checked now (not a folder, its folder writable),
+    so a run never discovers at its end that it cannot write its results."""
+
+    def parse(text: str) -> str:
+        from fastpixel.output_paths import check_output_file
+
+        try:
+            check_output_file(text, overwrite=True, label=text)
+        except OSError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        return text
+
+    parse.__name__ = "path"
+    return parse
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="python -m bench.compare", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=MODEL_NAMES, default="diagonal_bilstm")
     p.add_argument("--preset", choices=sorted(PRESETS), help="default: cifar with CUDA, cpu without")
-    for name in ("batch", "size", "hidden", "layers", "output-hidden", "levels"):
-        p.add_argument(f"--{name}", type=int, help="override the preset")
+    for name, low, high in (("batch", 1, None), ("size", 1, 4096), ("hidden", 1, None), ("layers", 1, None),
+                            ("output-hidden", 1, None), ("levels", 2, 256)):
+        p.add_argument(f"--{name}", type=_int_in(low, high), help="override the preset")
     p.add_argument("--channels", type=int, choices=(1, 3), help="override the preset")
     p.add_argument("--op", choices=STEMS, help="benchmark one op over a sweep of image sizes (no model step)")
-    p.add_argument("--sizes", help="comma-separated image sizes for --op (default: the preset's)")
+    p.add_argument("--sizes", type=_sizes, help="comma-separated image sizes for --op (default: the preset's)")
     p.add_argument("--backends", default=None,
                    help="comma-separated subset of eager,compile,compile+triton,triton,torch (default: all with "
                         "CUDA; eager,triton,torch on a CPU, where torch.compile's first run spends minutes compiling "
                         "C++: add compile / compile+triton explicitly)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     p.add_argument("--dtype", choices=DTYPES, help="default: bfloat16 on cuda, float32 on cpu")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=_int_in(1, 1024), default=1,
                    help="CPU threads (default 1: on a shared machine, multithreaded small ops mostly wait for a "
                    "descheduled thread; the ceilings are measured with the same count)")
-    p.add_argument("--budget", type=float, default=0.5, help="CPU timer: seconds of timed calls per pass (min 3 calls)")
-    p.add_argument("--json", metavar="PATH", help="write every figure, with a machine header, to PATH")
-    p.add_argument("--plot", metavar="PATH", help="write a roofline PNG to PATH")
-    p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+    p.add_argument("--budget", type=_positive_seconds, default=0.5,
+                   help="CPU timer: seconds of timed calls per pass (min 3 calls)")
+    p.add_argument("--json", metavar="PATH", type=_output("--json"),
+                   help="write every figure, with a machine header, to PATH")
+    p.add_argument("--plot", metavar="PATH", type=_output("--plot"), help="write a roofline PNG to PATH")
+    p.add_argument("--seed", type=_int_in(0), default=0)
+    args = p.parse_args(argv)
+    if args.sizes is not None and args.op is None:
+        p.error("--sizes applies to --op only (a model step runs at --size)")
+    if args.backends is not None:
+        from bench.backends import BACKENDS
+
+        chosen = [b.strip() for b in args.backends.split(",") if b.strip()]
+        if not chosen or set(chosen) - set(BACKENDS):
+            p.error(f"--backends: choose from {','.join(BACKENDS)}, got {args.backends!r}")
+    return args
 
 
 def resolve_config(args: argparse.Namespace, cuda: bool) -> tuple[Config, dict]:
@@ -131,10 +204,11 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"--backends: choose from {BACKENDS}, got {chosen!r}")
     device, dtype = torch.device(cfg.device), getattr(torch, cfg.dtype)
     if device.type == "cuda" and not cuda:
-        raise SystemExit("--device cuda: no CUDA device here")
+        raise SystemExit("python -m bench.compare: error: --device cuda: no CUDA device here (leave --device out, or "
+                         "--device cpu)")
     sizes = [cfg.size]
     if args.op:
-        sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else list(preset["sizes"])
+        sizes = args.sizes or list(preset["sizes"])
 
     notes = []
     if args.backends is None and device.type == "cpu":

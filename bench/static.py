@@ -46,6 +46,8 @@ import re
 import sys
 from dataclasses import asdict, dataclass, field
 
+SM90_SHARED_BYTES = 232_448  # opt-in shared memory per block of an H100/H200
+
 # the kernels must be compiled as JIT functions, never through the interpreter
 os.environ.pop("TRITON_INTERPRET", None)
 os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
@@ -80,6 +82,12 @@ class KernelReport:
     spin_loops: int = 0
     grid_sync: bool = False
     constexprs: dict[str, object] = field(default_factory=dict)
+    mma_per_step: int = 0  # MMA instructions (HMMA/DMMA/HGMMA...) per step, per thread's warp
+    per_poll: dict[str, int] = field(default_factory=dict)  # a group barrier's wait loop: cost of one poll
+    inner_trips: dict[str, int] = field(default_factory=dict)  # trip counts of the loops in the step loop
+    trips_matched: bool = True  # False: the SASS loops did not match the source's; nested counts once per step
+    sass_instructions: int = 0
+    fits_sm90_shared: bool = True  # shared_bytes <= an H100/H200's 232,448 per block
 
 
 # ----------------------------------------------------------------------------------- launch capture
@@ -174,38 +182,37 @@ def _record_scans(batch: int, size: int, hidden: int, dtype, sms: int = 132) -> 
 
 
 def _record_others(batch: int, size: int, hidden: int, dtype) -> list[tuple[str, _Launch]]:
-    """The forward launches of two non-scan kernels at the preset: the Diagonal BiLSTM layer's
-    input-to-state conv (1x1, mask B, 2h -> 8h, RGB groups) and the loss (3 channels, 256 levels).
-    Autotuned kernels are compiled with their first config. Best effort: these modules belong to
-    other work, so a launcher that cannot run on meta tensors is skipped (reported on stderr)."""
+    """Every launch of the two non-scan kernels' forward and backward at the preset: the Diagonal
+    BiLSTM layer's input-to-state conv (1x1, mask B, 2h -> 8h, RGB groups: forward, grad input,
+    grad weight, grad bias) and the loss (3 channels, 256 levels, "sum": forward with gradient,
+    backward scale). The launchers are called directly: the registered custom ops would send meta
+    tensors to their fake implementations, so that nothing launches. Autotuned kernels are compiled
+    with their first config."""
     import torch
 
+    from fastpixel.kernels import cross_entropy, masked_conv
     from fastpixel.masks import MaskSpec, color_groups, gate_groups
 
     def t(*shape, dt=dtype):
         return torch.empty(*shape, device="meta", dtype=dt)
 
     out: list[tuple[str, _Launch]] = []
-    try:
-        from fastpixel.kernels import masked_conv
-
-        spec = MaskSpec((1, 1), "B", color_groups(2 * hidden, 3), gate_groups(2 * hidden, 3))
-        with _capture_launches() as launches:
-            masked_conv.masked_conv2d(t(batch, 2 * hidden, size, size), t(8 * hidden, 2 * hidden, 1, 1),
-                                      t(8 * hidden), spec)
-        out += [("masked_conv", x) for x in launches]
-    except Exception as exc:  # noqa: BLE001 - best effort, see the docstring
-        print(f"bench.static: masked_conv skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
-    try:
-        from fastpixel.kernels import cross_entropy
-
-        with _capture_launches() as launches:
-            cross_entropy.pixel_cross_entropy(t(batch, 256 * 3, size, size).view(batch, 256, 3, size, size),
-                                              torch.zeros(batch, 3, size, size, dtype=torch.long, device="meta"),
-                                              "sum", validate=False)
-        out += [("cross_entropy", x) for x in launches]
-    except Exception as exc:  # noqa: BLE001
-        print(f"bench.static: cross_entropy skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
+    spec = MaskSpec((1, 1), "B", color_groups(2 * hidden, 3), gate_groups(2 * hidden, 3))
+    limit, center, masked = masked_conv._mask_args(spec)
+    x, w, bias = t(batch, 2 * hidden, size, size), t(8 * hidden, 2 * hidden, 1, 1), t(8 * hidden)
+    dy = t(batch, 8 * hidden, size, size)
+    with _capture_launches() as launches:
+        masked_conv._gemm(x, w, bias, limit, tuple(center), masked, transposed=False)
+        masked_conv._gemm(dy, w, None, limit, tuple(center), masked, transposed=True)
+        masked_conv._weight_grad(x, dy, tuple(w.shape), w.dtype, limit, tuple(center), masked)
+        masked_conv._bias_grad(dy, bias.dtype)
+    out += [("masked_conv", x) for x in launches]
+    logits = t(batch, 256 * 3, size, size).view(batch, 256, 3, size, size)
+    targets = torch.zeros(batch, 3, size, size, dtype=torch.long, device="meta")
+    with _capture_launches() as launches:
+        _, grad, _ = cross_entropy.cross_entropy_fwd(logits, targets, "sum", compute_grad=True, inplace=False)
+        cross_entropy.cross_entropy_bwd(grad, torch.ones((), device="meta", dtype=torch.float32), inplace=False)
+    out += [("cross_entropy", x) for x in launches]
     return out
 
 
@@ -268,30 +275,44 @@ def _ptxas_numbers(log: str) -> dict[str, int]:
 
 
 _BARRIER = re.compile(r"\bBAR\.(SYNC|RED|ARV)\b")
-_ATOMIC = re.compile(r"\b(ATOMG|ATOM|RED)\b")
+_ATOMIC = re.compile(r"\b(ATOMG|ATOM|RED|REDG)\b")
 _GLOBAL_LOAD = re.compile(r"\b(LDG|LDGSTS)((?:\.[A-Z0-9_]+)*)\s")
 _TMA = re.compile(r"\bUTMALDG\b|\bUBLKCP\b")
+_MMA = re.compile(r"\b(HMMA|DMMA|IMMA|HGMMA|QGMMA|IGMMA)\b")
+_INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+([^;]*?)\s*;")
+_BRANCH_TARGET = re.compile(r"\bBRA\b[^;]*?(0x[0-9a-f]+)\s*$")
 
 
-def _sass_lines(cubin: bytes) -> list[str]:
-    from triton.tools.disasm import get_sass
-
-    return [line.strip() for line in get_sass(cubin).splitlines() if line.strip()]
-
-
-def _loops(lines: list[str]) -> list[tuple[int, int]]:
-    """(first, last) line index of every loop: a branch back to a label defined above it."""
-    labels = {}
-    for i, line in enumerate(lines):
-        m = re.match(r"^(\.?L\w+):$", line)
-        if m:
-            labels[m.group(1)] = i
+def read_sass(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """Every instruction of ``cuobjdump -sass`` output (one kernel), whatever its address, and every
+    loop as (first, last) instruction index: a ``BRA`` (predicated or not, ``BRA P2, 0x120`` too)
+    back to a lower address. Triton's own ``tools.disasm`` (3.6) stops at the first address of 5
+    hex digits (0x10000: kernels over 4,096 instructions lost their step loops) and maps only
+    unpredicated-form targets to labels; this reader parses the raw output instead."""
+    instructions: list[tuple[int, str]] = [(int(a, 16), t.strip()) for a, t in _INSTRUCTION.findall(text)]
+    index = {addr: i for i, (addr, _) in enumerate(instructions)}
     loops = []
-    for i, line in enumerate(lines):
-        m = re.search(r"\bBRA\s+(?:`\()?(\.?L\w+)", line)
-        if m and m.group(1) in labels and labels[m.group(1)] < i:
-            loops.append((labels[m.group(1)], i))
-    return loops
+    for i, (addr, text_i) in enumerate(instructions):
+        m = _BRANCH_TARGET.search(text_i)
+        if m:
+            target = int(m.group(1), 16)
+            if target <= addr and target in index:
+                loops.append((index[target], i))
+    return [t for _, t in instructions], loops
+
+
+def _sass(cubin: bytes) -> tuple[list[str], list[tuple[int, int]]]:
+    import subprocess
+    import tempfile
+
+    from triton import knobs
+
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        text = subprocess.run([knobs.nvidia.cuobjdump.path, "-sass", f.name], check=True, capture_output=True,
+                              text=True).stdout
+    return read_sass(text)
 
 
 def _load_width(suffix: str) -> str:
@@ -306,50 +327,193 @@ def _load_width(suffix: str) -> str:
     return "32"
 
 
-def _step_loop_counts(lines: list[str], inner_trips: dict[int, int]) -> tuple[dict[str, int], int, int, int]:
-    """(global loads by width, barriers, nested loops, spin loops) per step of the step loop
-    (module docstring). A short nested loop whose only global accesses are atomics or GPU-scope
-    acquire loads is a group barrier's wait (kernels/_group_sync.py; ``atomic_add(p, 0, acquire)``
-    compiles to ``LDG.E.STRONG.GPU``): counted once, and not as a nesting level of the step's own
-    loops."""
-    loops = _loops(lines)
-    if not loops:
-        return {}, 0, 0, 0
+# -- the loops of the source (TTGIR) and how they map onto the SASS loops ----------------------------
 
-    def is_spin(lp):  # a short loop whose only global accesses are atomics or GPU-scope strong loads
+
+@dataclass
+class SourceLoop:
+    """An ``scf.for`` of the TTGIR: its bounds (lower, upper, step: an integer for a constant, else
+    the SSA value's name, which triton takes from the Python variable), and the loops inside it."""
+    lower: int | str
+    upper: int | str
+    step: int | str
+    children: list["SourceLoop"] = field(default_factory=list)
+
+    @property
+    def constant(self) -> bool:
+        return all(isinstance(v, int) for v in (self.lower, self.upper, self.step))
+
+    @property
+    def label(self) -> str:
+        return f"{self.lower}..{self.upper}" + ("" if self.step == 1 else f"/{self.step}")
+
+    def trip(self, args: dict) -> int | None:
+        """Iterations, from the launch's integer arguments and constexprs; None when unknown. A
+        loop up to ``ch_end`` (a CTA's chunks, ``min(begin + NCG, NCH)``) runs NCG times."""
+        if self.upper == "ch_end" and "NCG" in args:
+            return args["NCG"]
+        lo, hi, st = (v if isinstance(v, int) else args.get(v) for v in (self.lower, self.upper, self.step))
+        if not all(isinstance(v, int) for v in (lo, hi, st)) or st <= 0:
+            return None
+        return max(0, -(-(hi - lo) // st))
+
+
+_SCF_FOR = re.compile(r"scf\.for %\w+ = %([\w-]+) to %([\w-]+) step %([\w-]+)")
+
+
+def _bound(ssa: str) -> int | str:
+    m = re.fullmatch(r"c(-?\d+)(?:_i\d+)?(?:_\d+)?", ssa)
+    if m:
+        return int(m.group(1))
+    return re.sub(r"_\d+$", "", ssa)
+
+
+def source_loops(ttgir: str) -> list[SourceLoop]:
+    """The tree of ``scf.for`` loops of a TTGIR module, in program order (braces give the nesting)."""
+    roots: list[SourceLoop] = []
+    stack: list[tuple[SourceLoop, int]] = []  # (open loop, brace depth before its line)
+    depth = 0
+    for line in ttgir.splitlines():
+        m = _SCF_FOR.search(line)
+        if m:
+            loop = SourceLoop(*(_bound(v) for v in m.group(1, 2, 3)))
+            (stack[-1][0].children if stack else roots).append(loop)
+            stack.append((loop, depth))
+        depth += line.count("{") - line.count("}")
+        while stack and depth <= stack[-1][1]:
+            stack.pop()
+    return roots
+
+
+def _shape(forest) -> tuple:
+    return tuple(_shape(children) for children in forest)
+
+
+def _expansions(forest: list[SourceLoop], args: dict):
+    """Every forest the compiler may leave of ``forest``: a loop either stays, or is gone with its
+    body in its place (fully unrolled, or a loop of one trip folded away) when its trip count is 1 or
+    its bounds are constants. Yields lists of (kept loop, its expanded children)."""
+    if not forest:
+        yield []
+        return
+    head, rest = forest[0], forest[1:]
+    for tail in _expansions(rest, args):
+        for inner in _expansions(head.children, args):
+            yield [(head, inner)] + tail
+        if head.constant or head.trip(args) == 1:
+            for inner in _expansions(head.children, args):
+                yield inner + tail
+
+
+def match_loops(sass_forest: list, source_forest: list[SourceLoop], args: dict):
+    """The source loop of every SASS loop: the first expansion of the source forest with the SASS
+    forest's shape (loops kept first). ``sass_forest``: nested lists (a loop's list holds its
+    loops). Returns the matched expansion (same nesting, (SourceLoop, children) pairs) or None."""
+    want = _shape(sass_forest)
+
+    def shape(exp):
+        return tuple(shape(children) for _, children in exp)
+
+    for exp in _expansions(source_forest, args):
+        if shape(exp) == want:
+            return exp
+    return None
+
+
+@dataclass
+class StepCounts:
+    loads: dict[str, int]
+    barriers: int
+    mma: int
+    inner_loops: int
+    spin_loops: int
+    per_poll: dict[str, int]
+    trips: dict[str, int]
+    matched: bool
+
+
+def step_loop_counts(lines: list[str], loops: list[tuple[int, int]], source: list[SourceLoop] | None = None,
+                     args: dict | None = None) -> StepCounts:
+    """Global loads by width, CTA barriers and MMA instructions per step of the step loop.
+
+    The step loop is the outermost SASS loop that contains a CTA barrier (the scans end every step
+    with one), else the outermost, longest loop (the GEMMs: a "step" is one iteration). Loops nested
+    in it count their instructions once per trip: each SASS loop is matched to the ``scf.for`` of
+    the source it comes from (``source``: the step loop's children in the TTGIR; loops the compiler
+    unrolled or folded away, i.e. of constant bounds or one trip, may be missing: :func:`match_loops`),
+    and its trip count comes from that loop's bounds and the launch's arguments ``args``. A short loop whose only global accesses
+    are GPU-scope strong loads or atomics is a group barrier's wait (kernels/_group_sync.py): it is
+    not a source loop; its instructions are counted once (one poll, the minimum) and reported per
+    poll (``per_poll``: each further poll costs that much again)."""
+    args = args or {}
+    trips: dict[str, int] = {}
+    if not loops:
+        return StepCounts({}, 0, 0, 0, 0, {}, {}, True)
+
+    def contains(outer, inner):
+        return outer[0] <= inner[0] and inner[1] <= outer[1] and outer != inner
+
+    def is_spin(lp):
         body = lines[lp[0]:lp[1] + 1]
         loads = [x for x in body if _GLOBAL_LOAD.search(x)]
         atomics = [x for x in body if _ATOMIC.search(x)]
         return len(body) <= 40 and bool(loads or atomics) and all(".STRONG." in x for x in loads)
 
-    def contains(outer, inner):
-        return outer[0] <= inner[0] and inner[1] <= outer[1] and outer != inner
-
     outermost = [lp for lp in loops if not any(contains(o, lp) for o in loops)]
     with_barrier = [lp for lp in outermost if any(_BARRIER.search(lines[i]) for i in range(lp[0], lp[1] + 1))]
-    candidates = with_barrier or outermost
-    step = max(candidates, key=lambda lp: lp[1] - lp[0])
+    step = max(with_barrier or outermost, key=lambda lp: lp[1] - lp[0])
     spins = [lp for lp in loops if contains(step, lp) and is_spin(lp)]
-    nested = [lp for lp in loops if contains(step, lp) and not is_spin(lp)]
+    nested = sorted({lp for lp in loops if contains(step, lp) and not is_spin(lp)})
+
+    def children(parent):  # the loops directly inside parent, in program order
+        inside = [lp for lp in nested if contains(parent, lp)]
+        return [lp for lp in inside if not any(contains(o, lp) for o in inside)]
+
+    def forest(parent):
+        return [forest(lp) for lp in children(parent)]
+
+    weight_of: dict[tuple[int, int], int] = {}
+    matched = True
+    if nested:
+        exp = match_loops(forest(step), source, args) if source is not None else None
+        if exp is None:
+            matched = False
+        else:
+            def assign(sass_loops, pairs):
+                for lp, (src, sub) in zip(sass_loops, pairs):
+                    n = src.trip(args)
+                    if n is None:
+                        raise ValueError(f"the trip count of the loop {src.label} is not known from the launch")
+                    weight_of[lp] = n
+                    trips[src.label] = n
+                    assign(children(lp), sub)
+
+            assign(children(step), exp)
 
     def weight(i: int) -> int:
-        depth = sum(1 for lp in nested if lp[0] <= i <= lp[1])
-        return math.prod(inner_trips.get(d, 1) for d in range(1, depth + 1))
+        return math.prod(weight_of.get(lp, 1) for lp in nested if lp[0] <= i <= lp[1])
 
     loads: dict[str, int] = {}
-    barriers = 0
+    barriers = mma = 0
     for i in range(step[0], step[1] + 1):
-        line = lines[i]
+        line, w = lines[i], weight(i)
         m = _GLOBAL_LOAD.search(line)
         if m:
             width = _load_width(m.group(2))
-            loads[width] = loads.get(width, 0) + weight(i)
+            loads[width] = loads.get(width, 0) + w
         elif _TMA.search(line):
-            loads["tma"] = loads.get("tma", 0) + weight(i)
+            loads["tma"] = loads.get("tma", 0) + w
         if _BARRIER.search(line):
-            barriers += weight(i)
-    return dict(sorted(loads.items(), key=lambda kv: (kv[0] == "tma", int(kv[0]) if kv[0].isdigit() else 0))), \
-        barriers, len(nested), len(spins)
+            barriers += w
+        if _MMA.search(line):
+            mma += w
+    per_poll: dict[str, int] = {}
+    for lp in spins:
+        body = lines[lp[0]:lp[1] + 1]
+        per_poll["loads"] = per_poll.get("loads", 0) + sum(1 for x in body if _GLOBAL_LOAD.search(x))
+        per_poll["barriers"] = per_poll.get("barriers", 0) + sum(1 for x in body if _BARRIER.search(x))
+    ordered = dict(sorted(loads.items(), key=lambda kv: (kv[0] == "tma", int(kv[0]) if kv[0].isdigit() else 0)))
+    return StepCounts(ordered, barriers, mma, len(nested), len(spins), per_poll, trips, matched)
 
 
 def _mma_kind(lines: list[str]) -> str:
@@ -385,22 +549,26 @@ def _mma_replication(ttgir: str) -> float:
 
 # ------------------------------------------------------------------------------------------ reports
 
-# Trip counts of the loops nested in a kernel's step loop, by nesting depth, from the launch's
-# integer arguments and constexprs (a kernel absent here has no nested loops, or they are unrolled
-# at compile time). NCG: chunks of hidden units per CTA (all chunks when the kernel has no NCG:
-# before the CTA groups).
-def _chunks(a: dict, block: str) -> int:
-    return a["NCG"] if "NCG" in a else math.ceil(a["HID"] / a[block])
+# The step loop of a scan kernel is the source loop over [T_BEGIN, T_END) (kernels/_group_sync.py's
+# launch protocol); the trip counts of the loops inside it follow from their bounds
+# (SourceLoop.trip). Other kernels: their outermost loop is the "step".
+def _step_source(ttgir: str) -> list[SourceLoop] | None:
+    """The scf.for loops inside the kernel's step loop; None when the step loop is not in the source
+    (a kernel with no scan protocol: nested loops then count once per step, flagged unmatched)."""
+    def find(forest):
+        for lp in forest:
+            if (lp.lower, lp.upper) == ("T_BEGIN", "T_END"):
+                return lp
+            found = find(lp.children)
+            if found:
+                return found
+        return None
 
-
-INNER_TRIPS = {
-    "_diagonal_bilstm_fwd_kernel": lambda a: {1: _chunks(a, "BN")},
-    "_diagonal_bilstm_bwd_kernel": lambda a: {1: _chunks(a, "BN"), 2: 8},  # depth 2: before, 8 (tap, gate) dots
-    "_row_lstm_fwd_tiled_kernel": lambda a: {1: math.ceil(a["W"] / a["BJ"]), 2: _chunks(a, "BU"),
-                                             3: math.ceil(a["HID"] / a["BK"])},
-    "_row_lstm_bwd_tiled_kernel": lambda a: {1: math.ceil(a["W"] / a["BJ"]), 2: _chunks(a, "BU"),
-                                             3: math.ceil(a["HID"] / a["BK"])},
-}
+    roots = source_loops(ttgir)
+    step = find(roots)
+    if step is not None:
+        return step.children
+    return roots[0].children if len(roots) == 1 else None
 
 
 def _short_name(fn_name: str) -> str:
@@ -431,29 +599,37 @@ def analyse(preset: str = "cifar", dtype: str = "bfloat16", *, batch=None, size=
             continue
         if progress:
             progress(f"compiled {launch.fn.__name__}")
-        lines = _sass_lines(kernel.asm["cubin"])
-        trips_of = INNER_TRIPS.get(launch.fn.__name__)
-        inner_trips = trips_of({**ints, **constexprs}) if trips_of else {}
-        loads, barriers, inner, spins = _step_loop_counts(lines, inner_trips)
+        lines, loops = _sass(kernel.asm["cubin"])
+        counts = step_loop_counts(lines, loops, _step_source(kernel.asm["ttgir"]), {**ints, **constexprs})
         reports[key] = KernelReport(
-            name=_short_name(launch.fn.__name__), scan=scan, ctas=ctas, launches=1,
+            name=_short_name(launch.fn.__name__) + ("_input_grad" if constexprs.get("TRANSPOSED") else ""),
+            scan=scan, ctas=ctas, launches=1,
             num_warps=kernel.metadata.num_warps, **_ptxas_numbers(log), shared_bytes=kernel.metadata.shared,
             mma=_mma_kind(lines), mma_replication=_mma_replication(kernel.asm["ttgir"]),
-            loop_loads_by_width=loads, barriers_per_step=barriers, inner_loops=inner, spin_loops=spins,
+            loop_loads_by_width=counts.loads, barriers_per_step=counts.barriers, mma_per_step=counts.mma,
+            inner_loops=counts.inner_loops, spin_loops=counts.spin_loops, per_poll=counts.per_poll,
+            inner_trips=counts.trips, trips_matched=counts.matched, sass_instructions=len(lines),
+            fits_sm90_shared=kernel.metadata.shared <= SM90_SHARED_BYTES,
             grid_sync=bool(constexprs.get("GRID_SYNC", False)), constexprs=constexprs,
         )
     return list(reports.values())
 
 
 def format_table(reports: list[KernelReport]) -> str:
-    head = ["kernel", "ctas", "launches", "warps", "regs", "spill B", "smem B", "mma", "mma x",
-            "step-loop global loads (bits: n)", "barriers/step", "inner loops", "group sync"]
+    head = ["kernel", "ctas", "warps", "regs", "spill B", "smem B", "mma", "mma x",
+            "step-loop global loads (bits: n)", "barriers/step", "mma/step", "inner trips", "poll (loads, bars)",
+            "group sync"]
     rows = [head, ["---"] * len(head)]
     for r in reports:
         loads = ", ".join(f"{w}: {n}" for w, n in r.loop_loads_by_width.items()) or "-"
-        rows.append([r.name, str(r.ctas), str(r.launches), str(r.num_warps), str(r.registers), str(r.spill_bytes),
-                     str(r.shared_bytes), r.mma, f"{r.mma_replication:g}", loads, str(r.barriers_per_step),
-                     str(r.inner_loops), "yes" if r.grid_sync else "-"])
+        trips = ", ".join(f"{k} {v}" for k, v in r.inner_trips.items()) or "-"
+        if not r.trips_matched:
+            trips += " (UNMATCHED: nested loops counted once)"
+        poll = f"{r.per_poll.get('loads', 0)}, {r.per_poll.get('barriers', 0)}" if r.spin_loops else "-"
+        smem = f"{r.shared_bytes:,}" + ("" if r.fits_sm90_shared else " (> 232,448)")
+        rows.append([r.name, str(r.ctas), str(r.num_warps), str(r.registers), str(r.spill_bytes), smem, r.mma,
+                     f"{r.mma_replication:g}", loads, str(r.barriers_per_step), str(r.mma_per_step), trips, poll,
+                     "yes" if r.grid_sync else "-"])
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 

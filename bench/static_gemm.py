@@ -89,7 +89,7 @@ def analyse(dtype_name: str = "bfloat16", progress=None, batch: int = 16, size: 
             convs=DEFAULT_CONVS) -> list[GemmReport]:
     import torch
 
-    from bench.static import _capture_launches, _compile, _mma_kind, _ptxas_numbers, _sass_lines
+    from bench.static import _capture_launches, _compile, _mma_kind, _ptxas_numbers, _sass
     from fastpixel.kernels import masked_conv as mc
 
     dtype = getattr(torch, dtype_name)
@@ -117,12 +117,12 @@ def analyse(dtype_name: str = "bfloat16", progress=None, batch: int = 16, size: 
                 with _capture_launches() as launches, _expand_autotune():
                     call()
                 for launch in launches:
-                    kernel, log, constexprs = _compile(launch)
+                    kernel, log, constexprs, *_ = _compile(launch)
                     blocks = "x".join(str(constexprs[k]) for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K") if k in constexprs)
                     config = f"{blocks or '-'} w{kernel.metadata.num_warps} s{kernel.metadata.num_stages}"
                     numbers = _ptxas_numbers(log)
                     reports.append(GemmReport(
-                        label, kernel_name, config, _mma_kind(_sass_lines(kernel.asm["cubin"])),
+                        label, kernel_name, config, _mma_kind(_sass(kernel.asm["cubin"])[0]),
                         numbers["registers"], numbers["spill_bytes"], kernel.metadata.shared,
                     ))  # fmt: skip
                     if progress:

@@ -7,17 +7,21 @@
     model.save_pretrained("my_model")      # config.json + model.safetensors (no pickle)
     model = fastpixel.from_pretrained("my_model")   # or "digits", "hf://owner/repo", "runs/x/checkpoint.pt"
     state = fastpixel.read_checkpoint("runs/x/checkpoint.pt")   # a training checkpoint's dict
+    fastpixel.save_image_grid(fastpixel.sample(model, 16, height=28, width=28), "grid.png")   # a PNG grid
 
 Layers for your own models: MaskedConv2d, RowLSTM, DiagonalBiLSTM, ResidualConvBlock,
 ResidualLSTMBlock. Ops with a ``backend=`` switch live in :mod:`fastpixel.ops`; the readable
 ground truth in :mod:`fastpixel.reference`; Triton kernels in :mod:`fastpixel.kernels`.
-Train from Python with ``fastpixel.fit(model, images, steps=...)``; the commands live in
-:mod:`fastpixel.cli`. Importing fastpixel needs neither a GPU nor triton.
+Compress images losslessly with ``fastpixel.compress(model, images)`` / ``fastpixel.decompress``
+(the ``compress`` extra). Train from Python with ``fastpixel.fit(model, images, steps=...)``; the
+commands live in :mod:`fastpixel.cli`. Importing fastpixel needs neither a GPU nor triton.
 """
 
 from fastpixel._version import __version__
 from fastpixel.backend import BackendUnavailableError, use_backend
 from fastpixel.checkpoint import read_checkpoint
+from fastpixel.compression import compress, decompress
+from fastpixel.image_grid import save_image_grid
 from fastpixel.layers import DiagonalBiLSTM, MaskedConv2d, ResidualConvBlock, ResidualLSTMBlock, RowLSTM
 from fastpixel.masks import MaskSpec, color_groups
 from fastpixel.metrics import bits_per_dim, nats_per_image
@@ -40,7 +44,9 @@ __all__ = [
     "bits_per_dim",
     "color_groups",
     "complete",
+    "compress",
     "create_model",
+    "decompress",
     "fit",
     "from_pretrained",
     "load_checkpoint",
@@ -48,6 +54,7 @@ __all__ = [
     "push_to_hub",
     "read_checkpoint",
     "sample",
+    "save_image_grid",
     "save_pretrained",
     "use_backend",
 ]

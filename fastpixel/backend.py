@@ -37,6 +37,7 @@ __all__ = [
     "BACKENDS",
     "BackendChoice",
     "BackendUnavailableError",
+    "check_backend_for_device",
     "choose_backend",
     "requested_backend",
     "resolve_backend",
@@ -136,6 +137,20 @@ def _device_reason(device_types: set[str]) -> str | None:
 def triton_unavailable_reason(*tensors: torch.Tensor) -> str | None:
     """Why the triton backend cannot run on ``tensors`` (None when it can)."""
     return _device_reason({t.device.type for t in tensors if isinstance(t, torch.Tensor)})
+
+
+def check_backend_for_device(backend: str | None, device: torch.device | str, *, label: str = "backend") -> str:
+    """The backend a model on ``device`` would run, checked now: BackendUnavailableError when
+    "triton" was asked for (by name) and cannot run on ``device`` (no triton package, or a CPU
+    without ``TRITON_INTERPRET=1``), so a command refuses before it works instead of failing at the
+    first forward pass (or, worse, running something else)."""
+    name = requested_backend(backend)
+    if name == "triton":
+        reason = _device_reason({torch.device(device).type})
+        if reason is not None:
+            raise BackendUnavailableError(f"{label} triton cannot run on {torch.device(device)}: {reason}; use "
+                                          f"{label} torch (or auto)")
+    return choose_backend(name, device)
 
 
 def choose_backend(backend: str | None, device: torch.device | str) -> str:

@@ -11,6 +11,7 @@ continues exactly where the checkpoint was taken. It loads with ``torch.load(wei
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import random
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fastpixel.atomic import write_atomically
+from fastpixel.atomic import write_bytes_atomically
 
 FORMAT = "fastpixel-checkpoint-1"
 FILENAME = "checkpoint.pt"
@@ -56,13 +57,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``path`` atomically (:func:`write_atomically`)."""
+    """Write ``state`` to ``path`` atomically (:func:`~fastpixel.atomic.write_atomically`; a full disk:
+    :class:`~fastpixel.atomic.DiskFullError`, the previous checkpoint kept)."""
 
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-
-    return write_atomically(path, write)
+    buffer = io.BytesIO()  # serialised first: a full disk is then an OSError, not torch's zip-writer failure
+    torch.save(state, buffer)
+    return write_bytes_atomically(path, buffer.getbuffer())
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -84,7 +84,8 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             f"never does; treat this file as untrusted"
         ) from None
     except Exception as err:
-        raise CheckpointError(f"{path}: cannot read the checkpoint ({type(err).__name__}: {err})") from None
+        raise CheckpointError(f"{path}: cannot read the checkpoint: the file is truncated or corrupt "
+                              f"({type(err).__name__}: {err})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a fastpixel checkpoint (expected format {FORMAT!r})")
     return state

@@ -31,6 +31,7 @@ OPS: dict[str, str] = {
     "cross_entropy": "pixel_cross_entropy",
     "row_lstm": "row_lstm_scan",
     "diagonal_bilstm": "diagonal_bilstm_scan",
+    "dmol": "dmol_nll",  # the discretized logistic mixture likelihood (PixelCNN++)
 }
 
 #: fusion stem -> the name of the function a backend's module of that stem exports, where it has one.
@@ -40,22 +41,27 @@ FUSIONS: dict[str, str] = {
 
 
 def _reference_modules() -> tuple[dict[str, ModuleType], dict[str, ModuleType]]:
-    from fastpixel.reference import cross_entropy, diagonal_bilstm, masked_conv, row_lstm
+    from fastpixel.reference import cross_entropy, diagonal_bilstm, dmol, masked_conv, row_lstm
 
-    return dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm), {}
+    ops = dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm,
+               dmol=dmol)
+    return ops, {}
 
 
 def _torch_modules() -> tuple[dict[str, ModuleType], dict[str, ModuleType]]:
-    from fastpixel.fast import cross_entropy, diagonal_bilstm, diagonal_bilstm_layer, masked_conv, row_lstm
+    from fastpixel.fast import cross_entropy, diagonal_bilstm, diagonal_bilstm_layer, dmol, masked_conv, row_lstm
 
-    ops = dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm)
+    ops = dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm,
+               dmol=dmol)
     return ops, dict(diagonal_bilstm_layer=diagonal_bilstm_layer)
 
 
 def _triton_modules() -> tuple[dict[str, ModuleType], dict[str, ModuleType]]:
-    from fastpixel.kernels import cross_entropy, diagonal_bilstm, masked_conv, row_lstm
+    from fastpixel.kernels import cross_entropy, diagonal_bilstm, dmol, masked_conv, row_lstm
 
-    return dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm), {}
+    ops = dict(masked_conv=masked_conv, cross_entropy=cross_entropy, row_lstm=row_lstm, diagonal_bilstm=diagonal_bilstm,
+               dmol=dmol)
+    return ops, {}
 
 
 #: backend -> its modules: (one per op stem, one per fusion it provides). Plain imports, which

@@ -1,11 +1,16 @@
-"""Integer images -> viewable PNG grids (the sample command and the training run's sample grids)."""
+"""Integer images -> viewable PNG grids (the sample command, the training run's sample grids, and
+:func:`save_image_grid`, public as ``fastpixel.save_image_grid``)."""
 
 from __future__ import annotations
 
+import io
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from fastpixel.atomic import write_bytes_atomically
 
 #: Colour of sub-pixels a completion grid hides from the model.
 HIDDEN_RGB = (90, 90, 140)
@@ -47,9 +52,53 @@ def default_columns(num: int) -> int:
 
 
 def save_png(path: str | Path, image: np.ndarray, scale: int = 1) -> None:
-    """Write uint8 (H, W, 3) as a PNG, each pixel drawn as a ``scale`` x ``scale`` block."""
+    """Write uint8 (H, W, 3) as a PNG, each pixel drawn as a ``scale`` x ``scale`` block; atomically
+    (encoded in memory, then a temporary file renamed: a full disk is a DiskFullError, no torn PNG)."""
     from PIL import Image
 
     if scale > 1:
         image = image.repeat(scale, axis=0).repeat(scale, axis=1)
-    Image.fromarray(image).save(path, format="PNG")
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    write_bytes_atomically(path, buffer.getbuffer())
+
+
+def save_image_grid(images: torch.Tensor | np.ndarray, path: str | os.PathLike, *, levels: int | None = None,
+                    columns: int | None = None, scale: int = 4, overwrite: bool = False) -> Path:
+    """Write integer images as one PNG grid (what ``fastpixel-sample`` draws); return the path.
+
+    images: integers (N, C, H, W) or (N, H, W), C = 1 (grey) or 3 (RGB), in [0, levels) -- e.g.
+      ``fastpixel.sample(...)``'s output. levels: values per sub-pixel (default: 2 when every
+      value is 0 or 1, else 256). columns: tiles per row (default about sqrt(N)). scale: each
+      pixel drawn as a scale x scale block (1..64).
+    overwrite: replace an existing file at ``path`` (refused otherwise). Written atomically.
+
+    >>> images = fastpixel.sample(model, 16, height=28, width=28)
+    >>> fastpixel.save_image_grid(images, "samples.png", levels=model.levels)
+    """
+    from fastpixel.output_paths import check_output_file
+    from fastpixel.training.rules import check_option
+    from fastpixel.validation import check_images, check_levels
+
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    if isinstance(images, torch.Tensor) and images.ndim == 3:
+        images = images[:, None]
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"save_image_grid: expected integer images (N, C, H, W) with C = 1 or 3, or (N, H, W); "
+                         f"got {getattr(images, 'shape', type(images).__name__)}")
+    if images.shape[0] == 0:
+        raise ValueError("save_image_grid: no images (N = 0)")
+    if levels is None:
+        levels = 2 if images.numel() and int(images.max()) <= 1 else 256
+    check_levels(levels)
+    check_images(images, channels=images.shape[1], levels=levels)
+    check_option("columns", columns)
+    check_option("scale", scale)
+    check_option("overwrite", overwrite)
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"save_image_grid: {path} must end in .png (the grid is written as a PNG)")
+    check_output_file(path, overwrite=overwrite, label="save_image_grid")
+    save_png(path, grid(to_rgb8(images, levels), columns=columns or default_columns(images.shape[0])), scale)
+    return path

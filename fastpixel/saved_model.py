@@ -21,7 +21,10 @@ from typing import Any
 import torch
 
 from fastpixel._version import __version__
-from fastpixel.atomic import write_atomically
+from fastpixel.atomic import write_bytes_atomically
+from fastpixel.directory_kind import FOREIGN, SAVED_MODEL, refuse_other_kind
+from fastpixel.finite import check_finite_weights
+from fastpixel.output_paths import OutputExistsError, check_output_dir
 
 FORMAT = "fastpixel-pretrained"
 FORMAT_VERSION = 1
@@ -45,28 +48,31 @@ def model_config(model: torch.nn.Module, where: str = "save_pretrained") -> dict
     return dict(config)
 
 
-def write_saved_model(model: torch.nn.Module, path: str | os.PathLike, *, info: dict[str, Any] | None = None) -> Path:
+def write_saved_model(model: torch.nn.Module, path: str | os.PathLike, *, info: dict[str, Any] | None = None,
+                      overwrite: bool = False) -> Path:
     """Write ``model`` to the directory ``path`` (created if needed): config.json + model.safetensors.
 
     model: a module with a ``config`` dict and a state dict; its weights are copied to the CPU as
-      they are (dtype kept). Non-finite weights are refused (ValueError).
+      they are (dtype kept). Non-finite weights are refused (NonFiniteWeightsError, a ValueError).
     info: JSON values about the training data; default: the model's ``pretrained_info``, else none.
+    overwrite: replace a saved model (or a config.json fastpixel did not write) already in ``path``;
+      without it they are refused (OutputExistsError). A training run's directory is refused always
+      (DirectoryKindError): a run and a saved model both keep a config.json.
     Each file is written to a temporary name in ``path`` and renamed, so a crash never leaves a
     torn file under the final name. Returns ``path`` as a Path.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     config = model_config(model)
     if info is None:
         info = getattr(model, "pretrained_info", None) or {}
     if not isinstance(info, dict):
         raise TypeError(f"info must be a dict of JSON values, got {type(info).__name__}")
-    tensors = {}
-    for key, value in model.state_dict().items():
-        value = value.detach().to("cpu").contiguous().clone()  # clone: safetensors refuses shared storage
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise ValueError(f"save_pretrained: weight {key!r} holds NaN or inf; refusing to save a broken model")
-        tensors[key] = value
+    if not isinstance(overwrite, bool):
+        raise ValueError(f"overwrite must be a bool (True or False), got {overwrite!r}")
+    check_finite_weights(model, "save a model (save_pretrained)")
+    # clone: safetensors refuses shared storage
+    tensors = {key: value.detach().to("cpu").contiguous().clone() for key, value in model.state_dict().items()}
     document = {"format": FORMAT, "format_version": FORMAT_VERSION, "fastpixel_version": __version__,
                 "model": config, "info": info}
     try:
@@ -76,9 +82,15 @@ def write_saved_model(model: torch.nn.Module, path: str | os.PathLike, *, info: 
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path}: exists and is not a directory (save_pretrained writes a directory)")
+    contents = refuse_other_kind(path, SAVED_MODEL, label="save_pretrained")
+    if contents.kind in (SAVED_MODEL, FOREIGN) and not overwrite:
+        raise OutputExistsError(f"save_pretrained: {path} already holds {contents.describe()}; pass "
+                                f"overwrite=True to replace it, or choose another directory")
+    check_output_dir(path, "save_pretrained")
     path.mkdir(parents=True, exist_ok=True)
-    write_atomically(path / WEIGHTS_NAME, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
-    write_atomically(path / CONFIG_NAME, lambda tmp: tmp.write_text(text))
+    # serialised in memory first: a full disk is then one DiskFullError, and the old files stay
+    write_bytes_atomically(path / WEIGHTS_NAME, save(tensors, metadata={"format": "pt"}))
+    write_bytes_atomically(path / CONFIG_NAME, text.encode())
     return path
 
 

@@ -157,3 +157,53 @@ def cast_floating(t, dtype: torch.dtype):
     if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != dtype:
         return t.to(dtype)
     return t
+
+
+# -- shared memory, checked before a launch --------------------------------------------------------
+# sm_90 (H100/H200): 227 KB of opt-in shared memory per block; the limit of the device at hand is
+# read from the driver when there is one (shared_memory_limit), this is for reports without a GPU.
+SM90_SHARED_BYTES = 232_448
+
+_fitted: dict[tuple, dict] = {}
+
+
+@functools.lru_cache(maxsize=16)
+def shared_memory_limit(index: int) -> int:
+    """Opt-in shared memory per block of CUDA device ``index``, in bytes (the limit a launch meets)."""
+    props = torch.cuda.get_device_properties(index)
+    return int(getattr(props, "shared_memory_per_block_optin", 0) or props.shared_memory_per_block)
+
+
+def fit_shared_memory(op: str, kernel, grid: tuple, args: tuple, kwargs: dict, device: torch.device) -> dict:
+    """The launch keywords ``kwargs`` of ``kernel``, or a copy with ``num_stages=1`` when the
+    compiled kernel would need more shared memory than ``device`` allows per block and one stage
+    fits (software pipelining keeps a copy of the dot operands per stage). Raises ValueError, before
+    any launch, when even one stage does not fit. The kernel is compiled (``warmup``: cached, so the
+    launch that follows compiles nothing) and its ``metadata.shared`` read; decisions are cached per
+    (kernel, constexprs, argument dtypes, device). Only on CUDA devices outside the interpreter:
+    elsewhere ``kwargs`` is returned as it is."""
+    from fastpixel.kernels._interpreter import triton_interpreter_enabled
+
+    device = torch.device(device)
+    if device.type != "cuda" or triton_interpreter_enabled():
+        return kwargs
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    key = (getattr(kernel, "__name__", repr(kernel)), tuple(sorted((k, repr(v)) for k, v in kwargs.items())),
+           tuple(str(a.dtype) if isinstance(a, torch.Tensor) else type(a).__name__ for a in args), index)
+    if key in _fitted:
+        return _fitted[key]
+    limit = shared_memory_limit(index)
+    needed = kernel.warmup(*args, grid=grid, **kwargs).metadata.shared
+    fitted = kwargs
+    if needed > limit:
+        one = {**kwargs, "num_stages": 1}
+        needed_one = needed if kwargs.get("num_stages") == 1 else kernel.warmup(*args, grid=grid, **one).metadata.shared
+        if needed_one > limit:
+            raise ValueError(
+                f"{op} (triton): {getattr(kernel, '__name__', kernel)} needs {needed_one} bytes of shared memory per "
+                f"block even without software pipelining; this GPU allows {limit} (constexprs "
+                f"{ {k: v for k, v in kwargs.items() if k.isupper()} }). Use a smaller hidden size or a "
+                f"16-bit/float32 dtype, or the reference backend")
+        fitted = one
+    _fitted[key] = fitted
+    return fitted

@@ -398,20 +398,26 @@ def diagonal_bilstm_forward(gates_lr, w_lr, gates_rl, w_rl, *, ctas_per_scan: in
     wp = _cached("fwd", w_lr, w_rl, (block_k, block_n), lambda: _pack_forward(w_lr, w_rl, block_k, block_n))
     chunks = triton.cdiv(hidden, block_n)
     group = group_size(2 * batch, chunks, device, ctas_per_scan)
-    per_cta = triton.cdiv(chunks, group)
     done = torch.zeros((batch, group), device=device, dtype=torch.int32)  # directions finished per unit slice
     count = torch.zeros((2, batch), device=device, dtype=torch.int32)  # group barrier arrivals
     # float32: three TF32 MMAs per product (~1e-6 relative): an sm_90 compile of this kernel with IEEE
     # float32 dots trips an assertion in LLVM's SLP vectorizer (triton 3.9); bf16/fp16/fp64 ignore it
     precision = "tf32x3" if gates_lr.dtype == torch.float32 else "ieee"
+    if num_stages is None and gates_lr.dtype == torch.float64:
+        # float64 operands are 4x bf16's: at h=128 (BK=128) triton's default 3 stages need 335,872 B of
+        # shared memory per CTA (sm_90 compile, triton 3.6 and 3.9), more than an H100/H200 allows
+        # (232,448); 2 stages need 204,800. (launch_scan still checks the compiled kernel on the GPU.)
+        num_stages = 2
+    def build(g):  # grid and arguments for g CTAs per (image, direction)
+        return (batch, 2, g), (gates_lr, gates_rl, wp, pre, c, h, out, done, count,
+                               batch, height, width, hidden, chunks, triton.cdiv(chunks, g), g,
+                               *gates_lr.stride(), *out.stride())
+
     launch_scan(
-        _diagonal_bilstm_fwd_kernel, (batch, 2, group), width + height - 1,
-        (gates_lr, gates_rl, wp, pre, c, h, out, done, count,
-         batch, height, width, hidden, chunks, per_cta, group,
-         *gates_lr.stride(), *out.stride()),
+        _diagonal_bilstm_fwd_kernel, width + height - 1, build,
         dict(BR=block_r, BK=block_k, BN=block_n, DOT_PRECISION=precision, num_warps=_num_warps(block_k),
              **({} if num_stages is None else {"num_stages": num_stages})),
-        group,
+        group, device, "diagonal_bilstm_scan",
     )
     return out, pre, c, h
 
@@ -433,14 +439,16 @@ def diagonal_bilstm_backward(dout, pre, c, h, w_lr, w_rl, *, ctas_per_scan: int 
     # tiles; KS = two gates per dot in bf16 and no software pipelining (sm_90 compile, h = 128, G = 4:
     # 184 registers, no spill, 40 KB shared; four gates per dot or 2 stages: 251-255 registers, or
     # spills); float32: 32 rows per dot, 198 registers, no spill
+    def build(g):  # grid and arguments for g CTAs per (image, direction)
+        return (batch, 2, g), (dout, pre, c, wt, dg, dcf, count,
+                               batch, height, width, hidden, chunks, triton.cdiv(chunks, g), g,
+                               *dout.stride())
+
     launch_scan(
-        _diagonal_bilstm_bwd_kernel, (batch, 2, group), width + height - 1,
-        (dout, pre, c, wt, dg, dcf, count,
-         batch, height, width, hidden, chunks, triton.cdiv(chunks, group), group,
-         *dout.stride()),
+        _diagonal_bilstm_bwd_kernel, width + height - 1, build,
         dict(BR=block_r, BK=block_k, BN=block_n, KS=_reduction_step(block_k, dout.dtype), DOT_PRECISION="ieee",
              num_warps=1 if triton_interpreter_enabled() else 4, num_stages=1),
-        group,
+        group, device, "diagonal_bilstm_scan",
     )
     dw = _state_weight_grad(dg, h, w_lr.dtype)
     dgates = dg.permute(0, 1, 4, 2, 3)  # (2, B, 4h, H, W) views of the channels-last buffer

@@ -135,7 +135,8 @@ def _tap_gemm(
             b_a = tl.load(p_a_blk, mask=m_a_pix[:, None] & m_k[None, :], other=0.0)  # [BM, BK]
             p_w_blk = p_w_tap + o_k[:, None] * s_w_k + o_n[None, :] * s_w_n  # [BK, BN]
             b_w = tl.load(p_w_blk, mask=m_w, other=0.0)  # [BK, BN]
-            acc = tl.dot(b_a, b_w, acc, input_precision=PRECISION)
+            # out_dtype: the accumulator's (float64 for float64); triton 3.6 asserts acc's dtype == out_dtype
+            acc = tl.dot(b_a, b_w, acc, input_precision=PRECISION, out_dtype=acc.dtype)
     return acc
 
 
@@ -255,7 +256,7 @@ def _masked_conv_wgrad_kernel(
         o_x = o_b * s_x_b + o_ri * s_x_h + o_ci * s_x_w  # [BM] shifted pixel offsets in x
         b_dy = tl.load(p_dy + o_y[None, :] + o_n[:, None] * s_dy_c, mask=m_n[:, None] & m_m[None, :], other=0.0)  # [BN, BM]
         b_x = tl.load(p_x + o_x[:, None] + o_k[None, :] * s_x_c, mask=m_pix[:, None] & m_k[None, :], other=0.0)  # [BM, BK]
-        acc = tl.dot(b_dy, b_x, acc, input_precision=PRECISION)
+        acc = tl.dot(b_dy, b_x, acc, input_precision=PRECISION, out_dtype=ACC_DTYPE)
     acc = tl.where(m_open, acc, 0.0)
     p_dw_tap = p_dw + i_s * s_dw_s + (t // KW) * s_dw_h + (t % KW) * s_dw_w
     p_dw_blk = p_dw_tap + o_n[:, None] * s_dw_o + o_k[None, :] * s_dw_i  # [BN, BK]

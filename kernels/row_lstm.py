@@ -631,14 +631,17 @@ def row_lstm_forward(
         chunks = triton.cdiv(hid, bu)
         group = group_size(batch, chunks, x.device, ctas_per_scan)
         count = torch.zeros(batch, device=x.device, dtype=torch.int32)  # group barrier arrivals
+
+        def build(g):  # grid and arguments for g CTAs per image
+            return (batch, g), (x, wp, h, c, hs, count,
+                                height, width, hid, chunks, triton.cdiv(hid, bk) * bk, triton.cdiv(chunks, g), g,
+                                *x_strides, *h_strides)
+
         launch_scan(
-            _row_lstm_fwd_tiled_kernel, (batch, group), height,
-            (x, wp, h, c, hs, count,
-             height, width, hid, chunks, triton.cdiv(hid, bk) * bk, triton.cdiv(chunks, group), group,
-             *x_strides, *h_strides),
+            _row_lstm_fwd_tiled_kernel, height, build,
             dict(BJ=bj, BU=bu, BK=bk, **meta, num_warps=_num_warps(),
                  **({} if num_stages is None else {"num_stages": num_stages})),
-            group,
+            group, x.device, "row_lstm_scan",
         )
     else:
         bw, bh = _block(width), _block(hid)
@@ -693,13 +696,16 @@ def row_lstm_backward(
         chunks = triton.cdiv(hid, bu)
         group = group_size(batch, chunks, x.device, ctas_per_scan)
         count = torch.zeros(batch, device=x.device, dtype=torch.int32)  # group barrier arrivals
+
+        def build(g):  # grid and arguments for g CTAs per image
+            return (batch, g), (x, wp, wt, hs, c, dy, dx, dc, dgs, count,
+                                batch, height, width, hid, chunks, triton.cdiv(hid, bk) * bk, triton.cdiv(chunks, g), g,
+                                *strides[:4], c.stride(0), c.stride(1), c.stride(2), c.stride(3), *strides[11:])
+
         launch_scan(
-            _row_lstm_bwd_tiled_kernel, (batch, group), height,
-            (x, wp, wt, hs, c, dy, dx, dc, dgs, count,
-             batch, height, width, hid, chunks, triton.cdiv(hid, bk) * bk, triton.cdiv(chunks, group), group,
-             *strides[:4], c.stride(0), c.stride(1), c.stride(2), c.stride(3), *strides[11:]),
+            _row_lstm_bwd_tiled_kernel, height, build,
             dict(BJ=bj, BU=bu, BK=bk, **meta, num_warps=_num_warps(), num_stages=1),
-            group,
+            group, x.device, "row_lstm_scan",
         )
     else:
         bw, bh = _block(width), _block(hid)

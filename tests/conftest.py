@@ -32,6 +32,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
+_SESSION_INTERPRET = os.environ.get("TRITON_INTERPRET")
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_interpreter_setting():
+    """A test that imports ``bench.static`` in-process (it drops TRITON_INTERPRET at import, so that the
+    kernels it compiles are real JIT functions) must not turn the interpreter off for the tests after it."""
+    yield
+    if os.environ.get("TRITON_INTERPRET") != _SESSION_INTERPRET:
+        if _SESSION_INTERPRET is None:
+            os.environ.pop("TRITON_INTERPRET", None)
+        else:
+            os.environ["TRITON_INTERPRET"] = _SESSION_INTERPRET
+
+
 @pytest.fixture
 def device() -> str:
     """Where kernel tests run: CUDA when present, else CPU (through Triton's interpreter)."""

@@ -36,7 +36,8 @@ def console_scripts() -> dict[str, str]:
 
 def test_console_scripts_point_at_fastpixel_cli():
     assert console_scripts() == {name: f"fastpixel.cli.{name.split('-')[1]}:main" for name in
-                                 ("fastpixel-demo", "fastpixel-sample", "fastpixel-train", "fastpixel-evaluate")}
+                                 ("fastpixel-demo", "fastpixel-sample", "fastpixel-train", "fastpixel-evaluate",
+                                  "fastpixel-compress", "fastpixel-decompress")}
 
 
 #: What setuptools' console-script wrapper does, sys.exit(main()), for each entry point in turn; SystemExit's
@@ -68,10 +69,14 @@ def test_console_scripts_exit_status(checkpoint, tmp_path):
                              "--out", str(tmp_path / "s.png"), "--device", "cpu", "--backend", "reference"],
         "fastpixel-demo": ["--model", "pixelcnn", "--hidden", "2", "--layers", "1", "--steps", "2", "--backend",
                            "reference"],
+        "fastpixel-compress": ["--pretrained", "digits", "builtin_mnist:test", "--limit", "2", "-o",
+                               str(tmp_path / "c.fpx"), "--quiet"],
+        "fastpixel-decompress": [str(tmp_path / "c.fpx"), "-o", str(tmp_path / "c.npz"), "--quiet"],
     }
     bad = {"fastpixel-train": ["--batch-size", "0"], "fastpixel-evaluate": ["--checkpoint", str(checkpoint),
            "--batch-size", "0"], "fastpixel-sample": ["--checkpoint", str(checkpoint), "--height", "0"],
-           "fastpixel-demo": ["--steps", "0"]}
+           "fastpixel-demo": ["--steps", "0"], "fastpixel-compress": ["--chunk-size", "0"],
+           "fastpixel-decompress": [str(tmp_path / "none.fpx"), "-o", str(tmp_path / "none")]}
     scripts = console_scripts()
     assert set(scripts) == set(good)
     ok = run_python(WRAPPER, json.dumps([(n, t, good[n]) for n, t in scripts.items()]), cwd=tmp_path)

@@ -8,18 +8,26 @@ import pytest
 import torch
 
 import fastpixel
-from fastpixel.models import MODELS
+from fastpixel.models import MODELS, OPTIONS
 
 NAMES = sorted(MODELS)
+
+
+def taken(name, **options):
+    """The options model ``name`` takes (PixelCNN++ has no output layers nor skip convs)."""
+    return {k: v for k, v in options.items() if k in OPTIONS[name]}
 
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("channels,levels", [(1, 2), (3, 256), (3, 3), (1, 17)])
 @pytest.mark.parametrize("height,width", [(1, 1), (2, 5), (5, 3)])
 def test_logits_shape_and_log_prob(name, channels, levels, height, width):
-    model = fastpixel.create_model(name, channels=channels, levels=levels, hidden=3, layers=1)
+    model = fastpixel.create_model(name, channels=channels, levels=levels, hidden=3, layers=1).eval()  # no dropout
     x = torch.randint(0, levels, (2, channels, height, width))
     logits = model(x)
+    if model.head_kind == "dmol":  # mixture parameters; the per-sub-pixel log-probabilities take the logits' place
+        assert logits.shape == (2, (10 if channels == 3 else 3) * model.nr_logistic_mix, height, width)
+        logits = model.categorical_log_probs(x)
     assert logits.shape == (2, levels, channels, height, width)
     log_p = model.log_prob(x)
     assert log_p.shape == (2,) and (log_p < 0).all()
@@ -52,8 +60,9 @@ def test_bfloat16_parameters_give_bfloat16_logits_and_a_float32_likelihood(name)
 
 @pytest.mark.parametrize("name", NAMES)
 def test_config_rebuilds_the_model_and_state_dict_loads(name):
-    model = fastpixel.create_model(name, channels=3, levels=8, hidden=5, layers=2, skip=True, output_hidden=7)
-    clone = fastpixel.create_model(**model.config)
+    model = fastpixel.create_model(name, channels=3, levels=8, hidden=5, layers=2,
+                                   **taken(name, skip=True, output_hidden=7)).eval()
+    clone = fastpixel.create_model(**model.config).eval()
     clone.load_state_dict(model.state_dict())
     x = torch.randint(0, 8, (1, 3, 4, 4))
     torch.testing.assert_close(clone(x), model(x))

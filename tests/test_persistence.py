@@ -15,7 +15,7 @@ import fastpixel
 from fastpixel.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from fastpixel.checkpoint import CheckpointError
 from fastpixel.checkpoint import save_checkpoint
-from fastpixel.models import MODELS
+from fastpixel.models import MODELS, OPTIONS
 from fastpixel.persistence import (
     CONFIG_NAME,
     FORMAT_VERSION,
@@ -44,7 +44,7 @@ def assert_same_weights(a, b):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_round_trip_is_bitwise_exact_for_every_model(name, tmp_path):
-    model = build(name, skip=True, output_hidden=5)
+    model = build(name, **{k: v for k, v in dict(skip=True, output_hidden=5).items() if k in OPTIONS[name]})
     model.save_pretrained(tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]  # no temp files left
     loaded = fastpixel.from_pretrained(tmp_path / "m")
@@ -103,9 +103,14 @@ def test_device_and_backend(tmp_path):
 
 
 def test_overwrite_replaces_the_weights(tmp_path):
-    build("pixelcnn", seed=0).save_pretrained(tmp_path)
+    """Issue 18: replacing a saved model needs overwrite=True (it used to happen silently)."""
+    first = build("pixelcnn", seed=0)
+    first.save_pretrained(tmp_path)
     second = build("pixelcnn", seed=1)
-    second.save_pretrained(tmp_path)
+    with pytest.raises(FileExistsError, match="already holds a saved model.*overwrite=True"):
+        second.save_pretrained(tmp_path)
+    assert_same_weights(first, fastpixel.from_pretrained(tmp_path))
+    second.save_pretrained(tmp_path, overwrite=True)
     assert_same_weights(second, fastpixel.from_pretrained(tmp_path))
 
 

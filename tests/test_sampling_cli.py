@@ -58,7 +58,8 @@ def test_sample_writes_png_grid_and_npz(checkpoint, tmp_path):
     assert png.shape[:2] == (3 * 5 + 1, 2 * 7 + 1)
     assert np.array_equal(png[1:5, 1:7, :3], np.rint(images[0].transpose(1, 2, 0) * 85).astype(np.uint8))
     run(["--checkpoint", str(path), "--num", "5", "--height", "4", "--width", "6", "--out", str(out), "--seed", "3",
-          "--batch-size", "2", "--device", "cpu", "--backend", "reference", "--no-progress"])  # default --scale 4
+          "--batch-size", "2", "--device", "cpu", "--backend", "reference", "--no-progress",
+          "--overwrite"])  # default --scale 4; replacing the first run's files needs --overwrite (issue 18)
     big = np.asarray(Image.open(out))
     assert big.shape[:2] == (4 * (3 * 5 + 1), 4 * (2 * 7 + 1))
     assert np.array_equal(big[::4, ::4], png) and np.array_equal(big[3::4, 3::4], png)

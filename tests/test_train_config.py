@@ -52,7 +52,7 @@ REFUSED = [
     ("bf16", 1, "bf16 must be a bool (True or False), got 1"),
     ("resume", "False", "resume must be a bool (True or False), got 'False'"),
     ("model", "pixelsnail", "model must be one of ('diagonal_bilstm', 'gated_pixelcnn', 'multiscale', 'pixelcnn', "
-                            "'row_lstm'), got 'pixelsnail'"),
+                            "'pixelcnn_pp', 'row_lstm'), got 'pixelsnail'"),
     ("backend", "cuda", "backend must be one of ('reference', 'torch', 'triton', 'auto') or None, got 'cuda'"),
     ("seed", -1, "seed must be an int >= 0, got -1"),
 ]

@@ -1,8 +1,9 @@
 """What every command shares: argument types with bounds, the device check, one-line errors.
 
 Errors: argparse's own and those :func:`run_command` catches print ONE line,
-``<prog>: error: <message>``, and exit with status 2 (a user mistake) or 1 (a run that failed,
-e.g. diverged). Set ``FASTPIXEL_TRACEBACK=1`` to see the traceback instead.
+``<prog>: error: <message>``, and exit with status 2 (a user mistake, or something this machine
+cannot do: a full disk, a missing GPU or package, a corrupt file) or 1 (a run that failed, e.g.
+diverged). Set ``FASTPIXEL_TRACEBACK=1`` to see the traceback instead. Every command has ``--version``.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from typing import Any, Callable
 
 import torch
 
+from fastpixel._version import __version__
+from fastpixel.atomic import NO_SPACE, DiskFullError
+from fastpixel.backend import BackendUnavailableError
 from fastpixel.checkpoint import CheckpointError
 from fastpixel.data.errors import DataFileError
+from fastpixel.devices import resolve_device  # noqa: F401  (the commands' --device)
+from fastpixel.sampling.cached import NoCachedSamplerError
 from fastpixel.training.errors import DivergedError, RunDirError, TrainingInterrupted
 
-#: Largest --scale: a 64x64 image drawn at 64x is already 4096 px wide.
-MAX_SCALE = 64
 #: Largest side, in pixels, of a PNG the commands write (about 400 MB of RGB at the limit).
 MAX_PNG_SIDE = 12_000
 
@@ -29,79 +33,67 @@ class CommandError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, with errors on one line and no usage block."""
+    """argparse, with errors on one line and no usage block, and ``--version``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--version", action="version", version=f"%(prog)s (fastpixel) {__version__}")
 
     def error(self, message: str):  # noqa: D102  (argparse's API)
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
-    """An argparse type: an int in [low, high]."""
+def from_rule(name: str) -> Callable[[str], Any]:
+    """The argparse type of the option ``name``: its text parsed as its row of the rules table
+    (``fastpixel.training.rules``) says (an int, a finite number), then checked against that row."""
+    from fastpixel.training.rules import INT, NUMBER, check_field, rule_for
 
-    def parse(text: str) -> int:
+    rule = rule_for(name)
+
+    def parse(text: str) -> Any:
+        if rule.kind == INT:
+            try:
+                value = int(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        elif rule.kind == NUMBER:
+            try:
+                value = float(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        else:
+            value = text
         try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-            raise argparse.ArgumentTypeError(f"must be an integer {bounds}, got {value}")
+            check_field(name, value, rule)
+        except ValueError as err:
+            # on the command line "None" is leaving the flag out, not a value to name
+            raise argparse.ArgumentTypeError(str(err).replace(f"{name} must", "must", 1).replace(" or None,", ",")) \
+                from None
         return value
 
-    parse.__name__ = "int"
+    parse.__name__ = {INT: "int", NUMBER: "float"}.get(rule.kind, "str")
     return parse
 
 
-def number(low: float | None = None, high: float | None = None, *, low_open: bool = False,
-           high_open: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite float within the given bounds."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        bad = value != value or value in (float("inf"), float("-inf"))
-        if low is not None:
-            bad |= value <= low if low_open else value < low
-        if high is not None:
-            bad |= value >= high if high_open else value > high
-        if bad:
-            lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
-            hi = "" if high is None else f"{high:g}" + (")" if high_open else "]")
-            where = f"in {lo or '(-inf'}, {hi or 'inf)'}"
-            raise argparse.ArgumentTypeError(f"must be a finite number {where}, got {text}")
-        return value
-
-    parse.__name__ = "float"
-    return parse
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """``--device`` -> a device this process can use; CommandError explains why not."""
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise CommandError(f"--device: expected cpu, cuda or cuda:N, got {name!r}") from None
-    if device.type == "cpu":
-        return device
-    if device.type != "cuda":
-        raise CommandError(f"--device: expected cpu, cuda or cuda:N, got {name!r}")
-    if not torch.cuda.is_available():
-        why = (f"this torch ({torch.__version__}) is a CPU-only build" if torch.version.cuda is None
-               else f"this torch (CUDA {torch.version.cuda}) sees no GPU: check the driver and CUDA_VISIBLE_DEVICES")
-        raise CommandError(f"--device {name}: no CUDA device available ({why}); use --device cpu "
-                           f"(or leave --device out: CUDA when available, else the CPU)")
-    if device.index is not None and device.index >= torch.cuda.device_count():
-        raise CommandError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) visible")
-    return device
-
-
-#: Exceptions that mean the user asked for something that cannot be done (exit 2).
+#: Exceptions that mean the user asked for something that cannot be done here (exit 2): a mistake,
+#: a missing or corrupt file, a device or backend this machine lacks, a missing package, a full disk.
 USER_ERRORS = (CommandError, RunDirError, DataFileError, CheckpointError, FileNotFoundError, FileExistsError,
-               PermissionError, IsADirectoryError, NotADirectoryError, ValueError)
+               PermissionError, IsADirectoryError, NotADirectoryError, ValueError, BackendUnavailableError,
+               ImportError, MemoryError, torch.OutOfMemoryError, NoCachedSamplerError)
+
+
+def one_line(err: BaseException) -> str:
+    """``err``'s message on one line (a full disk and other OS errors: what failed, on which path)."""
+    if isinstance(err, DiskFullError):
+        return err.strerror
+    if isinstance(err, OSError) and err.errno in NO_SPACE:
+        return f"no space left on device writing {err.filename or 'a file'}; free some space, or write elsewhere"
+    if isinstance(err, OSError) and err.strerror and err.filename and str(err).startswith("["):
+        return f"{err.filename}: {err.strerror}"
+    if isinstance(err, torch.OutOfMemoryError):
+        return f"out of memory: {str(err).splitlines()[0]} (lower the batch size or the image size)"
+    lines = str(err).strip().splitlines()
+    return " ".join(line.strip() for line in lines) or type(err).__name__
 
 
 def run_command(prog: str, body: Callable[[], Any]) -> Any:
@@ -120,9 +112,8 @@ def run_command(prog: str, body: Callable[[], Any]) -> Any:
     except DivergedError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
-    except USER_ERRORS as err:
-        message = str(err).strip().splitlines()
-        print(f"{prog}: error: {' '.join(line.strip() for line in message) or type(err).__name__}", file=sys.stderr)
+    except (*USER_ERRORS, OSError) as err:
+        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

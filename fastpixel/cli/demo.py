@@ -11,6 +11,7 @@ model's held-out NLL is from the best any model can do.
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import sys
 import time
@@ -19,9 +20,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from fastpixel.backend import BACKENDS
-from fastpixel.cli.args import Parser, int_at_least, number, run_command
+from fastpixel.atomic import write_bytes_atomically
+from fastpixel.backend import BACKENDS, check_backend_for_device
+from fastpixel.cli.args import CommandError, Parser, from_rule, run_command
 from fastpixel.models import MODELS, create_model
+from fastpixel.output_paths import check_output_file
 
 PROG = "fastpixel-demo"
 
@@ -46,15 +49,16 @@ def bars_entropy_nats() -> float:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = Parser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--model", choices=sorted(MODELS), default="diagonal_bilstm")
-    p.add_argument("--hidden", type=int_at_least(1), default=8)
-    p.add_argument("--layers", type=int_at_least(0), default=2)
-    p.add_argument("--steps", type=int_at_least(1), default=300)
-    p.add_argument("--batch", type=int_at_least(1), default=32)
-    p.add_argument("--lr", type=number(0, low_open=True), default=3e-3)
-    p.add_argument("--seed", type=int_at_least(0), default=0)
+    p.add_argument("--hidden", type=from_rule("hidden"), default=8)
+    p.add_argument("--layers", type=from_rule("layers"), default=2)
+    p.add_argument("--steps", type=from_rule("steps"), default=300)
+    p.add_argument("--batch", type=from_rule("batch_size"), default=32)
+    p.add_argument("--lr", type=from_rule("lr"), default=3e-3)
+    p.add_argument("--seed", type=from_rule("seed"), default=0)
     p.add_argument("--backend", choices=BACKENDS, default="auto")
-    p.add_argument("--plot", metavar="PATH", help="write the NLL curve as a PNG")
-    p.add_argument("--threads", type=int_at_least(1), default=1,
+    p.add_argument("--plot", metavar="PATH", help="write the NLL curve as a PNG (checked before training)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --plot file (refused otherwise)")
+    p.add_argument("--threads", type=from_rule("threads"), default=1,
                    help="torch CPU threads (default 1: a model this small runs fastest on one)")
     return p.parse_args(argv)
 
@@ -66,6 +70,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(args: argparse.Namespace) -> list[tuple[int, float]]:
     """Train on fresh bars images; print the held-out NLL as it falls; return [(step, nats)]."""
+    check_backend_for_device(args.backend, "cpu", label="--backend")
+    if args.plot:  # before training: a plot that cannot be written is found now, not after the run
+        if Path(args.plot).suffix.lower() != ".png":
+            raise CommandError(f"--plot {args.plot}: the curve is written as PNG; give a name ending in .png")
+        check_output_file(args.plot, overwrite=args.overwrite, label="--plot")
     torch.set_num_threads(max(1, args.threads))
     torch.manual_seed(args.seed)
     data_gen = torch.Generator().manual_seed(args.seed)
@@ -115,8 +124,9 @@ def _plot(history: list[tuple[int, float]], bound: float, path: str) -> None:
     ax.set_ylabel("nats / image")
     ax.legend()
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    write_bytes_atomically(path, buffer.getbuffer())
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -72,4 +73,18 @@ def load_model_source(args: argparse.Namespace, device: torch.device) -> LoadedM
         info = getattr(model, "pretrained_info", {}) or {}
         label = f"{model.config} at step {info.get('step')} ({args.weights} weights)"
     info = dict(getattr(model, "pretrained_info", None) or {})
+    if args.checkpoint is not None and isinstance(info.get("data_dir"), str):
+        info["data_dir"] = resolve_recorded_dir(info["data_dir"], Path(args.checkpoint).parent)
     return LoadedModel(model.eval(), label, info)
+
+
+def resolve_recorded_dir(recorded: str, run_dir: Path) -> str:
+    """A data folder a run recorded: absolute since issue 18; an older run's relative path is taken
+    from the working directory when it exists there, else from the run directory or its parent."""
+    path = Path(recorded)
+    if path.is_absolute() or path.exists():
+        return recorded
+    for base in (run_dir, run_dir.parent):
+        if (base / path).exists():
+            return str(base / path)
+    return recorded

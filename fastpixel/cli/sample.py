@@ -11,16 +11,17 @@ bottom|right|center``; from ``--images FILE.npz|.npy`` or the model's data set, 
 occluded sub-pixels ``--per-image`` times, and writes one row per image: occluded | completions |
 original (npz: ``originals``, ``known``, ``completions`` (N, K, C, H, W)). ``--method naive`` reruns
 the network per sub-pixel (slow; the reference). The same ``--seed`` gives the same images with either
-method. Outputs default under ``runs/``. A class-conditional model needs ``--label N`` (every image of
-class N) or ``--labels 0,1,...`` (equal consecutive blocks; by default 10 images per class id, one
-row each): ``fastpixel-sample --pretrained digits-conditional --labels 0,1,2,3,4,5,6,7,8,9``.
+method. Outputs default under ``runs/``; an existing PNG or npz is replaced only with ``--overwrite``,
+an input (``--images``, ``--checkpoint``) never; both land atomically. A class-conditional model needs
+``--label N`` (every image of class N) or ``--labels 0,1,...`` (equal consecutive blocks; by default 10 images
+per class id, one row each): ``fastpixel-sample --pretrained digits-conditional --labels 0,1,2,3,4,5,6,7,8,9``.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +29,17 @@ import numpy as np
 import torch
 
 from fastpixel import sampling
-from fastpixel.backend import BACKENDS
-from fastpixel.cli.args import (MAX_PNG_SIDE, MAX_SCALE, CommandError, Parser, int_at_least, number, resolve_device,
-                                run_command)
+from fastpixel.atomic import write_bytes_atomically
+from fastpixel.backend import BACKENDS, check_backend_for_device
+from fastpixel.cli.args import MAX_PNG_SIDE, CommandError, Parser, from_rule, resolve_device, run_command
 from fastpixel.cli.model_source import LoadedModel, add_model_source, load_model_source
+from fastpixel.output_paths import check_output_file
+from fastpixel.data.image_file import read_image_file
 from fastpixel.image_grid import default_columns, grid, grid_shape, save_png, to_rgb8
 
 PROG = "fastpixel-sample"
+DEFAULT_NUM = 64
 OCCLUSIONS = ("bottom", "right", "center")
-MAX_NUM = 100_000
-MAX_SIDE = 4096
 
 
 def occlusion_mask(height: int, width: int, kind: str) -> torch.Tensor:
@@ -58,34 +60,38 @@ def occlusion_mask(height: int, width: int, kind: str) -> torch.Tensor:
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_source(p)
-    p.add_argument("--num", type=int_at_least(1, MAX_NUM), default=None,
-                   help="images to sample (--complete: images to complete)")
+    p.add_argument("--num", type=from_rule("num"), default=None,
+                   help=f"images to sample (default {DEFAULT_NUM}, or 10 per class id with --labels; --complete: "
+                        f"images to complete, default all of --images up to {DEFAULT_NUM})")
     p.add_argument("--out", default="runs/samples.png",
                    help="PNG grid (a name without extension gets .png); the integers go to the same name .npz")
-    p.add_argument("--height", type=int_at_least(1, MAX_SIDE), default=None, help="default: the training images' height")
-    p.add_argument("--width", type=int_at_least(1, MAX_SIDE), default=None,
+    p.add_argument("--height", type=from_rule("height"), default=None, help="default: the training images' height")
+    p.add_argument("--width", type=from_rule("width"), default=None,
                    help="default: the training images' width (or --height when only that is given)")
-    p.add_argument("--temperature", type=number(0), default=1.0, help="divides the logits; 0: greedy (argmax)")
-    p.add_argument("--seed", type=int_at_least(0), default=0)
+    p.add_argument("--temperature", type=from_rule("temperature"), default=1.0,
+                   help="divides the logits; 0: greedy (argmax)")
+    p.add_argument("--seed", type=from_rule("seed"), default=0)
     p.add_argument("--method", choices=sampling.METHODS, default="cached")
-    p.add_argument("--batch-size", type=int_at_least(1), default=64, help="images generated at once")
+    p.add_argument("--batch-size", type=from_rule("sample_batch_size"), default=64, help="images generated at once")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="ops backend of the model's forward passes")
-    p.add_argument("--columns", type=int_at_least(1), default=None, help="grid columns (default: about sqrt(num))")
-    p.add_argument("--scale", type=int_at_least(1, MAX_SCALE), default=4,
-                   help=f"draw each pixel as a SCALE x SCALE block in the PNG (at most {MAX_SCALE})")
+    p.add_argument("--columns", type=from_rule("columns"), default=None, help="grid columns (default: about sqrt(num))")
+    p.add_argument("--scale", type=from_rule("scale"), default=4,
+                   help="draw each pixel as a SCALE x SCALE block in the PNG (at most 64)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (off anyway when stderr is not a terminal)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the PNG and the npz if they exist (refused otherwise; an input is never replaced)")
     k = p.add_argument_group("class-conditional models (trained with --conditional, or digits-conditional)")
-    k.add_argument("--label", type=int_at_least(0), default=None, help="every image of this class id")
+    k.add_argument("--label", type=from_rule("label"), default=None, help="every image of this class id")
     k.add_argument("--labels", type=class_list, default=None,
                    help="comma-separated class ids, e.g. 0,1,2: --num split into equal consecutive blocks, one "
                         "per id (default --num: 10 per id, --columns 10: one row per class)")
     c = p.add_argument_group("completion")
     c.add_argument("--complete", action="store_true", help="complete occluded images instead of sampling")
     c.add_argument("--occlude", choices=OCCLUSIONS, default="bottom", help="the part hidden from the model")
-    c.add_argument("--per-image", type=int_at_least(1, 64), default=3, help="completions drawn per image")
-    c.add_argument("--images", default=None, help=".npz or .npy of integer images (N, C, H, W) or (N, H, W) "
-                                                  "(default: the model's data set)")
+    c.add_argument("--per-image", type=from_rule("per_image"), default=3, help="completions drawn per image")
+    c.add_argument("--images", default=None, help=".npz or .npy of integer images (N, C, H, W) or (N, H, W), or a "
+                                                  ".png (default: the model's data set)")
     c.add_argument("--split", default="test", help="data set split to take images from (default test)")
     return p
 
@@ -106,37 +112,11 @@ def output_path(text: str) -> Path:
 
 
 def read_images_file(path: str) -> torch.Tensor:
-    """``--images``: int64 (N, C, H, W) from an .npz (key "images", else its only array) or an .npy."""
-    file = Path(path)
-    expected = "integer images (N, C, H, W) or (N, H, W), as .npz (key 'images') or .npy"
-    if not file.is_file():
-        raise CommandError(f"--images {path}: no such file; expected {expected}")
-    try:
-        loaded = np.load(file, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise CommandError(f"--images {path}: cannot read ({type(err).__name__}: {err}); expected {expected}") from None
-    if isinstance(loaded, np.ndarray):
-        array = loaded
-    else:
-        with loaded as npz:
-            if not npz.files:
-                raise CommandError(f"--images {path}: the npz holds no arrays; expected {expected}")
-            key = "images" if "images" in npz.files else npz.files[0]
-            if "images" not in npz.files and len(npz.files) > 1:
-                raise CommandError(f"--images {path}: no 'images' array among {npz.files}; expected {expected}")
-            try:
-                array = np.asarray(npz[key])
-            except ValueError as err:
-                raise CommandError(f"--images {path}: cannot read {key!r} ({err}); expected {expected}") from None
-    if array.dtype == np.bool_:
-        array = array.astype(np.uint8)
-    if not np.issubdtype(array.dtype, np.integer):
-        raise CommandError(f"--images {path}: the images are {array.dtype}, expected integers in [0, levels) "
-                           f"(quantise first, e.g. np.rint(x * (levels - 1)).astype(np.uint8) for x in [0, 1])")
+    """``--images``: int64 (N, C, H, W) from an .npz (key "images", else its only array), an .npy or a
+    .png (:func:`fastpixel.data.image_file.read_image_file`; DataFileError naming the file)."""
+    array = read_image_file(path)
     if array.ndim == 3:
         array = array[:, None]
-    if array.ndim != 4 or array.shape[0] == 0 or 0 in array.shape:
-        raise CommandError(f"--images {path}: shape {array.shape}; expected {expected} with N >= 1")
     return torch.from_numpy(array.astype(np.int64))
 
 
@@ -179,10 +159,18 @@ def _check_images(images: torch.Tensor, model: torch.nn.Module, where: str) -> t
     return images
 
 
+def _first(images: torch.Tensor, args: argparse.Namespace) -> torch.Tensor:
+    """The first ``--num`` of ``images``; an explicit --num beyond them is refused (never silently fewer)."""
+    if args.num_given and args.num > images.shape[0]:
+        raise CommandError(f"--num {args.num}: --images {args.images} holds {images.shape[0]} images; ask for at "
+                           f"most {images.shape[0]} (or leave --num out: all of them, up to {DEFAULT_NUM})")
+    return images[: args.num]
+
+
 def _source_images(args: argparse.Namespace, loaded: LoadedModel) -> torch.Tensor:
     """The images to occlude: --images FILE, else the model's data set (``--split``)."""
     if args.images:
-        return _check_images(read_images_file(args.images), loaded.model, f"--images {args.images}")[: args.num]
+        return _first(_check_images(read_images_file(args.images), loaded.model, f"--images {args.images}"), args)
     from fastpixel.data import binarize_dynamic, load_dataset
 
     cfg = loaded.data
@@ -190,8 +178,8 @@ def _source_images(args: argparse.Namespace, loaded: LoadedModel) -> torch.Tenso
         raise CommandError(f"{loaded.label}: records no data set; pass --images FILE.npz")
     data = load_dataset(cfg["dataset"], args.split, data_dir=cfg.get("data_dir"), binarize=cfg.get("binarize", "none"),
                         binarize_seed=cfg.get("binarize_seed", 0), allow_pickle=cfg.get("allow_pickle", False),
-                        limit=args.num)
-    images = data.images
+                        limit=args.num if args.num_given else None)  # an explicit --num: exactly, or refused
+    images = data.images[: args.num]
     if data.dynamic:
         images = binarize_dynamic(images, torch.Generator().manual_seed(args.seed))
     return _check_images(images.long(), loaded.model, f"{cfg['dataset']} {args.split!r}")
@@ -206,21 +194,30 @@ def _check_png_size(rows: int, cols: int, scale: int) -> None:
 def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse and check ``argv``, sample (or complete), write the PNG and the npz; return what was written."""
     args = build_parser().parse_args(argv)
+    args.num_given = args.num is not None  # an explicit --num is honoured exactly or refused
+    if args.num is None:  # 10 per class id with --labels (one row per class), else DEFAULT_NUM
+        args.num = 10 * len(args.labels) if args.labels and not args.complete else DEFAULT_NUM
+        if args.labels and args.columns is None and not args.complete:
+            args.columns = 10
     out = output_path(args.out)
     device = resolve_device(args.device)
     if args.images is not None and not args.complete:
         raise CommandError("--images applies to --complete only")
+    npz = out.with_suffix(".npz")
+    inputs = [("--images", args.images), ("--checkpoint", args.checkpoint)]
+    for path in (out, npz):  # before any work: neither replaces an input, nor a file unasked, nor fails to land
+        check_output_file(path, overwrite=args.overwrite, label="--out", inputs=inputs)
+    check_backend_for_device(args.backend, device, label="--backend")
+    if args.backend == "triton" and args.method == "cached":
+        raise CommandError("--backend triton applies to --method naive: the cached sampler runs its own per-pixel "
+                           "steps in PyTorch (leave --backend out, or pass --method naive)")
     originals = read_images_file(args.images) if args.images and args.complete else None
     loaded = load_model_source(args, device)
     model = loaded.model
-    if args.num is None:  # 10 per class id with --labels (one row per class), else 64
-        args.num = 10 * len(args.labels) if args.labels and not args.complete else 64
-        if args.labels and args.columns is None and not args.complete:
-            args.columns = 10
     labels = class_labels(args, model, args.num, loaded.label)
     if args.complete:
         originals = _source_images(args, loaded) if originals is None else \
-            _check_images(originals, model, f"--images {args.images}")[: args.num]
+            _first(_check_images(originals, model, f"--images {args.images}"), args)
         n, _, height, width = originals.shape
         _check_png_size(*grid_shape(n, height, width, args.per_image + 2), args.scale)
     else:
@@ -232,7 +229,6 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         columns = args.columns or default_columns(args.num)
         _check_png_size(*grid_shape(args.num, height, width, columns), args.scale)
     out.parent.mkdir(parents=True, exist_ok=True)
-    npz = out.with_suffix(".npz")
     options = dict(temperature=args.temperature, generator=torch.Generator().manual_seed(args.seed),
                    method=args.method, progress=not args.no_progress and sys.stderr.isatty())
     model.to_backend(args.backend)
@@ -249,8 +245,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
                 for k in range(args.per_image)), to_rgb8(originals, model.levels)]
         tiles = np.stack(rows, axis=1).reshape(-1, height, width, 3)  # per image: occluded | completions | original
         save_png(out, grid(tiles, columns=args.per_image + 2), args.scale)
-        np.savez_compressed(npz, originals=originals.numpy(), known=known.numpy(),
-                            completions=completions.numpy(), levels=model.levels)
+        save_npz(npz, originals=originals.numpy(), known=known.numpy(), completions=completions.numpy(),
+                 levels=model.levels)
         result = {"png": str(out), "npz": str(npz), "completions": completions}
     else:
         parts = [sampling.sample(model, min(args.batch_size, args.num - k), height=height, width=width, **options,
@@ -259,10 +255,17 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         images = torch.cat(parts)
         save_png(out, grid(to_rgb8(images, model.levels), columns=columns), args.scale)
         extra = {} if labels is None else {"labels": labels.numpy()}
-        np.savez_compressed(npz, images=images.numpy(), levels=model.levels, **extra)
+        save_npz(npz, images=images.numpy(), levels=model.levels, **extra)
         result = {"png": str(out), "npz": str(npz), "images": images}
     print(f"wrote {result['png']} and {result['npz']}")
     return result
+
+
+def save_npz(path: Path, **arrays) -> None:
+    """``np.savez_compressed`` of ``arrays`` to ``path``, atomically (a full disk: DiskFullError)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_bytes_atomically(path, buffer.getbuffer())
 
 
 def main(argv: list[str] | None = None) -> None:

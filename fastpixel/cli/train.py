@@ -12,22 +12,31 @@ same code runs DistributedDataParallel.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Any
 
+from pathlib import Path
+
 from fastpixel import presets
-from fastpixel.backend import BACKENDS
-from fastpixel.cli.args import CommandError, Parser, int_at_least, number, resolve_device, run_command
+from fastpixel.backend import BACKENDS, check_backend_for_device
+from fastpixel.checkpoint import FILENAME, read_checkpoint
+from fastpixel.cli.args import CommandError, Parser, from_rule, resolve_device, run_command
 from fastpixel.data import DATASETS
+from fastpixel.directory_kind import CONFIG_NAME as CONFIG
+from fastpixel.directory_kind import directory_contents
 from fastpixel.data.datasets import BINARIZE
 from fastpixel.models import MODELS
 from fastpixel.training.config import TrainConfig
 from fastpixel.training.from_config import train
+from fastpixel.training.loop import check_bf16
+from fastpixel.training.resume import settings_for_resume
 from fastpixel.training.run_dir import check_run_dir
 from fastpixel.training.schedule import SCHEDULES
 
 PROG = "fastpixel-train"
+DEFAULT_PRESET = "cpu_tiny"
 MODEL_NAMES = sorted(set(MODELS) | {"multiscale"})
 
 
@@ -41,19 +50,23 @@ def build_parser(preset: str = "cpu_tiny") -> argparse.ArgumentParser:
         shown = f"{preset}: {values[key]}" if preset in presets.PRESETS else f"default: {values[key]}"
         group.add_argument(flag, help=f"{help} [{shown}]".strip(), **kw)
 
-    p.add_argument("--preset", default="cpu_tiny", choices=sorted(presets.PRESETS), help="default: cpu_tiny")
+    p.add_argument("--preset", default=None, choices=sorted(presets.PRESETS),
+                   help=f"default: {DEFAULT_PRESET} (with --resume: the run's own)")
     p.add_argument("--run-dir", default=None, help="where config, metrics and checkpoints go (default runs/<preset>)")
-    p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoint.pt (an error if absent)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in <run-dir> with its own settings (an error if it has no checkpoint)")
     p.add_argument("--overwrite", action="store_true", help="start afresh in a run dir that holds a run (deletes it)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="ops backend (default auto; with --resume: the run's own)")
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda or cuda:N (default: cuda when available; with --resume: the run's own)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (it is also off when not a TTY)")
     p.add_argument("--quiet", action="store_true", help="do not echo metric lines to stdout")
     g = p.add_argument_group(f"settings (each overrides the preset; [{preset}: value])")
     setting(g, "--model", choices=MODEL_NAMES)
-    setting(g, "--hidden", "h; the residual stream has 2h features", type=int_at_least(1))
-    setting(g, "--layers", type=int_at_least(0))
-    setting(g, "--output-hidden", type=int_at_least(1))
+    setting(g, "--hidden", "h; the residual stream has 2h features", type=from_rule("hidden"))
+    setting(g, "--layers", type=from_rule("layers"))
+    setting(g, "--output-hidden", type=from_rule("output_hidden"))
     setting(g, "--skip", action=argparse.BooleanOptionalAction, default=None)
     setting(g, "--conditional", "class-conditional: num_classes from the data set's labels (its own class ids), "
             "every batch trained on its labels, test NLL -log p(x | y)", action=argparse.BooleanOptionalAction,
@@ -61,63 +74,96 @@ def build_parser(preset: str = "cpu_tiny") -> argparse.ArgumentParser:
     setting(g, "--dataset", choices=DATASETS)
     setting(g, "--data-dir")
     setting(g, "--binarize", "8-bit grey sets only (builtin_mnist, mnist, fashion_mnist)", choices=BINARIZE)
-    setting(g, "--binarize-seed", type=int_at_least(0))
+    setting(g, "--binarize-seed", type=from_rule("binarize_seed"))
     g.add_argument("--allow-pickle", action="store_const", const=True, default=None,
                    help="read CIFAR-10's python (pickle) version; unpickling runs code from the file")
     g.add_argument("--png-convert", action="store_const", const=True, default=None,
                    help="--dataset png: convert 16-bit grey, alpha and mixed colour modes instead of refusing them")
-    setting(g, "--train-limit", "train on the first N images only", type=int_at_least(1))
-    setting(g, "--test-limit", "evaluate on the first N test images only (not the protocol)", type=int_at_least(1))
-    setting(g, "--batch-size", "global batch (split over processes)", type=int_at_least(1))
-    setting(g, "--eval-batch-size", type=int_at_least(1))
-    setting(g, "--steps", "total optimizer steps", type=int_at_least(1))
-    setting(g, "--lr", "Adam learning rate (the schedule's peak)", type=number(0, low_open=True))
+    setting(g, "--train-limit", "train on the first N images only", type=from_rule("train_limit"))
+    setting(g, "--test-limit", "evaluate on the first N test images only (not the protocol)", type=from_rule("test_limit"))
+    setting(g, "--batch-size", "global batch (split over processes)", type=from_rule("batch_size"))
+    setting(g, "--eval-batch-size", type=from_rule("eval_batch_size"))
+    setting(g, "--steps", "total optimizer steps", type=from_rule("steps"))
+    setting(g, "--lr", "Adam learning rate (the schedule's peak)", type=from_rule("lr"))
     setting(g, "--lr-schedule", "after the warmup: constant, cosine decay to 0, or step decay", choices=SCHEDULES)
-    setting(g, "--warmup-steps", "linear warmup from lr/N over the first N steps", type=int_at_least(0))
-    setting(g, "--lr-step-every", "step schedule: multiply the lr by --lr-gamma every N steps", type=int_at_least(1))
-    setting(g, "--lr-gamma", "step schedule's factor", type=number(0, 1, low_open=True))
-    setting(g, "--clip-grad", "max global gradient norm (0: off)", type=number(0))
-    setting(g, "--ema", "EMA decay of the Polyak-averaged weights (0: off)", type=number(0, 1, high_open=True))
+    setting(g, "--warmup-steps", "linear warmup from lr/N over the first N steps", type=from_rule("warmup_steps"))
+    setting(g, "--lr-step-every", "step schedule: multiply the lr by --lr-gamma every N steps", type=from_rule("lr_step_every"))
+    setting(g, "--lr-gamma", "step schedule's factor", type=from_rule("lr_gamma"))
+    setting(g, "--clip-grad", "max global gradient norm (0: off)", type=from_rule("clip_grad"))
+    setting(g, "--ema", "EMA decay of the Polyak-averaged weights (0: off)", type=from_rule("ema"))
     setting(g, "--bf16", "bf16 autocast (CUDA only)", action=argparse.BooleanOptionalAction, default=None)
-    setting(g, "--seed", "seeds torch, numpy and Python's random, and the data order", type=int_at_least(0))
-    setting(g, "--log-every", type=int_at_least(1))
-    setting(g, "--eval-every", "test NLL (and sample grids) every N steps (0: only at the end)", type=int_at_least(0))
-    setting(g, "--checkpoint-every", type=int_at_least(1))
-    setting(g, "--keep", "keep the last N checkpoints (checkpoint-<step>.pt)", type=int_at_least(1))
-    setting(g, "--sample-grid", "images in the sample grid at each evaluation (0: none)", type=int_at_least(0, 256))
+    setting(g, "--seed", "seeds torch, numpy and Python's random, and the data order", type=from_rule("seed"))
+    setting(g, "--log-every", type=from_rule("log_every"))
+    setting(g, "--eval-every", "test NLL (and sample grids) every N steps (0: only at the end)", type=from_rule("eval_every"))
+    setting(g, "--checkpoint-every", type=from_rule("checkpoint_every"))
+    setting(g, "--keep", "keep the last N checkpoints (checkpoint-<step>.pt)", type=from_rule("keep"))
+    setting(g, "--sample-grid", "images in the sample grid at each evaluation (0: none)", type=from_rule("sample_grid"))
     setting(g, "--tensorboard", "also log to <run-dir>/tensorboard (pip install 'fastpixel[tensorboard]')",
             action="store_const", const=True, default=None)
     m = p.add_argument_group("Multi-Scale PixelRNN (--model multiscale)")
     setting(m, "--kind", "the networks' layers (default diagonal_bilstm)", choices=("row_lstm", "diagonal_bilstm"))
-    setting(m, "--factor", "subsampling factor of the small image (default 2)", type=int_at_least(2))
-    setting(m, "--small-hidden", "the small network's h (default --hidden)", type=int_at_least(1))
-    setting(m, "--small-layers", "the small network's depth (default --layers)", type=int_at_least(1))
-    setting(m, "--condition-features", "width of the upsampled conditioning map (default 2h)", type=int_at_least(1))
+    setting(m, "--factor", "subsampling factor of the small image (default 2)", type=from_rule("factor"))
+    setting(m, "--small-hidden", "the small network's h (default --hidden)", type=from_rule("small_hidden"))
+    setting(m, "--small-layers", "the small network's depth (default --layers)", type=from_rule("small_layers"))
+    setting(m, "--condition-features", "width of the upsampled conditioning map (default 2h)", type=from_rule("condition_features"))
     return p
 
 
 def _preset_in(argv: list[str]) -> str:
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--preset", default="cpu_tiny")
+    pre.add_argument("--preset", default=DEFAULT_PRESET)
     known, _ = pre.parse_known_args(argv)
     return known.preset
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The preset and the flags as a TrainConfig (checked there; a bad setting -> CommandError)."""
-    overrides = {k: getattr(args, k, None) for k in presets.DEFAULTS}
+    """The preset and the flags as a TrainConfig (checked there; a bad setting -> CommandError).
+
+    ``--resume`` takes every setting from the run directory instead (its config.json, else its
+    checkpoint): a flag that repeats the run's value changes nothing, one that would change the
+    trajectory is refused naming both values, any other is honoured and recorded
+    (:func:`fastpixel.training.resume.settings_for_resume`). ``--data-dir`` is recorded as an absolute
+    path, so the run's commands work from any directory.
+    """
+    given = {k: getattr(args, k, None) for k in presets.DEFAULTS}
+    if given.get("data_dir") is not None:
+        given["data_dir"] = os.path.abspath(given["data_dir"])
+    invocation = dict(run_dir=args.run_dir or os.path.join("runs", args.preset or DEFAULT_PRESET), resume=args.resume,
+                      overwrite=args.overwrite, backend=args.backend or (None if args.resume else "auto"),
+                      device=args.device,
+                      progress=not args.no_progress, quiet=args.quiet)
     try:
-        return TrainConfig.from_preset(
-            args.preset, **overrides, run_dir=args.run_dir or os.path.join("runs", args.preset), resume=args.resume,
-            overwrite=args.overwrite, backend=args.backend, device=args.device, progress=not args.no_progress,
-            quiet=args.quiet)
+        if args.resume:
+            return _resumed_config(args.preset, given, invocation)
+        return TrainConfig.from_preset(args.preset or DEFAULT_PRESET, **given, **invocation)
     except ValueError as err:
         raise CommandError(str(err)) from None
 
 
+def _resumed_config(preset: str | None, given: dict[str, Any], invocation: dict[str, Any]) -> TrainConfig:
+    run_dir = invocation["run_dir"]
+    check_run_dir(run_dir, resume=True, overwrite=invocation["overwrite"])
+    if directory_contents(run_dir).files[:1] == (CONFIG,):
+        ran = json.loads((Path(run_dir) / CONFIG).read_text())  # how the run ran: its backend and device
+        invocation.update({k: ran.get(k) for k in ("backend", "device") if invocation[k] is None})
+        recorded = TrainConfig.from_run(**invocation)
+    else:  # a run whose config.json is gone: its checkpoint records the settings too
+        recorded = TrainConfig.from_saved(read_checkpoint(Path(run_dir) / FILENAME)["train_config"], **invocation)
+    if preset is not None and recorded.preset is not None and preset != recorded.preset:
+        raise CommandError(f"--resume {run_dir}: --preset {preset} on the command line, {recorded.preset} in the run; "
+                           f"the run continues with its own settings, so leave --preset out")
+    config, notes = settings_for_resume(recorded, given, run_dir)
+    for note in notes:
+        print(f"fastpixel: resuming {run_dir}: {note}", file=sys.stderr)
+    return config
+
+
 def _preflight(config: TrainConfig) -> None:
-    """Everything that can be checked before any data is read or any model built."""
-    resolve_device(config.device)
+    """Everything that can be checked before any data is read or any model built: the device, bf16,
+    the backend on that device, tensorboard, the run directory (writable, of the right kind, ...)."""
+    device = resolve_device(config.device)
+    check_bf16(config.bf16, device)
+    check_backend_for_device(config.backend, device, label="--backend")
     if config.tensorboard:
         from fastpixel.training.watch import require_tensorboard
 

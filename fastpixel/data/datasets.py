@@ -142,7 +142,7 @@ def load_dataset(
       split uses the fixed draw). binarized_mnist is already binary.
     allow_pickle: read CIFAR-10's python (pickle) version; unpickling runs code from the file.
     limit: keep only the first ``limit`` images (quick runs; the protocol line says so); an int
-      >= 1, or None for all of them.
+      >= 1 and at most the split's size (more is refused: never silently fewer), or None for all.
     png_convert: "png" folders only: convert what fastpixel.data.png refuses by default (16-bit
       grey quantized to 8 bits, alpha dropped, grey and colour files brought to the first file's mode).
     """
@@ -159,6 +159,9 @@ def load_dataset(
     if png_convert and name != "png":
         raise ValueError(f"png_convert applies only to the 'png' dataset, not {name!r}")
     images, source = _read(name, split, data_dir, allow_pickle, png_convert)
+    if limit is not None and limit > len(images):  # a count is honoured exactly or refused
+        raise ValueError(f"limit {limit} exceeds the {len(images)} images of {name} {split!r}: ask for at most "
+                         f"{len(images)}, or leave the limit out")
     labels, num_classes = _read_labels(name, split, data_dir, allow_pickle)
     if labels is not None and len(labels) != len(images):
         raise DataFileError(data_dir or name, f"{len(labels)} labels for {len(images)} images",

@@ -28,19 +28,45 @@ from fastpixel.backend import BackendChoice, requested_backend
 from fastpixel.layers.conditioning import ConditionBias, check_condition, check_condition_options
 from fastpixel.layers.masked_conv import MaskedConv2d
 from fastpixel.masks import color_groups, logit_groups
+from fastpixel.memory import check_fits, forward_bytes
 from fastpixel.metrics import bits_per_dim
-from fastpixel.ops.cross_entropy import pixel_cross_entropy
+from fastpixel.models.heads import (
+    check_head, dmol_groups, head_log_probs, head_nll, head_sampling_logits,
+)
 from fastpixel.models.saving import SavePretrainedMixin
 from fastpixel.validation import check_channels, check_images, check_levels
 
 
 class DiscreteLikelihood:
-    """log p(x) from ``self.forward(x)``'s per-sub-pixel logits (B, levels, C, H, W).
+    """log p(x) from ``self.forward(x)``'s output: per-sub-pixel logits (B, levels, C, H, W) (the
+    softmax head) or, with ``head_kind == "dmol"``, mixture parameters (B, P, H, W) (fastpixel.models.heads).
 
-    Shared by every model whose forward returns one categorical distribution per sub-pixel;
-    the class needs ``forward(x, validate=)`` and is a :class:`~fastpixel.backend.BackendChoice`
-    (the loss runs on ``self.backend``).
+    The class needs ``forward(x, validate=)``, ``levels`` and is a
+    :class:`~fastpixel.backend.BackendChoice` (the loss runs on ``self.backend``).
     """
+
+    head_kind = "softmax"
+    nr_logistic_mix = None
+
+    def output_nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """-log p(x) per image (B,) in nats from ``forward``'s output, on ``self.backend``."""
+        return head_nll(self.head_kind, out, x, levels=self.levels, nr_logistic_mix=self.nr_logistic_mix,
+                        backend=self.backend)
+
+    def categorical_log_probs(
+        self, x: torch.Tensor, *, labels: object = None, cond: torch.Tensor | None = None, validate: bool = True
+    ) -> torch.Tensor:
+        """(B, levels, C, H, W): log p(x[b, c, r, j] = v | the sub-pixels before it in x), for every
+        value v (softmax head: the log-softmax of the logits; DMoL: the mixture's bin masses, G given
+        x's R, B given x's R and G). ``log_prob(x)`` is its sum gathered at x's values."""
+        out = self.forward(x, labels=labels, cond=cond, validate=validate)
+        return head_log_probs(self.head_kind, out, x, levels=self.levels, nr_logistic_mix=self.nr_logistic_mix)
+
+    def sampling_logits(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The samplers' logits (B, levels, C, h, w) from ``forward``'s output at some pixels and those
+        pixels of x (softmax: the output itself; DMoL: log-probabilities given x's earlier channels)."""
+        return head_sampling_logits(self.head_kind, out, x, levels=self.levels,
+                                    nr_logistic_mix=self.nr_logistic_mix)
 
     def log_prob(
         self, x: torch.Tensor, *, labels: object = None, cond: torch.Tensor | None = None, validate: bool = True,
@@ -52,9 +78,8 @@ class DiscreteLikelihood:
         backend: deprecated (a model runs the backend it was built with; see ``to_backend``).
         """
         with self._deprecated_call_backend(backend, "log_prob"):
-            logits = self.forward(x, labels=labels, cond=cond, validate=validate)
-            nll = pixel_cross_entropy(logits, x, reduction="none", validate=False, backend=self.backend)
-        return -nll.sum(dim=(1, 2, 3))
+            out = self.forward(x, labels=labels, cond=cond, validate=validate)
+            return -self.output_nll(out, x)
 
     def nll(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
         """Negative log-likelihood in nats per image, (B,)."""
@@ -88,10 +113,15 @@ class PixelModel(BackendChoice, DiscreteLikelihood, SavePretrainedMixin, nn.Modu
         skip: bool = False,
         num_classes: int | None = None,
         cond_features: int | None = None,
+        head: str = "softmax",
+        nr_logistic_mix: int = 10,
         backend: str | None = None,
     ) -> None:
         super().__init__()
         self.channels = check_channels(channels)
+        check_head(head, nr_logistic_mix)
+        self.head_kind = head
+        self.nr_logistic_mix = nr_logistic_mix if head == "dmol" else None
         self.levels = check_levels(levels)
         check_condition_options(num_classes, cond_features)
         self.num_classes, self.cond_features = num_classes, cond_features
@@ -110,6 +140,8 @@ class PixelModel(BackendChoice, DiscreteLikelihood, SavePretrainedMixin, nn.Modu
         # recorded only when set: an unconditional model's config stays what older versions wrote
         self.config.update({k: v for k, v in (("num_classes", num_classes), ("cond_features", cond_features))
                             if v is not None})
+        if head == "dmol":  # recorded only when set, as above
+            self.config.update(head=head, nr_logistic_mix=nr_logistic_mix)
         colors = channels
         stream = self.stream_channels
         self.input_conv = self.build_input_conv()
@@ -120,9 +152,11 @@ class PixelModel(BackendChoice, DiscreteLikelihood, SavePretrainedMixin, nn.Modu
             if skip else []
         )
         self.output_conv1 = MaskedConv2d(stream, output_hidden, 1, "B", num_colors=colors, backend=backend)
+        out_groups = (dmol_groups(channels, nr_logistic_mix) if head == "dmol"  # models.heads: who sees what
+                      else logit_groups(levels, channels))
         self.output_conv2 = MaskedConv2d(
-            output_hidden, levels * channels, 1, "B", in_groups=color_groups(output_hidden, colors),
-            out_groups=logit_groups(levels, channels), backend=backend,
+            output_hidden, len(out_groups), 1, "B", in_groups=color_groups(output_hidden, colors),
+            out_groups=out_groups, backend=backend,
         )
         # Blocks last: a seed gives the weights it gave before blocks were built here (the shipped
         # models' training scripts reproduce them); the conditioning tables after them.
@@ -177,8 +211,11 @@ class PixelModel(BackendChoice, DiscreteLikelihood, SavePretrainedMixin, nn.Modu
         return None if self.condition is None else self.condition(labels, cond)
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
-        """Stream features (B, S, H, W) -> logits (B, levels, C, H, W): ReLU, 1x1, ReLU, 1x1."""
+        """Stream features (B, S, H, W) -> logits (B, levels, C, H, W): ReLU, 1x1, ReLU, 1x1
+        (head "dmol": the mixture parameters (B, P, H, W))."""
         out = self.output_conv2(torch.relu(self.output_conv1(torch.relu(features))))
+        if self.head_kind == "dmol":
+            return out
         return rearrange(out, "b (level c) h w -> b level c h w", level=self.levels)  # a view, no copy
 
     def forward_float(
@@ -213,11 +250,18 @@ class PixelModel(BackendChoice, DiscreteLikelihood, SavePretrainedMixin, nn.Modu
 
         labels: a conditional model's class ids, (B,) integers in [0, num_classes) (or one int).
         cond: a conditional model's vectors, (B, cond_features) floats.
-        validate: check dtype, shape and value range (one device sync for the range).
+        validate: check dtype, shape and value range (one device sync for the range), and that the
+          pass fits in the device's free memory (TooLargeError with the estimate otherwise).
         backend: deprecated (every op runs ``self.backend``, chosen when the model was built;
           switch it with ``model.to_backend(name)``).
         """
-        check_images(x, channels=self.channels, levels=self.levels, check_values=validate)
+        check_images(x, channels=self.channels, levels=self.levels, check_values=False)
+        if validate and not torch.compiler.is_compiling():  # a size that cannot fit: refused, with the estimate
+            keep_all = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+            check_fits(forward_bytes(self, x.shape[0], x.shape[2], x.shape[3], keep_all=keep_all), x.device,
+                       f"{self.name} on images of shape {tuple(x.shape)}", "use a smaller batch or image (or score it "
+                       "in pieces)")
+            check_images(x, channels=self.channels, levels=self.levels)  # the value range: one device sync
         cond_biases = self.condition_biases(labels, cond, x.shape[0], validate=validate)
         with self._deprecated_call_backend(backend, "forward"):
             return self.forward_float(self.embed(x), cond_biases=cond_biases)

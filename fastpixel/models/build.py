@@ -21,6 +21,7 @@ import torch
 from fastpixel import hub
 from fastpixel.checkpoint import read_checkpoint
 from fastpixel.data.datasets import IMAGE_SIZES
+from fastpixel.devices import resolve_device
 from fastpixel.models import MODELS, create_model
 from fastpixel.saved_model import (CONFIG_NAME, PRETRAINED_DIR, WEIGHTS_NAME, PretrainedFormatError, model_config,
                                    pretrained_names, read_config, read_weights, write_saved_model)
@@ -70,17 +71,20 @@ def _check_model(model: torch.nn.Module, where: str) -> None:
                         f"{sorted(MODELS)}, got {type(model).__name__}")
 
 
-def save_pretrained(model: torch.nn.Module, path: str | os.PathLike, *, info: dict[str, Any] | None = None) -> Path:
+def save_pretrained(model: torch.nn.Module, path: str | os.PathLike, *, info: dict[str, Any] | None = None,
+                    overwrite: bool = False) -> Path:
     """Write ``model`` to the directory ``path`` (created if needed): config.json + model.safetensors.
 
     model: any fastpixel model (``create_model(...)``, ``MultiScalePixelRNN``); weights are kept as
       they are (dtype too); non-finite weights are refused (ValueError).
     info: JSON-serialisable facts about the training data (e.g. {"dataset": "builtin_mnist",
       "height": 28, "width": 28}); default: the model's ``pretrained_info`` if it was loaded, else none.
+    overwrite: replace a saved model (or someone else's config.json) already in ``path``; without it
+      that is refused. A training run's directory is refused always (it keeps a config.json too).
     Written atomically (:func:`fastpixel.saved_model.write_saved_model`). Returns ``path`` as a Path.
     """
     _check_model(model, "save_pretrained")
-    return write_saved_model(model, path, info=info)
+    return write_saved_model(model, path, info=info, overwrite=overwrite)
 
 
 def push_to_hub(model: torch.nn.Module, repo_id: str, **kwargs) -> str:
@@ -148,7 +152,8 @@ def from_pretrained(
       name); a directory written by ``save_pretrained``; "hf://owner/repo[@revision]" on the Hugging
       Face Hub (``hub`` extra); or a training checkpoint file (``<run-dir>/checkpoint.pt``).
     weights: "model", or "ema" (a checkpoint of a run trained with ``--ema``: the averaged weights).
-    device: where to put the model (default: the CPU). backend: the model's ops backend.
+    device: where to put the model (default: the CPU); one that does not exist here is refused at
+      once (DeviceError, a ValueError). backend: the model's ops backend.
     The returned model's ``pretrained_info`` says what it was trained on (data set, image size; for a
     checkpoint also the step and the weights).
     """
@@ -159,6 +164,7 @@ def from_pretrained(
     if weights != "model":
         raise ValueError(f"weights={weights!r} applies to a training checkpoint (.pt) only; a saved model "
                          f"holds one set of weights")
+    device = None if device is None else resolve_device(device, label="device")
     model = _from_directory(resolve_pretrained(path_or_name), backend)
     if device is not None:
         model.to(device)
@@ -186,6 +192,7 @@ def model_from_checkpoint(
     """
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be 'model' or 'ema', got {weights!r}")
+    device = None if device is None else resolve_device(device, label="device")
     ckpt = read_checkpoint(path)
     if weights == "ema":
         if ckpt.get("ema") is None:

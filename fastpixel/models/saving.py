@@ -17,9 +17,10 @@ from fastpixel.saved_model import write_saved_model
 class SavePretrainedMixin:
     """``save_pretrained`` / ``push_to_hub`` methods for a module with a ``config`` dict."""
 
-    def save_pretrained(self, path: str | os.PathLike, *, info: dict[str, Any] | None = None) -> Path:
+    def save_pretrained(self, path: str | os.PathLike, *, info: dict[str, Any] | None = None,
+                        overwrite: bool = False) -> Path:
         """Write this model to the directory ``path``; see :func:`fastpixel.save_pretrained`."""
-        return write_saved_model(self, path, info=info)
+        return write_saved_model(self, path, info=info, overwrite=overwrite)
 
     def push_to_hub(self, repo_id: str, **kwargs) -> str:
         """Upload this model to the Hugging Face Hub; see :func:`fastpixel.push_to_hub`."""

@@ -4,6 +4,7 @@ from fastpixel import dispatch
 from fastpixel.ops.cross_entropy import pixel_cross_entropy
 from fastpixel.ops.diagonal_bilstm import diagonal_bilstm_scan
 from fastpixel.ops.diagonal_bilstm_layer import conv_diagonal_bilstm
+from fastpixel.ops.dmol import dmol_log_probs, dmol_nll, dmol_sample
 from fastpixel.ops.masked_conv import masked_conv2d
 from fastpixel.ops.row_lstm import row_lstm_scan
 
@@ -12,4 +13,4 @@ from fastpixel.ops.row_lstm import row_lstm_scan
 dispatch.load("reference")
 dispatch.load("torch")
 
-__all__ = ["conv_diagonal_bilstm", "diagonal_bilstm_scan", "masked_conv2d", "pixel_cross_entropy", "row_lstm_scan"]
+__all__ = ["conv_diagonal_bilstm", "diagonal_bilstm_scan", "dmol_log_probs", "dmol_nll", "dmol_sample", "masked_conv2d", "pixel_cross_entropy", "row_lstm_scan"]

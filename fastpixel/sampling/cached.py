@@ -24,12 +24,16 @@ import torch
 from fastpixel.layers.conv_step import ImageRow, PointwiseConv, RowConvCache
 
 
+class NoCachedSamplerError(TypeError):
+    """A model (or one of its blocks) has no incremental step: it samples with method='naive' only."""
+
+
 def _allocate(
     block: torch.nn.Module, batch: int, width: int, gate_bias: torch.Tensor | None, cond_bias: torch.Tensor | None
 ):
     allocate = getattr(block, "allocate_inference_cache", None)
     if allocate is None or not callable(getattr(block, "step", None)):
-        raise TypeError(
+        raise NoCachedSamplerError(
             f"block {type(block).__name__} has no incremental step (allocate_inference_cache and step, see "
             "fastpixel.layers.step): sample this model with method='naive'"
         )
@@ -52,6 +56,10 @@ class CachedEngine:
     ) -> None:
         """gate_biases, cond_biases: optional per-block conditioning, as in ``PixelModel.forward_float``."""
         batch, channels, _, width = images.shape
+        if not hasattr(model, "blocks"):
+            raise NoCachedSamplerError(f"{type(model).__name__} has no cached sampler (its down- and upsampled streams "
+                                       "are not cached yet): sample it with method='naive'")
+        self.model, self.images = model, images  # the driver writes the sampled values into images
         self.levels, self.channels, self.skip = model.levels, channels, model.skip
         self.dtype = model.output_conv2.weight.dtype
         if model.input_conv is not None:
@@ -103,12 +111,18 @@ class CachedEngine:
         if not head:
             return None
         features = torch.stack(skips).sum(0) if self.skip else stream
-        out = self.output2(torch.relu(self.output1(torch.relu(features))))  # [B, L*C]
-        return out.view(-1, self.levels, self.channels)
+        out = self.output2(torch.relu(self.output1(torch.relu(features))))  # [B, L*C] (DMoL: [B, P])
+        if self.model.head_kind == "softmax":
+            return out.view(-1, self.levels, self.channels)
+        return out
 
     def logits(self, r: int, j: int) -> torch.Tensor:
-        """Logits (B, L, C) of pixel (r, j); channel c is valid once channels < c are written."""
-        return self._step(j, head=True)
+        """Logits (B, L, C) of pixel (r, j); channel c is valid once channels < c are written (a DMoL
+        head: the log-probabilities of ``model.sampling_logits`` given the channels written so far)."""
+        out = self._step(j, head=True)
+        if self.model.head_kind == "softmax":
+            return out
+        return self.model.sampling_logits(out[:, :, None, None], self.images[:, :, r, j, None, None])[..., 0, 0]
 
     def settle(self, r: int, j: int) -> None:
         """Compute the final states of (r, j) (channels 0..C-2 written), without the output layers."""

@@ -6,6 +6,16 @@ uniform ``uniforms[b, c, r, j]`` (see :mod:`fastpixel.sampling.categorical`). Th
 an engine: "cached" (every layer's state is kept, each pixel costs one step of every layer) or
 "naive" (a full forward pass per sub-pixel, the reference). One driver runs both, so they draw the
 same random numbers in the same order and return the same images whenever their logits agree.
+
+A model with a discretized-logistic-mixture head (PixelCNN++, ``head="dmol"``) is sampled the same
+way: its engine's "logits" for sub-pixel c are the log-probabilities of the mixture's L values given
+the pixel's channels written so far (``model.sampling_logits``: ``ops.dmol_log_probs``, the bin
+masses, with G's and B's means coupled to the R and G actually drawn and the component posterior
+given them). So every value is drawn exactly on the grid (the value's bin, never a continuous value
+clipped), by the inverse CDF of the one uniform of its sub-pixel, and **temperature** has the
+softmax head's meaning: each sub-pixel's conditional distribution p(v | before) is raised to 1/T and
+renormalised (T = 0: its most probable value). This is not ``ops.dmol_sample``'s temperature (which
+divides the mixture logits and multiplies every logistic's scale); at T = 1 both sample the model.
 """
 
 from __future__ import annotations
@@ -13,11 +23,16 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
+from fastpixel.devices import check_generator
+from fastpixel.finite import check_finite_weights
+from fastpixel.memory import check_fits
 from fastpixel.models.base import PixelModel
 from fastpixel.models.multiscale import MultiScalePixelRNN
+from fastpixel.models.pixelcnn_pp import PixelCNNPlusPlus
 from fastpixel.sampling.cached import CachedEngine
 from fastpixel.sampling.categorical import check_temperature, draw_uniforms, inverse_cdf
 from fastpixel.sampling.naive import NaiveEngine
+from fastpixel.training.rules import check_option
 from fastpixel.validation import check_images
 
 METHODS = ("cached", "naive")
@@ -46,7 +61,10 @@ def sample(
 
     temperature: the logits are divided by it (1: the model; < 1 sharper, > 1 flatter; 0: greedy,
       every sub-pixel takes its most likely value given those before it).
-    generator: the source of the (num, C, H, W) uniforms (None: torch's default generator).
+    generator: the source of the (num, C, H, W) uniforms (None: torch's default generator); on the
+      model's device type (else DeviceError, a ValueError).
+    num, height, width: checked by the rules table (fastpixel.training.rules.OPTION_RULES).
+    Weights holding NaN or inf are refused (NonFiniteWeightsError) rather than sampled.
     method: "cached" (work proportional to the image) or "naive" (full forward per sub-pixel).
     progress: a tqdm bar over rows. backend: deprecated (the naive method runs ``model.backend``;
       switch it with ``model.to_backend(name)``).
@@ -54,11 +72,16 @@ def sample(
     rest of the full image conditioned on it (see :func:`_sample_multiscale`).
     """
     for label, value in (("num", num), ("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{label} must be an int >= 1, got {value!r}")
+        check_option(label, value)
     options = dict(temperature=temperature, generator=generator, method=method, progress=progress)
-    if not isinstance(model, (PixelModel, MultiScalePixelRNN)):
+    if not isinstance(model, (PixelModel, PixelCNNPlusPlus, MultiScalePixelRNN)):
         _check_model(model)
+    check_finite_weights(model, "sample")
+    device = _device(model.small if isinstance(model, MultiScalePixelRNN) else model)
+    check_generator(generator, device)
+    # the images (int64) and their uniforms (float64), allocated up front: refused with the estimate if too big
+    check_fits(16 * num * model.channels * height * width, device, f"sampling {num} images of {height}x{width}",
+               "draw fewer images at once, or smaller ones")
     with model._deprecated_call_backend(backend, "sample"):
         if isinstance(model, MultiScalePixelRNN):
             return _sample_multiscale(model, num, height, width, labels=labels, cond=cond, **options)
@@ -114,6 +137,8 @@ def complete(
     """
     _check_model(model)
     check_images(images, channels=model.channels, levels=model.levels, check_values=False)
+    check_finite_weights(model, "complete images")
+    check_generator(generator, _device(model))
     with torch.no_grad():
         cond_biases = model.condition_biases(labels, cond, images.shape[0])
     if not isinstance(known, torch.Tensor) or known.dtype != torch.bool:
@@ -206,9 +231,9 @@ def cached_logits(
 
 
 def _check_model(model: object) -> None:
-    if not isinstance(model, PixelModel):
+    if not isinstance(model, (PixelModel, PixelCNNPlusPlus)):
         raise TypeError(f"model must be a fastpixel PixelModel (create_model(...)), got {type(model).__name__}")
 
 
-def _device(model: PixelModel) -> torch.device:
-    return model.output_conv2.weight.device
+def _device(model: PixelModel | PixelCNNPlusPlus) -> torch.device:
+    return next(model.parameters()).device

@@ -27,6 +27,8 @@ from fastpixel.presets import DEFAULTS, PRESETS, resolve
 from fastpixel.training.rules import RULES, check_field
 from fastpixel.training.schedule import check_schedule
 
+#: Data sets that read no folder (a data_dir given with them would be ignored: refused instead).
+BUILT_IN = ("builtin_mnist", "user")
 #: Options of the Multi-Scale PixelRNN (``model="multiscale"``) beyond create_model's common ones.
 MULTISCALE_OPTIONS = ("kind", "factor", "small_hidden", "small_layers", "condition_features")
 #: Fields that say how this invocation runs, not what is trained (not stored in checkpoints).
@@ -154,6 +156,8 @@ class TrainConfig:
 
     def model_options(self) -> dict[str, Any]:
         """``create_model``'s keyword arguments besides channels, levels and backend."""
+        if self.model == "pixelcnn_pp":  # hidden -> nr_filters, layers -> nr_resnet; no output layers, no skips
+            return dict(hidden=self.hidden, layers=self.layers)
         options = dict(hidden=self.hidden, layers=self.layers, output_hidden=self.output_hidden, skip=self.skip)
         if self.model == "multiscale":
             options.update({k: getattr(self, k) for k in MULTISCALE_OPTIONS if getattr(self, k) is not None})
@@ -167,6 +171,12 @@ def check_together(config: TrainConfig) -> None:
     """The rules between fields; ValueError with the message the commands print."""
     if config.binarize != "none" and config.dataset not in GREY_8BIT:
         raise ValueError(_binarize_message(config))
+    if config.data_dir is not None and config.dataset in BUILT_IN:
+        raise ValueError(f"--data-dir {config.data_dir}: the data set {config.dataset} is built into fastpixel and "
+                         f"reads no folder; leave --data-dir out, or pick a --dataset read from files")
+    if config.model == "pixelcnn_pp" and (config.output_hidden is not None or config.skip):
+        raise ValueError("--output-hidden and --skip do not apply to --model pixelcnn_pp (its output is one 1x1 conv "
+                         "of its down-right stream; --hidden is nr_filters, --layers nr_resnet)")
     if config.model == "multiscale" and config.layers < 1:
         raise ValueError("--model multiscale needs --layers >= 1 (the small image biases every LSTM layer)")
     check_schedule(config.lr_schedule, steps=config.steps, warmup_steps=config.warmup_steps,

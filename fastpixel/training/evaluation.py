@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from fastpixel.data.datasets import ImageSet
 from fastpixel.distributed import DistInfo, all_reduce_sum
+from fastpixel.finite import check_finite_weights
 from fastpixel.metrics import bits_per_dim
 
 
@@ -19,6 +20,7 @@ def evaluate_nll(
 ) -> dict:
     """NLL of every image of ``data`` -> {"nats_per_image", "bits_per_dim", "images"}.
 
+    Weights holding NaN or inf are refused (NonFiniteWeightsError): their NLL would be NaN.
     Under data parallelism (``info.world > 1``) rank r scores images r, r + w, ... and the sums
     are all-reduced, so every rank returns the whole split's figure.
     """
@@ -26,6 +28,7 @@ def evaluate_nll(
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if len(data) == 0:
         raise ValueError(f"{data.name} {data.split!r}: no images to evaluate")
+    check_finite_weights(model, "evaluate")
     was_training = model.training
     model.eval()
     rank, world = (info.rank, info.world) if info is not None else (0, 1)

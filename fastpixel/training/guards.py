@@ -7,24 +7,9 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Iterator
 
-import torch
-
-
-def first_non_finite(named: dict[str, Any]) -> str | None:
-    """The name of the first floating tensor holding a NaN or an infinity in nested state dicts."""
-    stack = list(named.items())
-    while stack:
-        name, value = stack.pop(0)
-        if isinstance(value, torch.Tensor):
-            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-                return name
-        elif isinstance(value, dict):
-            stack.extend((f"{name}.{k}", v) for k, v in value.items())
-        elif isinstance(value, (list, tuple)):
-            stack.extend((f"{name}[{i}]", v) for i, v in enumerate(value))
-    return None
+from fastpixel.finite import first_non_finite  # noqa: F401  (re-exported: its old home)
 
 
 @contextmanager

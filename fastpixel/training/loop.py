@@ -26,13 +26,15 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from fastpixel.atomic import NO_SPACE, disk_full
 from fastpixel.data.datasets import ImageSet
 from fastpixel.distributed import DistInfo, all_reduce_sum, barrier
 from fastpixel.training import watch
@@ -60,6 +62,7 @@ def train_loop(model: torch.nn.Module, train_set: ImageSet, test_set: ImageSet |
     "history": every record of this call (or, resuming a finished run, of the metrics file)}.
     """
     config = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    check_bf16(config.bf16, info.device)
     if config.batch_size > len(train_set):
         raise ValueError(f"batch_size {config.batch_size} exceeds the {len(train_set)} training images")
     run_dir = Path(config.run_dir) if config.run_dir else None
@@ -74,17 +77,44 @@ def train_loop(model: torch.nn.Module, train_set: ImageSet, test_set: ImageSet |
         if state.step >= config.steps and (done["test"] is not None or test_set is None):
             return {"step": state.step, "run_dir": str(run_dir), "history": kept, **done}
         # else: unfinished, or finished but its final test record was lost (a torn line): go on
-    write_config(state, record)
-    if run_dir is not None and config.tensorboard and info.is_main:
-        state.writer = watch.open_tensorboard(run_dir / TENSORBOARD, purge_step=state.step + 1 if state.step else None)
-    try:
-        run_steps(state, on_step)
-    finally:
-        if state.writer is not None:
-            state.writer.close()
-    if state.last["test"] is None and test_set is not None:  # resumed at the end: still report the held-out figure
-        evaluate(state)
+    with disk_full_keeps(state):
+        write_config(state, record)
+        if run_dir is not None and config.tensorboard and info.is_main:
+            state.writer = watch.open_tensorboard(run_dir / TENSORBOARD,
+                                                  purge_step=state.step + 1 if state.step else None)
+        try:
+            run_steps(state, on_step)
+        finally:
+            if state.writer is not None:
+                state.writer.close()
+        if state.last["test"] is None and test_set is not None:  # resumed at the end: still report the held-out figure
+            evaluate(state)
     return {"step": state.step, "run_dir": str(run_dir) if run_dir else None, "history": state.history, **state.last}
+
+
+@contextmanager
+def disk_full_keeps(state: RunState) -> Iterator[None]:
+    """A full disk (ENOSPC) anywhere in the run becomes one DiskFullError naming the file and the last
+    good checkpoint (which a failed write never touches)."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in NO_SPACE:
+            raise
+        kept = state.last_good or "no checkpoint had been written yet"
+        raise disk_full(err, Path(err.filename or state.run_dir or "."), kept=kept) from None
+
+
+def check_bf16(bf16: bool, device: torch.device) -> None:
+    """ValueError when bf16 autocast is asked for where it cannot apply (it is never silently dropped)."""
+    if not bf16:
+        return
+    if device.type != "cuda":
+        raise ValueError(f"--bf16 (bf16=True) needs a CUDA device; this run is on {device.type}: leave it out "
+                         f"(or pass --no-bf16) to train in float32")
+    if not torch.cuda.is_bf16_supported():
+        raise ValueError(f"--bf16 (bf16=True): {torch.cuda.get_device_name(device)} does not support bfloat16; "
+                         f"pass --no-bf16 to train in float32")
 
 
 def run_steps(state: RunState, on_step: Callable[[int], None] | None) -> None:
@@ -92,9 +122,7 @@ def run_steps(state: RunState, on_step: Callable[[int], None] | None) -> None:
     on SIGINT / SIGTERM, save and raise TrainingInterrupted."""
     config, info = state.config, state.info
     net = DistributedDataParallel(state.model) if info.world > 1 else state.model
-    bf16 = config.bf16 and state.device.type == "cuda"
-    if config.bf16 and not bf16:
-        state.say("--bf16 applies on CUDA only; training in float32")
+    bf16 = config.bf16  # checked by train_loop: a CUDA device that supports it
     show = config.progress and info.is_main and sys.stderr.isatty()
     bar = tqdm(total=config.steps, initial=state.step, desc="train", disable=not show, dynamic_ncols=True)
     schedule = dict(base=config.lr, schedule=config.lr_schedule, steps=config.steps, warmup_steps=config.warmup_steps,

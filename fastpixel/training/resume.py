@@ -22,6 +22,29 @@ TRAJECTORY_KEYS = ("model", "hidden", "layers", "output_hidden", "skip", "datase
                    "condition_features")
 
 
+def settings_for_resume(recorded: TrainConfig, given: dict[str, Any], where: str) -> tuple[TrainConfig, list[str]]:
+    """The config a resumed run continues with: the run's own settings (``recorded``, from its
+    directory), with the settings ``given`` on the command line (flag name without dashes -> value).
+
+    A given setting equal to the run's changes nothing. One that shapes the trajectory
+    (TRAJECTORY_KEYS, and ``steps`` under the cosine schedule) and differs is refused with one line
+    naming both values (RunDirError); any other (``steps``, how often to log, evaluate and save,
+    ``keep``, ``data_dir``, ...) is honoured and returned in the notes (the run's config.json then
+    records it). ``where``: the run directory, for the messages.
+    """
+    changes = {k: v for k, v in given.items() if v is not None and getattr(recorded, k) != v}
+    proposed = recorded.replace(**changes)
+    refused = changed_settings(recorded, proposed)
+    if refused:
+        said = "; ".join(f"--{k.split(' ')[0].replace('_', '-')} {now!r} on the command line, {before!r} in the run"
+                         for k, (before, now) in refused.items())
+        raise RunDirError(f"--resume {where}: {said}; the run continues with its own settings, so leave the "
+                          f"flag out (or start a new run: another --run-dir, or --overwrite)")
+    notes = [f"--{k.replace('_', '-')} {v!r} (the run had {getattr(recorded, k)!r}): honoured and recorded"
+             for k, v in changes.items()]
+    return proposed, notes
+
+
 def changed_settings(before: TrainConfig, now: TrainConfig) -> dict[str, tuple[Any, Any]]:
     """{setting: (checkpoint's, now)} for every trajectory setting that differs (and, for the cosine
     schedule, its length ``steps``)."""
@@ -39,7 +62,8 @@ def resume(state: RunState) -> list[dict[str, Any]]:
     before = TrainConfig.from_saved(ckpt["train_config"])
     changed = changed_settings(before, state.config)
     if changed:
-        raise RunDirError(f"{path}: --resume with different settings {changed} (checkpoint, now)")
+        said = "; ".join(f"{k}: {b!r} in the checkpoint, {n!r} now" for k, (b, n) in changed.items())
+        raise RunDirError(f"{path}: resuming with different settings ({said}); resume with the run's own settings")
     state.model.load_state_dict(ckpt["model"])
     state.optimizer.load_state_dict(ckpt["optimizer"])
     if state.ema is not None:

@@ -1,7 +1,9 @@
 """The rules a training setting must meet: one table (type and range per field), checked in one place.
 
 :data:`RULES` maps every field of :class:`~fastpixel.training.config.TrainConfig` to a :class:`Rule`;
-:func:`check_field` applies one. A bool is never an int, a string never a bool, a count is an int
+:data:`OPTION_RULES` the options of sampling, evaluation and the demo; :func:`check_field` applies
+one, and ``fastpixel.cli.args.from_rule`` turns a row into the argparse type of its flag, so the
+commands and the API refuse the same values in the same words. A bool is never an int, a string never a bool, a count is an int
 with a lower bound (>= 1 where zero makes no sense), a real number is finite. The messages name
 the setting, the rule and the value: ``steps must be an int >= 1, got 0``.
 """
@@ -102,7 +104,7 @@ RULES: dict[str, Rule] = {
     "lr_schedule": Rule(TEXT, choices=SCHEDULES),
     "warmup_steps": count(0),
     "lr_step_every": count(1, optional=True),
-    "lr_gamma": Rule(NUMBER),
+    "lr_gamma": Rule(NUMBER, low=0, high=1, low_open=True, range_text="in (0, 1]"),
     # the Multi-Scale PixelRNN
     "kind": Rule(TEXT, choices=MULTISCALE_KINDS, optional=True),
     "factor": count(2, optional=True),
@@ -126,6 +128,43 @@ RULES: dict[str, Rule] = {
     "progress": Rule(BOOL),
     "quiet": Rule(BOOL),
 }
+
+
+#: The options of sampling, evaluation and the demo, in the API and the commands, that are not
+#: training settings (those, and ``overwrite``, are RULES' rows and are read from there). One table: ``fastpixel-sample
+#: --num 0`` and ``fastpixel.sample(model, 0, ...)`` are refused by the same row, in the same words.
+OPTION_RULES: dict[str, Rule] = {
+    # sampling (fastpixel.sample / complete, fastpixel-sample)
+    "num": count(1, 100_000),
+    "height": count(1, 4096),
+    "width": count(1, 4096),
+    "temperature": Rule(NUMBER, low=0, range_text="a finite number >= 0 (0: greedy)"),
+    "per_image": count(1, 64),
+    "columns": count(1, 10_000, optional=True),
+    "scale": count(1, 64),
+    "sample_batch_size": count(1),
+    # evaluation (fastpixel-evaluate; its --batch-size is RULES' eval_batch_size)
+    "limit": count(1, optional=True),
+    # the demo (its other flags are RULES' rows: hidden, layers, steps, batch_size, lr, seed)
+    "threads": count(1, 1024),
+    # compression (fastpixel.compress, fastpixel-compress; --limit and --threads as above)
+    "chunk_size": count(1),
+    # class-conditional sampling (fastpixel-sample --label)
+    "label": count(0),
+}
+
+
+def check_option(name: str, value: Any, *, label: str | None = None) -> Any:
+    """``value`` when it meets the row ``name`` of OPTION_RULES (else RULES); ValueError otherwise
+    (the message names ``label``, default ``name``)."""
+    rule = OPTION_RULES.get(name) or RULES[name]
+    check_field(label or name, value, rule)
+    return value
+
+
+def rule_for(name: str) -> Rule:
+    """The row of ``name``: OPTION_RULES, else RULES (KeyError for a name in neither)."""
+    return OPTION_RULES.get(name) or RULES[name]
 
 
 def _is_int(value: Any) -> bool:

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fastpixel.checkpoint import FILENAME, save_checkpoint
+from fastpixel.directory_kind import FOREIGN, RUN, refuse_other_kind
+from fastpixel.output_paths import check_output_dir
 from fastpixel.training.errors import RunDirError, RunDirExistsError
 
 METRICS = "metrics.jsonl"
@@ -166,10 +168,20 @@ def clear_run(run_dir: str | os.PathLike) -> None:
 def check_run_dir(run_dir: str | os.PathLike, *, resume: bool, overwrite: bool) -> list[str]:
     """Refuse a request that would lose or misread a run; return the run files already there.
 
-    resume without a checkpoint -> RunDirError; a new run where one exists, without overwrite ->
-    RunDirExistsError.
+    resume and overwrite together, resume without a checkpoint -> RunDirError; a file, or a folder
+    that cannot be written -> NotADirectoryError / PermissionError; a saved model's directory ->
+    DirectoryKindError (always); a new run where one exists, or over a config.json fastpixel did not
+    write, without overwrite -> RunDirExistsError.
     """
     run_dir = Path(run_dir)
+    if resume and overwrite:
+        raise RunDirError(f"--resume and --overwrite contradict each other: --resume continues the run in {run_dir}, "
+                          f"--overwrite deletes it and starts again; pass one of them")
+    check_output_dir(run_dir, "--run-dir")
+    contents = refuse_other_kind(run_dir, RUN, label="--run-dir")
+    if contents.kind == FOREIGN and not overwrite:
+        raise RunDirExistsError(f"{run_dir} holds a {CONFIG} that fastpixel did not write; pass --overwrite to "
+                                f"replace it, or choose another --run-dir")
     existing = holds_a_run(run_dir)
     if resume and not (run_dir / FILENAME).is_file():
         raise RunDirError(f"--resume: no checkpoint at {run_dir / FILENAME} (nothing to continue; check "

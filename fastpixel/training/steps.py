@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from typing import Any
@@ -18,11 +19,12 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from fastpixel.atomic import write_bytes_atomically
 from fastpixel.checkpoint import FORMAT, rng_state
 from fastpixel.data import batch_labels, training_batch
+from fastpixel.directory_kind import RUN_FORMAT
 from fastpixel.distributed import all_reduce_sum, barrier
 from fastpixel.metrics import bits_per_dim
-from fastpixel.ops.cross_entropy import pixel_cross_entropy
 from fastpixel.training import run_dir as files
 from fastpixel.training import watch
 from fastpixel.training.errors import DivergedError
@@ -47,9 +49,8 @@ def one_step(state: RunState, net: torch.nn.Module, lr: float, *, bf16: bool) ->
     if getattr(model, "conditional", False):  # a class-conditional model trains on the batch's own labels
         conditioning["labels"] = batch_labels(state.train_set, config.batch_size, **where).to(state.device)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-        logits = net(x, validate=False, **conditioning)  # (B, levels, C, H, W)
-    nll = pixel_cross_entropy(logits.float(), x, reduction="none", validate=False,
-                              backend=getattr(model, "backend", None)).sum(dim=(1, 2, 3))  # (B,) nats
+        logits = net(x, validate=False, **conditioning)  # (B, levels, C, H, W); a DMoL head's (B, P, H, W)
+    nll = model.output_nll(logits.float(), x)  # (B,) nats: the model's head (softmax CE or DMoL) on model.backend
     loss = nll.mean() / state.train_set.dims  # nats per sub-pixel: a scale that does not depend on the image size
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -165,13 +166,17 @@ def checkpoint_state(state: RunState) -> dict[str, Any]:
 
 
 def write_config(state: RunState, record: dict[str, Any] | None) -> None:
-    """``config.json``: every field of the config, the model config, the data protocol (``record``), versions."""
+    """``config.json``: its format (``"fastpixel-run"``: what tells a run from a saved model), every field of the config (the run directory as an absolute
+    path), the model config, the data protocol (``record``), versions; written atomically."""
     if not state.writes:
         return
     model = state.model
-    written = {**state.config.to_dict(), "model_config": getattr(model, "config", None), "world_size": state.info.world,
+    settings = state.config.to_dict() | {"run_dir": os.path.abspath(state.run_dir)}
+    written = {"format": RUN_FORMAT, **settings, "model_config": getattr(model, "config", None),
+               "world_size": state.info.world,
                **(record or {}), "torch": torch.__version__, "parameters": sum(p.numel() for p in model.parameters())}
     if getattr(model, "conditional", False) and state.train_set.labels is not None:
         # the data set's own class ids (never positions in a list of names): what --label means for this model
         written["classes"] = sorted(int(c) for c in state.train_set.labels.unique())
-    (state.run_dir / files.CONFIG).write_text(json.dumps(written, indent=2, default=str) + "\n")
+    text = json.dumps(written, indent=2, default=str) + "\n"
+    write_bytes_atomically(state.run_dir / files.CONFIG, text.encode())

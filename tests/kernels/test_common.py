@@ -70,3 +70,59 @@ def test_scan_launchers_reject_an_image_spanning_2_31_elements(scan):
         else:
             w = torch.empty(4 * h, h, 2, 1, device="meta", dtype=torch.bfloat16)
             diagonal_bilstm.diagonal_bilstm_forward(gates, w, gates, w)
+
+
+class _FakeKernel:
+    """Stands for a JIT kernel: ``warmup`` 'compiles' and reports the shared memory a config needs."""
+
+    __name__ = "_fake_scan_kernel"
+
+    def __init__(self, shared_by_stages):
+        self.shared_by_stages, self.asked = shared_by_stages, []
+
+    def warmup(self, *args, grid, **kwargs):
+        import types
+
+        stages = kwargs.get("num_stages", 3)
+        self.asked.append(stages)
+        return types.SimpleNamespace(metadata=types.SimpleNamespace(shared=self.shared_by_stages[stages]))
+
+
+@pytest.fixture
+def on_a_fake_h100(monkeypatch):
+    from fastpixel.kernels import _common
+
+    monkeypatch.setattr(_common, "shared_memory_limit", lambda index: 232_448)
+    monkeypatch.setattr(_common, "_fitted", {})
+    monkeypatch.setattr("fastpixel.kernels._interpreter.triton_interpreter_enabled", lambda: False)
+    return _common
+
+
+def test_shared_memory_fallback_to_one_stage_before_launch(on_a_fake_h100):
+    # the float64 Diagonal BiLSTM forward at h=128 (sm_90 compile): 335,872 B at 3 stages, 196,608 at 1
+    kernel = _FakeKernel({3: 335_872, 1: 196_608})
+    kwargs = on_a_fake_h100.fit_shared_memory("op", kernel, (1,), (), {"BK": 128}, torch.device("cuda", 0))
+    assert kwargs == {"BK": 128, "num_stages": 1} and kernel.asked == [3, 1]
+    again = on_a_fake_h100.fit_shared_memory("op", kernel, (1,), (), {"BK": 128}, torch.device("cuda", 0))
+    assert again == kwargs and kernel.asked == [3, 1]  # decided once per configuration
+
+
+def test_shared_memory_that_fits_is_left_alone(on_a_fake_h100):
+    kernel = _FakeKernel({2: 204_800})
+    kwargs = {"BK": 128, "num_stages": 2}
+    assert on_a_fake_h100.fit_shared_memory("op", kernel, (1,), (), kwargs, torch.device("cuda", 0)) == kwargs
+
+
+def test_shared_memory_that_never_fits_is_refused_with_the_numbers(on_a_fake_h100):
+    kernel = _FakeKernel({3: 500_000, 1: 300_000})
+    with pytest.raises(ValueError, match=r"diagonal_bilstm_scan \(triton\): _fake_scan_kernel needs 300000 bytes .* "
+                                         r"allows 232448"):
+        on_a_fake_h100.fit_shared_memory("diagonal_bilstm_scan", kernel, (1,), (), {}, torch.device("cuda", 0))
+
+
+def test_shared_memory_is_not_checked_off_gpu():
+    from fastpixel.kernels import _common
+
+    kernel = _FakeKernel({})
+    assert _common.fit_shared_memory("op", kernel, (1,), (), {"X": 1}, torch.device("cpu")) == {"X": 1}
+    assert kernel.asked == []

@@ -21,6 +21,7 @@ mc = pytest.importorskip("fastpixel.kernels.masked_conv")
 ce = pytest.importorskip("fastpixel.kernels.cross_entropy")
 rl = pytest.importorskip("fastpixel.kernels.row_lstm")
 dl = pytest.importorskip("fastpixel.kernels.diagonal_bilstm")
+dm = pytest.importorskip("fastpixel.kernels.dmol")
 
 SPEC = MaskSpec((3, 3), "B", color_groups(5, 3), gate_groups(2, 3))  # 5 -> 8 channels, colour groups
 MASK_ARGS = (list(SPEC.center_limit()), list(SPEC.center), SPEC.open_taps())
@@ -46,6 +47,10 @@ def _cases(dtype=torch.float64, grad=True):
         out, pre, cd, hd = dl.diagonal_bilstm_scan_forward(gates[0], w_diag[0], gates[1], w_diag[1])
     with torch.no_grad():
         _, grad_ce, _ = ce.pixel_cross_entropy_forward(logits, targets, "mean", True)
+    dmol_params = _randn(2, 20, 2, 3, dtype=dtype, grad=grad, seed=9)  # RGB, K = 2
+    dmol_x = torch.randint(0, 5, (2, 3, 2, 3), generator=torch.Generator().manual_seed(10))
+    with torch.no_grad():
+        _, grad_dmol = dm.dmol_nll_forward(dmol_params, dmol_x, 5, 2, "none", True)
     d = lambda t: t.detach()  # noqa: E731  (backward ops are not differentiable)
     return {
         "masked_conv2d": (mc.masked_conv2d_op, (x, w, b, *MASK_ARGS)),
@@ -68,6 +73,9 @@ def _cases(dtype=torch.float64, grad=True):
         "diagonal_bilstm_scan_forward": (dl.diagonal_bilstm_scan_forward, (gates[0], w_diag[0], gates[1], w_diag[1])),
         "diagonal_bilstm_scan_backward": (
             dl.diagonal_bilstm_scan_backward, (_randn(1, 2, 3, 2, dtype=dtype), pre, cd, hd, d(w_diag[0]), d(w_diag[1]))),
+        "dmol_nll_forward": (dm.dmol_nll_forward, (dmol_params, dmol_x, 5, 2, "mean", True)),
+        "dmol_nll_forward_none": (dm.dmol_nll_forward, (d(dmol_params), dmol_x, 5, 2, "none", False)),
+        "dmol_nll_backward": (dm.dmol_nll_backward, (grad_dmol, _randn(2, 2, 3, dtype=dtype, seed=11))),
     }  # fmt: skip
 
 
@@ -77,6 +85,7 @@ CASE_NAMES = sorted([
     "pixel_cross_entropy_backward", "pixel_cross_entropy_forward_inplace_", "pixel_cross_entropy_backward_inplace_",
     "row_lstm_scan_forward", "row_lstm_scan_backward", "row_lstm_scan_backward_no_dw",
     "diagonal_bilstm_scan_forward", "diagonal_bilstm_scan_backward",
+    "dmol_nll_forward", "dmol_nll_forward_none", "dmol_nll_backward",
 ])  # fmt: skip
 
 
