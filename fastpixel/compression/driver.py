@@ -2,7 +2,7 @@
 
     images (B, C, H, W) int64  ->  for r: for j: for c: values = code(logits (B, L), images[:, c, r, j])
 
-The logits come from the cached engine (:class:`fastpixel.sampling.cached.CachedEngine`), driven
+The logits come from the cached engine (``fastpixel.sampling.engines.make_engine("cached", ...)``), driven
 exactly as :func:`fastpixel.sampling.generate` drives it: rows top to bottom, pixels left to right,
 channels R, G, B inside a pixel (the model's factorisation). ``code`` is an encoder (codes the true
 value, returns it) or a decoder (ignores the placeholder, returns the decoded value); the driver writes
@@ -30,7 +30,8 @@ import torch
 
 from fastpixel.models.base import PixelModel
 from fastpixel.models.multiscale import MultiScalePixelRNN
-from fastpixel.sampling.cached import CachedEngine
+from fastpixel.models.pixelcnn_pp import PixelCNNPlusPlus
+from fastpixel.sampling.engines import make_engine
 
 #: code(logits (B, L), values (B,) int64) -> the values (B,) int64 the sub-pixel takes.
 Code = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -52,7 +53,7 @@ def run_chunk(model: torch.nn.Module, images: torch.Tensor, code: Code,
         biases = model.gate_biases(small, height, width)
         known = model.small_positions(height, width, images.device)
         return run_pixels(model.large, images, code, known, biases, on_row)
-    if not isinstance(model, PixelModel):
+    if not isinstance(model, (PixelModel, PixelCNNPlusPlus)):
         raise TypeError(f"model must be a fastpixel model (create_model(...)), got {type(model).__name__}")
     return run_pixels(model, images, code, None, None, on_row)
 
@@ -64,11 +65,11 @@ def rows_per_chunk(model: torch.nn.Module, height: int) -> int:
     return height
 
 
-def run_pixels(model: PixelModel, images: torch.Tensor, code: Code, known: torch.Tensor | None,
+def run_pixels(model: PixelModel | PixelCNNPlusPlus, images: torch.Tensor, code: Code, known: torch.Tensor | None,
                gate_biases: list[torch.Tensor] | None, on_row: Callable[[], None] | None) -> torch.Tensor:
     """The raster loop of one network. known: (H, W) bool, pixels written but not coded (or None)."""
     _, channels, height, width = images.shape
-    engine = CachedEngine(model, images, gate_biases)
+    engine = make_engine("cached", model, images, gate_biases)
     skip = known.tolist() if known is not None else [[False] * width] * height
     for r in range(height):
         engine.start_row(r)
@@ -76,7 +77,7 @@ def run_pixels(model: PixelModel, images: torch.Tensor, code: Code, known: torch
             final = False  # whether the engine's states at (r, j) already saw channels 0..C-2
             for c in range(channels):
                 if not skip[r][j]:
-                    logits = engine.logits(r, j)[:, :, c]  # [B, L]
+                    logits = engine.logits(r, j, c)  # [B, L]
                     images[:, c, r, j] = code(logits, images[:, c, r, j])
                     final = c == channels - 1
                 engine.write(r, j, c, images[:, c, r, j])

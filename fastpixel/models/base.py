@@ -62,10 +62,11 @@ class DiscreteLikelihood:
         out = self.forward(x, labels=labels, cond=cond, validate=validate)
         return head_log_probs(self.head_kind, out, x, levels=self.levels, nr_logistic_mix=self.nr_logistic_mix)
 
-    def sampling_logits(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The samplers' logits (B, levels, C, h, w) from ``forward``'s output at some pixels and those
-        pixels of x (softmax: the output itself; DMoL: log-probabilities given x's earlier channels)."""
-        return head_sampling_logits(self.head_kind, out, x, levels=self.levels,
+    def sampling_logits(self, out: torch.Tensor, x: torch.Tensor, channel: int) -> torch.Tensor:
+        """The samplers' logits (B, levels, h, w) of sub-pixel ``channel`` from ``forward``'s output at
+        some pixels and those pixels of x (softmax: the output's; DMoL: log-probabilities given x's
+        channels before ``channel``)."""
+        return head_sampling_logits(self.head_kind, out, x, channel, levels=self.levels,
                                     nr_logistic_mix=self.nr_logistic_mix)
 
     def log_prob(

@@ -77,14 +77,15 @@ def head_log_probs(head: str, out: torch.Tensor, x: torch.Tensor, *, levels: int
     return F.log_softmax(out.float() if out.dtype in (torch.float16, torch.bfloat16) else out, dim=1)
 
 
-def head_sampling_logits(head: str, out: torch.Tensor, x: torch.Tensor, *, levels: int,
+def head_sampling_logits(head: str, out: torch.Tensor, x: torch.Tensor, channel: int, *, levels: int,
                          nr_logistic_mix: int) -> torch.Tensor:
-    """What the samplers draw from at the pixels of ``out``: (B, levels, C, h, w) logits.
+    """What the samplers draw sub-pixel ``channel`` from at the pixels of ``out`` (the model's forward
+    there, a softmax head's (B, levels, C, h, w)): (B, levels, h, w) logits.
 
     Softmax: the head's logits themselves (unchanged, so existing samples stay bit for bit what they
-    were); DMoL: the log-probabilities given the sub-pixels written so far in ``x`` (channel c's row
-    is valid once channels < c of the pixel are written).
+    were); DMoL: the log-probabilities given the pixel's channels before ``channel`` in ``x`` (the
+    only ones read).
     """
     if head == "dmol":
-        return dmol_log_probs(out, x, levels=levels, num_mixtures=nr_logistic_mix, validate=False)
-    return out
+        return dmol_log_probs(out, x, levels=levels, num_mixtures=nr_logistic_mix, channel=channel, validate=False)
+    return out[:, :, channel]  # (B, levels, C, h, w) -> (B, levels, h, w)

@@ -63,8 +63,6 @@ class PixelCNNPlusPlus(BackendChoice, SavePretrainedMixin, nn.Module):
 
     name = "pixelcnn_pp"
     head_kind = "dmol"
-    #: No cached sampler yet (its down- and upsampled streams would be cached per row): sample naive.
-    cached_sampling = False
 
     def __init__(
         self, *, channels: int, levels: int, nr_resnet: int = 5, nr_filters: int = 160, nr_logistic_mix: int = 10,
@@ -226,6 +224,8 @@ class PixelCNNPlusPlus(BackendChoice, SavePretrainedMixin, nn.Module):
         out = self.forward(x, labels=labels, cond=cond, validate=validate)
         return head_log_probs("dmol", out, x, levels=self.levels, nr_logistic_mix=self.nr_logistic_mix)
 
-    def sampling_logits(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The samplers' logits (B, levels, C, h, w) from ``forward``'s output at some pixels and those pixels of x."""
-        return head_sampling_logits("dmol", out, x, levels=self.levels, nr_logistic_mix=self.nr_logistic_mix)
+    def sampling_logits(self, out: torch.Tensor, x: torch.Tensor, channel: int) -> torch.Tensor:
+        """The samplers' logits (B, levels, h, w) of sub-pixel ``channel`` from ``forward``'s output at some
+        pixels and those pixels of x (log-probabilities given x's channels before ``channel``)."""
+        return head_sampling_logits("dmol", out, x, channel, levels=self.levels,
+                                    nr_logistic_mix=self.nr_logistic_mix)

@@ -117,15 +117,21 @@ def dmol_nll(
 
 
 def dmol_log_probs(
-    params: torch.Tensor, x: torch.Tensor, *, levels: int = 256, num_mixtures: int | None = None, validate: bool = True
+    params: torch.Tensor, x: torch.Tensor, *, levels: int = 256, num_mixtures: int | None = None,
+    channel: int | None = None, validate: bool = True,
 ) -> torch.Tensor:
     """(B, levels, C, H, W): for every sub-pixel, the log-probability of each of its values given the
     sub-pixels before it *in x* (R given nothing, G given x's R, B given x's R and G). Gathering x's
     values and summing over C gives -dmol_nll(x); each sub-pixel's row sums to 1 in probability.
-    Pure PyTorch (the reference formulas) on any device; temporaries of (B, 32, K, H, W), 32 values at a time."""
+    channel: only that channel's, (B, levels, H, W) (x's channels >= channel are not read).
+    Pure PyTorch (the reference formulas) on any device; temporaries of (B, 32, K, H, W), 32 values at a
+    time (all of them for a few pixels)."""
     op = "dmol_log_probs"
     k = _check(op, params, x, levels, num_mixtures, validate)
-    return reference.dmol_log_probs(params, x, levels, k)
+    if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int)
+                                or not 0 <= channel < x.shape[1]):
+        raise ValueError(f"{op}: channel must be an int in [0, {x.shape[1]}) or None, got {channel!r}")
+    return reference.dmol_log_probs(params, x, levels, k, channel)
 
 
 def dmol_sample(

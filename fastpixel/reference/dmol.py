@@ -74,8 +74,10 @@ REDUCTIONS = ("none", "sum", "mean")
 LOG_SCALE_MIN = -7.0
 #: Rule 4: below this delta, log1mexp(delta) is computed from log(delta) (delta may have underflowed).
 SMALL_DELTA = 1e-6
-#: dmol_log_probs evaluates this many values at a time (its temporaries are (B, chunk, K, H, W)).
+#: dmol_log_probs evaluates at least this many values at a time (its temporaries are (B, chunk, K, H, W))...
 LEVELS_PER_CHUNK = 32
+#: ... and more, up to this many temporary elements (all values at once for a few pixels: the samplers').
+CHUNK_ELEMENTS = 1 << 20
 #: Parameters per mixture component: RGB (logit, 3 means, 3 log-scales, 3 coefficients), grey.
 PARAMS_PER_MIXTURE = {3: 10, 1: 3}
 
@@ -186,7 +188,8 @@ def dmol_nll(
 
 
 def dmol_log_probs(
-    params: torch.Tensor, x: torch.Tensor, levels: int = 256, num_mixtures: int | None = None
+    params: torch.Tensor, x: torch.Tensor, levels: int = 256, num_mixtures: int | None = None,
+    channel: int | None = None,
 ) -> torch.Tensor:
     """(B, L, C, H, W): log p(x_c = v | the sub-pixels before c in x), for every value v of every sub-pixel.
 
@@ -198,23 +201,34 @@ def dmol_log_probs(
 
     so that gathering x's values and summing over C gives -dmol_nll (the chain rule), and each
     sub-pixel's L probabilities sum to 1 (exact bin masses). What an entropy coder and
-    ``categorical_log_probs`` need. Memory: the (B, L, C, H, W) result and (B, 32, K, H, W) temporaries.
+    ``categorical_log_probs`` need. channel: only that sub-pixel's, (B, L, H, W) (what a sampler
+    drawing sub-pixel c needs; x's channels >= c are not read). Memory: the result and
+    (B, chunk, K, H, W) temporaries (32 values at a time, all L for a few pixels).
     """
     channels = x.shape[1]
     k = num_mixtures if num_mixtures is not None else num_mixtures_of(params.shape[1], channels)
     log_pi, means, log_scales = _component_terms(params, x, levels, k)
     prefix = log_pi  # log pi_k + sum over the earlier channels of log P(x_c'), (B, K, H, W)
     out = []
-    for c in range(channels):
-        mean, log_scale = means[:, c].unsqueeze(1), log_scales[:, c].unsqueeze(1)  # (B, 1, K, H, W)
-        chunks = []
-        for start in range(0, levels, LEVELS_PER_CHUNK):  # bounds the (B, L, K, H, W) temporaries
-            values = torch.arange(start, min(levels, start + LEVELS_PER_CHUNK), device=x.device).view(1, -1, 1, 1, 1)
-            log_p_all = log_bin_mass(values, mean, log_scale, levels)  # (B, chunk, K, H, W)
-            chunks.append(torch.logsumexp(prefix.unsqueeze(1) + log_p_all, dim=2))
-        out.append(torch.cat(chunks, dim=1) - torch.logsumexp(prefix, dim=1).unsqueeze(1))
-        prefix = prefix + log_bin_mass(x[:, c].unsqueeze(1), means[:, c], log_scales[:, c], levels)
-    return torch.stack(out, dim=2)
+    for c in range(channels if channel is None else channel + 1):
+        if channel is None or c == channel:
+            out.append(_values_given(prefix, means[:, c], log_scales[:, c], levels))
+        if c + 1 < channels:
+            prefix = prefix + log_bin_mass(x[:, c].unsqueeze(1), means[:, c], log_scales[:, c], levels)
+    return out[0] if channel is not None else torch.stack(out, dim=2)
+
+
+def _values_given(prefix: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor, levels: int) -> torch.Tensor:
+    """(B, L, H, W): logsumexp_k [prefix_k + log P_k(v)] - logsumexp_k prefix_k for every value v;
+    prefix, mean, log_scale: (B, K, H, W)."""
+    b, k, h, w = prefix.shape
+    per_chunk = max(LEVELS_PER_CHUNK, CHUNK_ELEMENTS // (b * k * h * w or 1))
+    chunks = []
+    for start in range(0, levels, per_chunk):  # bounds the (B, chunk, K, H, W) temporaries
+        values = torch.arange(start, min(levels, start + per_chunk), device=prefix.device).view(1, -1, 1, 1, 1)
+        log_p_all = log_bin_mass(values, mean.unsqueeze(1), log_scale.unsqueeze(1), levels)  # (B, chunk, K, H, W)
+        chunks.append(torch.logsumexp(prefix.unsqueeze(1) + log_p_all, dim=2))
+    return torch.cat(chunks, dim=1) - torch.logsumexp(prefix, dim=1).unsqueeze(1)
 
 
 def dmol_sample(

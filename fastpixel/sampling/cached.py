@@ -5,13 +5,13 @@ Each block keeps what later pixels will read, in the cache its ``allocate_infere
 generating pixel (r, j) costs one step of every layer, so an image costs O(H W) layer steps instead
 of the naive sampler's O((H W)^2 C). Protocol, driven by :func:`fastpixel.sampling.generate`:
 
-    for r: start_row(r); for j: { logits(r, j) / write(r, j, c, value) per sub-pixel; settle(r, j)
+    for r: start_row(r); for j: { logits(r, j, c) / write(r, j, c, value) per sub-pixel; settle(r, j)
     unless the last logits() call already saw channels 0..C-2 }; end_row(r)
 
 Conditioning reaches the blocks once, at allocation: ``gate_biases`` (Multi-Scale maps) and
 ``cond_biases`` (a conditional model's per-image vectors, ``model.condition_biases(labels, cond)``).
 
-``logits(r, j)`` runs the pixel through every layer with the image's sub-pixels written so far and
+``logits(r, j, c)`` runs the pixel through every layer with the image's sub-pixels written so far and
 stores each layer's state at (r, j); a later call for the same pixel overwrites it. The masks make
 every state at (r, j) independent of sub-pixel C-1 of (r, j) itself, so the states computed once
 channels 0..C-2 are written are final.
@@ -116,13 +116,13 @@ class CachedEngine:
             return out.view(-1, self.levels, self.channels)
         return out
 
-    def logits(self, r: int, j: int) -> torch.Tensor:
-        """Logits (B, L, C) of pixel (r, j); channel c is valid once channels < c are written (a DMoL
-        head: the log-probabilities of ``model.sampling_logits`` given the channels written so far)."""
+    def logits(self, r: int, j: int, c: int) -> torch.Tensor:
+        """Logits (B, L) of sub-pixel c of pixel (r, j), channels < c written (a DMoL head: the
+        log-probabilities of ``model.sampling_logits`` given them)."""
         out = self._step(j, head=True)
         if self.model.head_kind == "softmax":
-            return out
-        return self.model.sampling_logits(out[:, :, None, None], self.images[:, :, r, j, None, None])[..., 0, 0]
+            return out[:, :, c]
+        return self.model.sampling_logits(out[:, :, None, None], self.images[:, :, r, j, None, None], c)[..., 0, 0]
 
     def settle(self, r: int, j: int) -> None:
         """Compute the final states of (r, j) (channels 0..C-2 written), without the output layers."""

@@ -29,13 +29,10 @@ from fastpixel.memory import check_fits
 from fastpixel.models.base import PixelModel
 from fastpixel.models.multiscale import MultiScalePixelRNN
 from fastpixel.models.pixelcnn_pp import PixelCNNPlusPlus
-from fastpixel.sampling.cached import CachedEngine
 from fastpixel.sampling.categorical import check_temperature, draw_uniforms, inverse_cdf
-from fastpixel.sampling.naive import NaiveEngine
+from fastpixel.sampling.engines import METHODS, make_engine
 from fastpixel.training.rules import check_option
 from fastpixel.validation import check_images
-
-METHODS = ("cached", "naive")
 
 
 def sample(
@@ -179,11 +176,9 @@ def generate(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     batch, channels, height, width = images.shape
+    _check_no_active_dropout(model)
     uniforms = draw_uniforms(tuple(images.shape), generator=generator, device=images.device)
-    if method == "cached":
-        engine = CachedEngine(model, images, gate_biases, cond_biases)
-    else:
-        engine = NaiveEngine(model, images, gate_biases, cond_biases)
+    engine = make_engine(method, model, images, gate_biases, cond_biases)
     # todo[c][r][j]: some image of the batch still needs sub-pixel (c, r, j); one host copy up front
     todo = [[[True] * width] * height] * channels if known is None else (~known).any(0).tolist()
     for r in tqdm(range(height), desc=f"sampling ({method})", unit="row", disable=not progress):
@@ -192,7 +187,7 @@ def generate(
             final = False  # whether the engine's states at (r, j) already saw channels 0..C-2
             for c in range(channels):
                 if todo[c][r][j]:
-                    logits = engine.logits(r, j)[:, :, c]  # [B, L]
+                    logits = engine.logits(r, j, c)  # [B, L]
                     value = inverse_cdf(logits, uniforms[:, c, r, j], temperature)
                     if known is not None:
                         value = torch.where(known[:, c, r, j], images[:, c, r, j], value)
@@ -218,13 +213,13 @@ def cached_logits(
     check_images(images, channels=model.channels, levels=model.levels)
     images = images.long().to(_device(model))
     batch, channels, height, width = images.shape
-    engine = CachedEngine(model, images, cond_biases=model.condition_biases(labels, cond, batch))
-    out = engine.output2.weight_t.new_empty(batch, model.levels, channels, height, width)
+    engine = make_engine("cached", model, images, cond_biases=model.condition_biases(labels, cond, batch))
+    out = torch.empty(batch, model.levels, channels, height, width, dtype=_dtype(model), device=images.device)
     for r in range(height):
         engine.start_row(r)
         for j in range(width):
             for c in range(channels):
-                out[:, :, c, r, j] = engine.logits(r, j)[:, :, c]
+                out[:, :, c, r, j] = engine.logits(r, j, c)
                 engine.write(r, j, c, images[:, c, r, j])
         engine.end_row(r)
     return out
@@ -235,5 +230,17 @@ def _check_model(model: object) -> None:
         raise TypeError(f"model must be a fastpixel PixelModel (create_model(...)), got {type(model).__name__}")
 
 
+def _check_no_active_dropout(model: torch.nn.Module) -> None:
+    """A model in training mode with dropout (PixelCNN++) would drop activations at random while sampling."""
+    dropout = getattr(model, "dropout", 0.0)
+    if model.training and dropout:
+        raise ValueError(f"{type(model).__name__} is in training mode with dropout {dropout}: sampling would drop "
+                         "activations at random; call model.eval() first")
+
+
 def _device(model: PixelModel | PixelCNNPlusPlus) -> torch.device:
     return next(model.parameters()).device
+
+
+def _dtype(model: PixelModel | PixelCNNPlusPlus) -> torch.dtype:
+    return next(model.parameters()).dtype

@@ -24,17 +24,17 @@ class NaiveEngine:
     def write(self, r: int, j: int, c: int, values: torch.Tensor) -> None:
         pass  # the driver has already written images[:, c, r, j]
 
-    def logits(self, r: int, j: int) -> torch.Tensor:
-        """(B, L, C): the full forward pass (``forward_float`` of the embedded images, what
+    def logits(self, r: int, j: int, c: int) -> torch.Tensor:
+        """(B, L) for sub-pixel c: the full forward pass (``forward_float`` of the embedded images, what
         ``model(images, labels=...)`` computes), read at pixel (r, j) and turned into the logits the
         driver draws from (``model.sampling_logits``: a softmax head's logits as they are; a DMoL
-        head's log-probabilities of each value given the pixel's channels written so far)."""
+        head's log-probabilities of each value given the pixel's channels before c)."""
         u = self.model.embed(self.images)
         out = self.model.forward_float(u, self.gate_biases, self.cond_biases)
         if self.model.head_kind == "softmax":
-            return out[:, :, :, r, j]
+            return out[:, :, c, r, j]
         at = (..., slice(r, r + 1), slice(j, j + 1))
-        return self.model.sampling_logits(out[at], self.images[at])[..., 0, 0]
+        return self.model.sampling_logits(out[at], self.images[at], c)[..., 0, 0]
 
     def settle(self, r: int, j: int) -> None:
         pass

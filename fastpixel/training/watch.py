@@ -34,8 +34,7 @@ def draw_samples(model: torch.nn.Module, num: int, height: int, width: int, *, s
     num_classes = getattr(model, "num_classes", None)  # a class-conditional model: classes 0, 1, ... in turn
     labels = None if num_classes is None else torch.arange(num) % num_classes
     try:
-        method = "cached" if getattr(model, "cached_sampling", True) else "naive"  # PixelCNN++: naive only
-        return sample(model, num, height=height, width=width, labels=labels, method=method,
+        return sample(model, num, height=height, width=width, labels=labels,
                       generator=torch.Generator().manual_seed(seed)).cpu()
     finally:
         model.train(was_training)

@@ -138,13 +138,13 @@ def test_cached_sampling_step_captured_and_replayed(name):
     with torch.no_grad():
         engine, twin = CachedEngine(model, images), CachedEngine(model, images)
         start(engine, first)
-        _warm_up(lambda: engine.logits(0, 0))
+        _warm_up(lambda: engine.logits(0, 0, 0))
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            static_logits = engine.logits(0, 0)
+            static_logits = engine.logits(0, 0, 0)
         write(engine, second)  # in place, into the buffers the graph reads
         graph.replay()
         start(twin, second)
-        eager_logits = twin.logits(0, 0)
+        eager_logits = twin.logits(0, 0, 0)
     torch.cuda.synchronize()
     torch.testing.assert_close(static_logits, eager_logits, rtol=1e-6, atol=1e-6)
