@@ -6,7 +6,9 @@ Cases (batch 16 by default):
   * ``rgb32_<model>``: a small model (h = 16, 2 layers, output_hidden 32) of each kind, sampling
     32x32 RGB images with 256 levels (the Gated PixelCNN with p = 32, the same stream width);
   * ``mnist_pixelcnn`` / ``mnist_gated_pixelcnn``: 7 layers after the first, stream width 32, 28x28
-    binary images (the per-pixel cost of the two convolutional models side by side).
+    binary images (the per-pixel cost of the two convolutional models side by side);
+  * ``rgb32_pixelcnn_pp``: PixelCNN++ (nr_filters 16, nr_resnet 2, K = 10), 32x32 RGB, 256 levels;
+    ``cifar_pixelcnn_pp`` (only with ``--case``): the paper's CIFAR-10 size (160, 5).
 
 Cached: the whole batch is sampled once, after a warm-up on a 2x2 image. Naive: every sub-pixel is
 one full forward pass of the same network on the same (B, C, H, W) tensor plus one draw, so each
@@ -51,7 +53,12 @@ CASES = {
     "mnist_pixelcnn": dict(model="pixelcnn", channels=1, levels=2, hidden=16, layers=7, output_hidden=32, size=28),
     "mnist_gated_pixelcnn": dict(model="gated_pixelcnn", channels=1, levels=2, hidden=32, layers=7,
                                  output_hidden=32, size=28),
+    # PixelCNN++ (DMoL head, K = 10): a small one (nr_filters 16, nr_resnet 2) and the paper's CIFAR-10 size
+    "rgb32_pixelcnn_pp": dict(model="pixelcnn_pp", channels=3, levels=256, hidden=16, layers=2, size=32),
+    "cifar_pixelcnn_pp": dict(model="pixelcnn_pp", channels=3, levels=256, hidden=160, layers=5, size=32),
 }
+#: Run by default (the paper-size PixelCNN++ takes minutes on a CPU: ask for it with --case).
+DEFAULT_CASES = [name for name in CASES if name != "cifar_pixelcnn_pp"]
 
 
 def machine(device: torch.device) -> dict:
@@ -103,7 +110,8 @@ def naive_step_seconds(model, shape, steps: int, device: torch.device) -> list[f
 
     @torch.no_grad()
     def step():
-        logits = model(images, validate=False)[:, :, 0, 0, 0]
+        out = model(images, validate=False)[..., :1, :1]
+        logits = model.sampling_logits(out, images[..., :1, :1], 0)[..., 0, 0]  # (B, L), either head
         images[:, 0, 0, 0] = inverse_cdf(logits, u, 1.0)
 
     step()  # warm-up
@@ -112,9 +120,8 @@ def naive_step_seconds(model, shape, steps: int, device: torch.device) -> list[f
 
 def run_case(name: str, spec: dict, args, device: torch.device) -> dict:
     torch.manual_seed(0)
-    model = fastpixel.create_model(spec["model"], channels=spec["channels"], levels=spec["levels"],
-                                   hidden=spec["hidden"], layers=spec["layers"],
-                                   output_hidden=spec["output_hidden"]).to(device).eval()
+    options = {k: v for k, v in spec.items() if k not in ("model", "size")}
+    model = fastpixel.create_model(spec["model"], **options).to(device).eval()
     size, batch = spec["size"], args.batch
     shape = (batch, spec["channels"], size, size)
     subpixels = spec["channels"] * size * size
@@ -159,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = []
     print(f"{'case':<24}{'naive s':>12}{'cached s':>10}{'speed-up':>10}  naive timing")
     with fastpixel.use_backend(args.backend):
-        for name in args.case or CASES:
+        for name in args.case or DEFAULT_CASES:
             spec = CASES[name] | ({"size": args.size} if args.size else {})
             r = run_case(name, spec, args, device)
             results.append(r)

@@ -93,3 +93,21 @@ def test_log_probs_and_sample_ops():
         ops.dmol_sample(p, u, temperature=-1.0)
     with pytest.raises(ValueError, match=r"x must lie in \[0, 4\)"):
         ops.dmol_log_probs(p, x, levels=4)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_log_probs_of_one_channel_read_only_the_channels_before_it(channels, monkeypatch):
+    """channel=c is the full result's channel c, from the channels before c alone (what a sampler has
+    when it draws sub-pixel c), whatever the chunking (here: the full result 32 values at a time, one
+    channel all values at once)."""
+    for h, w in ((3, 4), (1, 1)):
+        p, x = make_params(2, 3, h, w, channels=channels), make_x(2, channels, h, w, 256)
+        with monkeypatch.context() as patch:
+            patch.setattr(ref, "CHUNK_ELEMENTS", 0)
+            full = ops.dmol_log_probs(p, x)
+        for c in range(channels):
+            later = x.clone()
+            later[:, c:] = torch.randint(0, 256, later[:, c:].shape, generator=torch.Generator().manual_seed(c))
+            torch.testing.assert_close(ops.dmol_log_probs(p, later, channel=c), full[:, :, c], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"channel must be an int in \[0, 3\)"):
+        ops.dmol_log_probs(make_params(1, 2, 1, 1), make_x(1, 3, 1, 1, 256), channel=3)
