@@ -3,7 +3,8 @@
 
 Every map of ``PixelCNNPlusPlus.forward_float`` (the u and ul of every block, at each of the three
 resolutions, up pass and down pass) is an :class:`~fastpixel.layers.shifted_conv_step.ActivationMap`
-filled as generation reaches it, so each position of each map is computed once:
+(its last two rows: every conv reads two input rows) filled as generation reaches it, so each
+position of each map is computed once and the memory is O(B F W) per map:
 
 * the **u stream** depends only on the rows above: at the start of image row r the engine computes
   row r of every full-resolution u map, and, when r is even / a multiple of 4, the row r/2 / r/4 of
@@ -64,17 +65,18 @@ class PixelCNNPPEngine:
             self.sizes.append((math.ceil(h / 2), math.ceil(w / 2)))
         biases = dict(zip(map(id, model.gated_blocks()), cond_biases)) if cond_biases is not None else {}
 
-        # the embedded image with its channel of ones (zero in the padding, as the convs pad)
-        self.image = ActivationMap(batch, channels + 1, (height, width), like, with_ce=False)
-        self.image.value[:, channels, 1:, 1:-1] = 1.0
+        # the embedded image with its channel of ones (zero in the padding, as the convs pad): row r is
+        # set to zeros and ones when its first sub-pixel is written
+        self.image = ActivationMap(batch, channels + 1, width, like, with_ce=False)
+        self.ones = like.new_ones(batch, width)
         self.ul_input_left = PixelConv(model.ul_input_left)
         self.ul_above = like.new_zeros(batch, f, width)  # down_shift(ul_input_above(y)) at the current row
 
         def maps(level: int, count: int) -> list[ActivationMap]:
-            return [ActivationMap(batch, f, self.sizes[level], like) for _ in range(count)]
+            return [ActivationMap(batch, f, self.sizes[level][1], like) for _ in range(count)]
 
         def step(block, level: int, parts: int) -> GatedResNetStep:
-            return GatedResNetStep(block, batch, self.sizes[level], like, shortcut_parts=parts,
+            return GatedResNetStep(block, batch, self.sizes[level][1], like, shortcut_parts=parts,
                                    cond_bias=biases.get(id(block)))
 
         # up pass: the u / ul maps in forward_float's order of appending to ``us`` / ``uls``
@@ -109,18 +111,21 @@ class PixelCNNPPEngine:
     # -- rows: the u stream --------------------------------------------------------------------
     def start_row(self, r: int) -> None:
         """Row r of every u map whose row starts here (image rows < r are known)."""
-        model, y = self.model, self.image.value
-        if r:  # down_shift: row r reads the image's row r - 1 (and r - 2)
-            self.up_u[0].maps[0].write_row(r, down_row(model.u_input, y, r - 1))
-            self.ul_above = torch.nn.functional.conv2d(y[:, :, r: r + 1], model.ul_input_above.conv.weight,
+        model = self.model
+        if r:  # down_shift: row r reads the image's rows r - 2 and r - 1 (the window, before row r is written)
+            y = self.image.window(r - 1)
+            self.up_u[0].maps[0].write_row(r, down_row(model.u_input, y))
+            self.ul_above = torch.nn.functional.conv2d(y[:, :, 1:], model.ul_input_above.conv.weight,
                                                        model.ul_input_above.conv.bias)[:, :, 0]
+        else:
+            self.up_u[0].maps[0].write_row(0, torch.zeros_like(self.ul_above))
         for level in range(RESOLUTIONS):
             if r % 2**level:
                 break
             i, stream = r >> level, self.up_u[level]
             if level:
-                stream.maps[0].write_row(i, down_row(model.downsample_u[level - 1], self.up_u[level - 1].maps[-1].value,
-                                                     i))
+                above = self.up_u[level - 1].maps[-1].window(2 * i)  # rows 2i - 1, 2i of the resolution above
+                stream.maps[0].write_row(i, down_row(model.downsample_u[level - 1], above))
             self._rows(stream, i)
         for index, level in enumerate(reversed(range(RESOLUTIONS))):
             if r % 2**level:
@@ -143,13 +148,13 @@ class PixelCNNPPEngine:
         the mixture parameters at (r, j)."""
         ul = self.ul_above[:, :, j]
         if j:  # right_shift: the 2x1 conv at (r, j - 1), which reads the image at (r - 1 .. r, j - 1)
-            ul = ul + self.ul_input_left(self.image.value, r, j - 1)
+            ul = ul + self.ul_input_left(self.image.window(r), j - 1)
         for level in range(RESOLUTIONS):
             if r % 2**level or j % 2**level:
                 break
             i, jj, stream = r >> level, j >> level, self.up_ul[level]
             if level:
-                ul = self.downsample_ul[level - 1](self.up_ul[level - 1].maps[-1].value, i, jj)
+                ul = self.downsample_ul[level - 1](self.up_ul[level - 1].maps[-1].window(2 * i), jj)
             stream.maps[0].write_pixel(i, jj, ul)
             self._pixels(stream, i, jj)
         for index, level in enumerate(reversed(range(RESOLUTIONS))):
@@ -172,7 +177,10 @@ class PixelCNNPPEngine:
     # -- the engine protocol -------------------------------------------------------------------
     def write(self, r: int, j: int, c: int, values: torch.Tensor) -> None:
         """values: (B,) integers, sub-pixel c of pixel (r, j) (also in ``images``, written by the driver)."""
-        self.image.value[:, c, r + 1, j + 1] = values.to(self.dtype) * self.scale - 1.0
+        if self.image.current != r:  # the row's first sub-pixel: zeros, and the channel of ones
+            self.image.write_row(r, torch.cat([torch.zeros_like(self.image.value[:, :-1, 1, 1:-1]),
+                                               self.ones[:, None]], dim=1))
+        self.image.value[:, c, 1, j + 1] = values.to(self.dtype) * self.scale - 1.0
 
     def parameters_at(self, r: int, j: int) -> torch.Tensor:
         """The mixture parameters (B, P) at (r, j); the pixels before it must be written."""
