@@ -103,7 +103,8 @@ REFUSED = [
     (dict(model="gated_pixelcnn", head="dmol", dropout=0.2),
      "--dropout 0.2 applies only to --model pixelcnn_pp, not 'gated_pixelcnn' (it has no dropout)"),
     (dict(nr_logistic_mix=5),
-     "--nr-logistic-mix 5 applies only to the dmol head; --model pixelcnn has the softmax head unless given --head dmol"),
+     "--nr-logistic-mix 5 applies only to the dmol head; --model pixelcnn has the softmax head unless given "
+     "--head dmol"),
     (dict(head="softmax", nr_logistic_mix=5),
      "--nr-logistic-mix 5 applies only to the dmol head; give --head dmol, or leave --nr-logistic-mix out"),
     (dict(model="multiscale", nr_logistic_mix=5),
@@ -174,7 +175,8 @@ def test_a_paper_model_with_the_dmol_head_trains_resumes_and_samples(tmp_path):
 
 
 def test_pixelcnn_pp_with_its_own_k_and_dropout_trains_resumes_and_samples(tmp_path):
-    train_resume_sample(tmp_path, [*PP_FLAGS, "--nr-logistic-mix", "2", "--dropout", "0.1"], ("dmol", 2, 0.1), "naive")  # no cached sampler yet
+    train_resume_sample(tmp_path, [*PP_FLAGS, "--nr-logistic-mix", "2", "--dropout", "0.1"], ("dmol", 2, 0.1),
+                        "naive")  # PixelCNN++ has no cached sampler yet
 
 
 def test_resuming_with_another_head_setting_is_refused_naming_both(tmp_path, capsys):

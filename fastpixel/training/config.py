@@ -10,7 +10,8 @@ Every door builds one and nothing checks settings again:
 
 Each field obeys its row of :data:`fastpixel.training.rules.RULES` (type and range);
 :func:`check_together` then checks the rules between fields (schedule, Multi-Scale options,
-the head settings of :mod:`fastpixel.training.model_settings`, binarization). A bad value raises ValueError with the message the commands print.
+the head settings of :mod:`fastpixel.training.model_settings`, binarization). A bad value raises
+ValueError with the message the commands print.
 """
 
 from __future__ import annotations

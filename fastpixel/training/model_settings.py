@@ -75,6 +75,7 @@ def check_head_settings(config: Any) -> None:
         raise ValueError(f"--dropout {config.dropout} applies only to --model {only}, not {model!r} (it has no "
                          f"dropout)")
 
+
 def head_options(config: Any) -> dict[str, Any]:
     """create_model's keyword arguments for the head settings ``config`` gives (those left None:
     none, so the model's own defaults and its recorded config stay what they were)."""
