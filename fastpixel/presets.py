@@ -25,6 +25,9 @@ DEFAULTS: dict[str, Any] = dict(
     lr_schedule="constant", warmup_steps=0, lr_step_every=None, lr_gamma=0.1,
     # Multi-Scale PixelRNN (model="multiscale") only: the networks' kind, subsampling factor, small net, c
     kind=None, factor=None, small_hidden=None, small_layers=None, condition_features=None,
+    # the likelihood head and PixelCNN++'s dropout (fastpixel.training.model_settings); None: the model's own
+    # (softmax, dmol for pixelcnn_pp; K = 10 mixture components; dropout 0.5 for pixelcnn_pp)
+    head=None, nr_logistic_mix=None, dropout=None,
     # what a run keeps and shows: last N checkpoints, sample grid size at each evaluation (0: none)
     keep=1, sample_grid=16, tensorboard=False,
 )

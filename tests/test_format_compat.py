@@ -66,3 +66,22 @@ def test_an_old_checkpoint_loads_as_a_model_and_its_export_matches():
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), saved.state_dict().values()))
     x = torch.randint(0, 2, (2, 1, 28, 28), generator=torch.Generator().manual_seed(0))
     assert torch.equal(model.log_prob(x), saved.log_prob(x))
+
+
+def test_a_run_from_before_the_head_settings_resumes_with_the_models_defaults(tmp_path):
+    """A PixelCNN++ run written before head / nr_logistic_mix / dropout were settings (none of them in its
+    config.json or its checkpoint's train_config) resumes, and its model keeps K = 10 and dropout 0.5."""
+    run = tmp_path / "run"
+    flags = ["--preset", "cpu_digits256_pp", "--hidden", "2", "--layers", "1", "--batch-size", "4", "--train-limit",
+             "8", "--test-limit", "4", "--eval-every", "0", "--sample-grid", "0", "--backend", "reference", "--device",
+             "cpu", "--quiet", "--run-dir", str(run)]
+    train_cli.run([*flags, "--steps", "2", "--checkpoint-every", "2"])
+    old_keys = ("head", "nr_logistic_mix", "dropout")
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k not in old_keys}))
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    checkpoint["train_config"] = {k: v for k, v in checkpoint["train_config"].items() if k not in old_keys}
+    torch.save(checkpoint, run / "checkpoint.pt")
+    assert train_cli.run(["--run-dir", str(run), "--resume", "--steps", "3", "--quiet"])["step"] == 3
+    model = fastpixel.from_pretrained(run / "checkpoint.pt")
+    assert (model.nr_logistic_mix, model.dropout) == (10, 0.5)

@@ -28,6 +28,7 @@ from fastpixel.directory_kind import CONFIG_NAME as CONFIG
 from fastpixel.directory_kind import directory_contents
 from fastpixel.data.datasets import BINARIZE
 from fastpixel.models import MODELS
+from fastpixel.models.heads import HEADS
 from fastpixel.training.config import TrainConfig
 from fastpixel.training.from_config import train
 from fastpixel.training.loop import check_bf16
@@ -100,6 +101,14 @@ def build_parser(preset: str = "cpu_tiny") -> argparse.ArgumentParser:
     setting(g, "--sample-grid", "images in the sample grid at each evaluation (0: none)", type=from_rule("sample_grid"))
     setting(g, "--tensorboard", "also log to <run-dir>/tensorboard (pip install 'fastpixel[tensorboard]')",
             action="store_const", const=True, default=None)
+    h = p.add_argument_group("the likelihood head, and PixelCNN++'s dropout (None: the model's own)")
+    setting(h, "--head", "softmax (the paper's: LEVELS logits per sub-pixel) or dmol (PixelCNN++'s discretized "
+            "mixture of logistics) on pixelcnn, row_lstm, diagonal_bilstm, gated_pixelcnn (default softmax); "
+            "pixelcnn_pp has only dmol, multiscale only softmax", choices=HEADS)
+    setting(h, "--nr-logistic-mix", "K, the dmol head's mixture components (default 10); dmol head only",
+            type=from_rule("nr_logistic_mix"), metavar="K")
+    setting(h, "--dropout", "dropout probability inside every block in training, in [0, 1) (default 0.5); "
+            "--model pixelcnn_pp only", type=from_rule("dropout"), metavar="P")
     m = p.add_argument_group("Multi-Scale PixelRNN (--model multiscale)")
     setting(m, "--kind", "the networks' layers (default diagonal_bilstm)", choices=("row_lstm", "diagonal_bilstm"))
     setting(m, "--factor", "subsampling factor of the small image (default 2)", type=from_rule("factor"))

@@ -10,7 +10,8 @@ Every door builds one and nothing checks settings again:
 
 Each field obeys its row of :data:`fastpixel.training.rules.RULES` (type and range);
 :func:`check_together` then checks the rules between fields (schedule, Multi-Scale options,
-binarization). A bad value raises ValueError with the message the commands print.
+the head settings of :mod:`fastpixel.training.model_settings`, binarization). A bad value raises
+ValueError with the message the commands print.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Mapping
 
 from fastpixel.data.datasets import GREY_8BIT
 from fastpixel.presets import DEFAULTS, PRESETS, resolve
+from fastpixel.training.model_settings import check_head_settings, head_options
 from fastpixel.training.rules import RULES, check_field
 from fastpixel.training.schedule import check_schedule
 
@@ -47,6 +49,9 @@ class TrainConfig:
     output_hidden: int | None = _D["output_hidden"]
     skip: bool = _D["skip"]
     conditional: bool = _D["conditional"]
+    head: str | None = _D["head"]
+    nr_logistic_mix: int | None = _D["nr_logistic_mix"]
+    dropout: float | None = _D["dropout"]
     dataset: str = _D["dataset"]
     data_dir: str | None = _D["data_dir"]
     binarize: str = _D["binarize"]
@@ -157,11 +162,11 @@ class TrainConfig:
     def model_options(self) -> dict[str, Any]:
         """``create_model``'s keyword arguments besides channels, levels and backend."""
         if self.model == "pixelcnn_pp":  # hidden -> nr_filters, layers -> nr_resnet; no output layers, no skips
-            return dict(hidden=self.hidden, layers=self.layers)
+            return dict(hidden=self.hidden, layers=self.layers, **head_options(self))
         options = dict(hidden=self.hidden, layers=self.layers, output_hidden=self.output_hidden, skip=self.skip)
         if self.model == "multiscale":
             options.update({k: getattr(self, k) for k in MULTISCALE_OPTIONS if getattr(self, k) is not None})
-        return options
+        return options | head_options(self)
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -174,6 +179,7 @@ def check_together(config: TrainConfig) -> None:
     if config.data_dir is not None and config.dataset in BUILT_IN:
         raise ValueError(f"--data-dir {config.data_dir}: the data set {config.dataset} is built into fastpixel and "
                          f"reads no folder; leave --data-dir out, or pick a --dataset read from files")
+    check_head_settings(config)
     if config.model == "pixelcnn_pp" and (config.output_hidden is not None or config.skip):
         raise ValueError("--output-hidden and --skip do not apply to --model pixelcnn_pp (its output is one 1x1 conv "
                          "of its down-right stream; --hidden is nr_filters, --layers nr_resnet)")

@@ -12,6 +12,7 @@ from fastpixel.checkpoint import read_checkpoint, set_rng_state
 from fastpixel.training import run_dir as files
 from fastpixel.training.config import TrainConfig
 from fastpixel.training.errors import RunDirError
+from fastpixel.training.model_settings import HEAD_SETTINGS, effective
 from fastpixel.training.state import RunState
 
 #: Settings a resumed run must share with its checkpoint (they shape the trajectory).
@@ -19,7 +20,7 @@ TRAJECTORY_KEYS = ("model", "hidden", "layers", "output_hidden", "skip", "datase
                    "png_convert",
                    "train_limit", "batch_size", "lr", "clip_grad", "ema", "seed", "lr_schedule", "warmup_steps",
                    "lr_step_every", "lr_gamma", "kind", "factor", "small_hidden", "small_layers",
-                   "condition_features")
+                   "condition_features", *HEAD_SETTINGS)
 
 
 def settings_for_resume(recorded: TrainConfig, given: dict[str, Any], where: str) -> tuple[TrainConfig, list[str]]:
@@ -32,7 +33,7 @@ def settings_for_resume(recorded: TrainConfig, given: dict[str, Any], where: str
     ``keep``, ``data_dir``, ...) is honoured and returned in the notes (the run's config.json then
     records it). ``where``: the run directory, for the messages.
     """
-    changes = {k: v for k, v in given.items() if v is not None and getattr(recorded, k) != v}
+    changes = {k: v for k, v in given.items() if v is not None and _value(recorded, k) != v}
     proposed = recorded.replace(**changes)
     refused = changed_settings(recorded, proposed)
     if refused:
@@ -48,10 +49,16 @@ def settings_for_resume(recorded: TrainConfig, given: dict[str, Any], where: str
 def changed_settings(before: TrainConfig, now: TrainConfig) -> dict[str, tuple[Any, Any]]:
     """{setting: (checkpoint's, now)} for every trajectory setting that differs (and, for the cosine
     schedule, its length ``steps``)."""
-    changed = {k: (getattr(before, k), getattr(now, k)) for k in TRAJECTORY_KEYS if getattr(before, k) != getattr(now, k)}
+    changed = {k: (_value(before, k), _value(now, k)) for k in TRAJECTORY_KEYS if _value(before, k) != _value(now, k)}
     if now.lr_schedule == "cosine" and before.steps != now.steps:
         changed["steps (the cosine schedule's length)"] = (before.steps, now.steps)
     return changed
+
+
+def _value(config: TrainConfig, name: str) -> Any:
+    """The setting ``name`` of ``config``; for a head setting the value the model is built with (a run that
+    left --head out and one that says --head dmol train the same PixelCNN++)."""
+    return effective(config, name) if name in HEAD_SETTINGS else getattr(config, name)
 
 
 def resume(state: RunState) -> list[dict[str, Any]]:

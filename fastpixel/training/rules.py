@@ -19,6 +19,7 @@ from fastpixel.backend import BACKENDS
 from fastpixel.data import DATASETS
 from fastpixel.data.datasets import BINARIZE
 from fastpixel.models import MODELS
+from fastpixel.models.heads import HEADS
 from fastpixel.presets import PRESETS
 from fastpixel.training.schedule import SCHEDULES
 
@@ -83,6 +84,11 @@ RULES: dict[str, Rule] = {
     "output_hidden": count(1, optional=True),
     "skip": Rule(BOOL),
     "conditional": Rule(BOOL),
+    # the head (fastpixel.training.model_settings says which model takes which; None: the model's own)
+    "head": Rule(TEXT, choices=HEADS, optional=True),
+    "nr_logistic_mix": count(1, optional=True),
+    "dropout": Rule(NUMBER, low=0, high=1, high_open=True, optional=True,
+                    range_text="a probability in [0, 1) or None"),
     # the data
     "dataset": Rule(TEXT, choices=DATASET_NAMES),
     "data_dir": Rule(PATH, optional=True),
