@@ -176,7 +176,17 @@ def test_a_paper_model_with_the_dmol_head_trains_resumes_and_samples(tmp_path):
 
 def test_pixelcnn_pp_with_its_own_k_and_dropout_trains_resumes_and_samples(tmp_path):
     train_resume_sample(tmp_path, [*PP_FLAGS, "--nr-logistic-mix", "2", "--dropout", "0.1"], ("dmol", 2, 0.1),
-                        "naive")  # PixelCNN++ has no cached sampler yet
+                        "cached")
+
+
+def test_model_pixelcnn_pp_on_another_models_preset_drops_that_presets_output_layer(tmp_path):
+    """`fastpixel-train --model pixelcnn_pp` on the default preset (cpu_tiny: output_hidden 32) trains
+    PixelCNN++: the preset's output-layer settings are not the user's; given explicitly they are refused."""
+    config = config_of(["--model", "pixelcnn_pp"], tmp_path)
+    assert config.model == "pixelcnn_pp" and config.output_hidden is None and not config.skip
+    assert config_of(["--preset", "cpu_tiny"], tmp_path).output_hidden == 32  # the preset itself unchanged
+    with pytest.raises(train_cli.CommandError, match="--output-hidden and --skip do not apply to --model pixelcnn_pp"):
+        config_of(["--model", "pixelcnn_pp", "--output-hidden", "8"], tmp_path)
 
 
 def test_resuming_with_another_head_setting_is_refused_naming_both(tmp_path, capsys):

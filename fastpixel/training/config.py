@@ -29,6 +29,9 @@ from fastpixel.training.model_settings import check_head_settings, head_options
 from fastpixel.training.rules import RULES, check_field
 from fastpixel.training.schedule import check_schedule
 
+#: Settings of the paper's models' output layers that PixelCNN++ has no use for.
+PIXELCNN_PP_IGNORES = ("output_hidden", "skip")
+
 #: Data sets that read no folder (a data_dir given with them would be ignored: refused instead).
 BUILT_IN = ("builtin_mnist", "user")
 #: Options of the Multi-Scale PixelRNN (``model="multiscale"``) beyond create_model's common ones.
@@ -119,7 +122,14 @@ class TrainConfig:
         unknown = set(rest) - set(FIELDS)
         if unknown:
             raise ValueError(f"unknown setting(s) {sorted(unknown)}")
-        return cls(**resolve(preset, settings), **rest)
+        values = resolve(preset, settings)
+        if values["model"] == "pixelcnn_pp" and PRESETS[preset].get("model") != "pixelcnn_pp":
+            # --model pixelcnn_pp on another model's preset: that preset's output layer settings are not
+            # the user's and do not apply (given explicitly, they are refused by _check_between)
+            for key in PIXELCNN_PP_IGNORES:
+                if settings.get(key) is None:
+                    values[key] = DEFAULTS[key]
+        return cls(**values, **rest)
 
     @classmethod
     def from_saved(cls, values: Mapping[str, Any], **invocation: Any) -> TrainConfig:
