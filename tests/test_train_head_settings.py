@@ -204,3 +204,23 @@ def test_fit_records_the_models_head(tmp_path):
     images = torch.randint(0, 4, (8, 1, 4, 4), generator=torch.Generator().manual_seed(0))
     fastpixel.fit(model, images, steps=2, batch_size=4, sample_grid=0, run_dir=tmp_path / "fit", backend="reference")
     assert head_of(fastpixel.from_pretrained(tmp_path / "fit" / "checkpoint.pt")) == ("dmol", 2, None)
+
+
+def test_fit_records_the_models_own_settings_and_resumes_a_run_that_did_not(tmp_path, monkeypatch):
+    """fit's config.json says what was trained (model, hidden, layers, head settings of the model it was
+    given); a run written by an older fastpixel (the settings' defaults recorded instead) still resumes."""
+    from fastpixel.training import fitting
+
+    x = torch.randint(0, 4, (8, 1, 4, 4))
+    model = fastpixel.create_model("row_lstm", channels=1, levels=4, hidden=4, layers=1, head="dmol",
+                                   nr_logistic_mix=2)
+    fastpixel.fit(model, x, steps=1, batch_size=4, run_dir=str(tmp_path / "new"), sample_grid=0)
+    written = json.loads((tmp_path / "new" / "config.json").read_text())
+    assert (written["model"], written["hidden"], written["layers"], written["head"], written["nr_logistic_mix"]) == (
+        "row_lstm", 4, 1, "dmol", 2)
+    with monkeypatch.context() as patch:  # what fit recorded before: the settings' defaults
+        patch.setattr(fitting, "model_settings", lambda model: {})
+        fastpixel.fit(model, x, steps=1, batch_size=4, run_dir=str(tmp_path / "old"), sample_grid=0)
+    assert json.loads((tmp_path / "old" / "config.json").read_text())["model"] == "pixelcnn"
+    assert fastpixel.fit(model, x, steps=2, batch_size=4, run_dir=str(tmp_path / "old"), resume=True,
+                         sample_grid=0)["step"] == 2

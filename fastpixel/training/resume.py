@@ -46,10 +46,18 @@ def settings_for_resume(recorded: TrainConfig, given: dict[str, Any], where: str
     return proposed, notes
 
 
+#: The settings that describe the model; for a ``fit`` run (dataset "user") the caller brings the model,
+#: whose checkpoint must load into it (its state dict is the check), and an older fastpixel recorded
+#: the defaults here instead of the model's own: they are not compared.
+MODEL_KEYS = ("model", "hidden", "layers", "output_hidden", "skip", "kind", "factor", "small_hidden", "small_layers",
+              "condition_features", *HEAD_SETTINGS)
+
+
 def changed_settings(before: TrainConfig, now: TrainConfig) -> dict[str, tuple[Any, Any]]:
     """{setting: (checkpoint's, now)} for every trajectory setting that differs (and, for the cosine
-    schedule, its length ``steps``)."""
-    changed = {k: (_value(before, k), _value(now, k)) for k in TRAJECTORY_KEYS if _value(before, k) != _value(now, k)}
+    schedule, its length ``steps``); a ``fit`` run's model settings are not compared (MODEL_KEYS)."""
+    keys = [k for k in TRAJECTORY_KEYS if not (before.dataset == "user" and k in MODEL_KEYS)]
+    changed = {k: (_value(before, k), _value(now, k)) for k in keys if _value(before, k) != _value(now, k)}
     if now.lr_schedule == "cosine" and before.steps != now.steps:
         changed["steps (the cosine schedule's length)"] = (before.steps, now.steps)
     return changed
