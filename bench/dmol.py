@@ -25,8 +25,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -179,33 +179,17 @@ def _cfg_args(cfg) -> list[str]:
 
 
 def static_reports(cfg, dtypes=("float32", "bfloat16")) -> list[dict]:
-    """What the triton kernels compile to for sm_90, without a GPU (bench.static's machinery): the
-    launchers run on meta tensors of ``cfg``'s shapes, each launch compiled as the JIT would; per
-    kernel: registers, spill bytes, and the global loads in the SASS by access width (bits)."""
+    """What the triton kernels compile to for sm_90, without a GPU: bench.static's DMoL launches
+    (``_record_dmol``: the launchers on meta tensors of ``cfg``'s shapes, compiled as the JIT would)
+    read back by ``bench.static.report_launches``; per kernel and dtype its KernelReport fields
+    (registers, spill bytes, ``kernel_loads_by_width``: global loads in the SASS by width in bits)."""
     import bench.static as st  # first: it unsets TRITON_INTERPRET before triton is imported
-
-    from fastpixel.kernels import dmol as kd
 
     out = []
     for name in dtypes:
-        dtype = getattr(torch, name)
-        p = (10 if cfg.channels == 3 else 3) * cfg.mixtures
-        params = torch.empty(cfg.batch, p, cfg.size, cfg.size, device="meta", dtype=dtype)
-        x = torch.empty(cfg.batch, cfg.channels, cfg.size, cfg.size, device="meta", dtype=torch.uint8)
-        with st._capture_launches() as launches:
-            _, grad = kd.dmol_fwd(params, x, cfg.levels, cfg.mixtures, "none", compute_grad=True)
-            kd.dmol_bwd(grad, torch.empty(cfg.batch, cfg.size, cfg.size, device="meta", dtype=torch.float32))
-        for launch in launches:
-            kernel, log, constexprs, _, grid = st._compile(launch)
-            loads: dict[str, int] = {}
-            for line in st._sass_lines(kernel.asm["cubin"]):
-                m = st._GLOBAL_LOAD.search(line)
-                if m:
-                    w = st._load_width(m.group(2))
-                    loads[w] = loads.get(w, 0) + 1
-            out.append({"kernel": st._short_name(launch.fn.__name__), "dtype": name, "ctas": math.prod(grid),
-                        "num_warps": kernel.metadata.num_warps, **st._ptxas_numbers(log),
-                        "global_loads_by_width": dict(sorted(loads.items())), "constexprs": constexprs})
+        launches = st._record_dmol(cfg.batch, cfg.size, getattr(torch, name), channels=cfg.channels,
+                                   mixtures=cfg.mixtures, levels=cfg.levels)
+        out += [{"dtype": name, **dataclasses.asdict(r)} for r in st.report_launches(launches)]
     return out
 
 
@@ -242,9 +226,9 @@ def main(argv=None) -> dict:
         print("| kernel | dtype | ctas | warps | regs | spill B | global loads (bits: n, whole kernel) | constexprs |")
         print("|---|---|---|---|---|---|---|---|")
         for r in reports:
-            loads = ", ".join(f"{w}: {n}" for w, n in r["global_loads_by_width"].items())
+            loads = ", ".join(f"{w}: {n}" for w, n in r["kernel_loads_by_width"].items())
             consts = ", ".join(f"{k}={v}" for k, v in r["constexprs"].items())
-            print(f"| {r['kernel']} | {r['dtype']} | {r['ctas']} | {r['num_warps']} | {r['registers']} | "
+            print(f"| {r['name']} | {r['dtype']} | {r['ctas']} | {r['num_warps']} | {r['registers']} | "
                   f"{r['spill_bytes']} | {loads} | {consts} |")
         if cfg.json:
             with open(cfg.json, "w") as f:
