@@ -17,9 +17,9 @@
   (``/proc/self/clear_refs``), and VmHWM after the call minus VmRSS before it is what the allocator
   actually took from the OS (tracemalloc is blind to PyTorch's allocations). CUDA:
   ``torch.cuda.max_memory_allocated`` over the allocated bytes before the call.
-* **Bytes the op must move** (bench/accounting.py's convention): forward reads params and x and
-  writes the loss; backward reads the loss's cotangent, params and x and writes d params -- the
-  memory-bound roofline line is those bytes over the measured copy bandwidth.
+* **Bytes the op must move** (``bench.accounting.dmol_cost``, also bench.compare's ``dmol`` case): forward
+  reads params and x and writes the loss; backward reads the loss's cotangent, params and x and
+  writes d params -- the memory-bound roofline line is those bytes over the measured copy bandwidth.
 """
 
 from __future__ import annotations
@@ -35,27 +35,11 @@ import time
 
 import torch
 
-from bench.accounting import Cost, OpCost
+from bench.accounting import dmol_cost
 from bench.machine import machine_header, measure_ceilings
 from bench.timing import quantile
 
 BACKENDS = ("reference", "torch", "triton")
-
-
-def dmol_cost(batch: int, channels: int, height: int, width: int, k: int, itemsize: int, x_itemsize: int = 8) -> OpCost:
-    """FLOPs and minimum bytes of dmol_nll(reduction="none"): params (B, P, H, W), x (B, C, H, W) -> (B, H, W).
-
-    FLOPs per pixel, counting each exp/log/sigmoid as 1 (bench/accounting.py): about 40 per colour and
-    component (clamp, exp(-s), centring and coupling, the two standardised edges, two logsigmoids of
-    ~8 each, the width term log(2d) - s + log f, sums) plus ~11 per component (log-softmax, logsumexp).
-    """
-    pixels = batch * height * width
-    p = (10 if channels == 3 else 3) * k
-    flops = pixels * (channels * k * 40 + k * 11)
-    params_b, x_b, loss_b = pixels * p * itemsize, pixels * channels * x_itemsize, pixels * max(itemsize, 4)
-    forward = Cost(flops, flops, params_b + x_b + loss_b)
-    backward_bytes = loss_b + params_b + x_b + params_b  # read dloss, params, x; write dparams
-    return OpCost(forward, Cost(3 * flops, 3 * flops, forward.bytes + backward_bytes))
 
 
 def _inputs(cfg, device, seed=0):
