@@ -14,7 +14,6 @@ backend runs them alike), only their cost counts in the model step's (:func:`ste
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import re
 from typing import Callable
@@ -173,9 +172,10 @@ def loss_case(model, batch: int, size: int, dtype: torch.dtype, device, gen: tor
 def plain_conv_cost(model: nn.Module, batch: int, size: int, itemsize: int) -> OpCost | None:
     """Cost of every ``nn.Conv2d`` / ``nn.ConvTranspose2d`` call of one forward on (batch, C, size, size)
     images (PixelCNN++'s convolutions; fastpixel's MaskedConv2d is not one), found by running the
-    model once on ``meta`` tensors with forward hooks; None when the model has none."""
-    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    if not convs:
+    model (rebuilt from ``model.config``) once on ``meta`` tensors with forward hooks; None when the
+    model has none."""
+    kinds = (nn.Conv2d, nn.ConvTranspose2d)
+    if not any(isinstance(m, kinds) for m in model.modules()):
         return None
     total: list[OpCost] = []
 
@@ -186,8 +186,9 @@ def plain_conv_cost(model: nn.Module, batch: int, size: int, itemsize: int) -> O
             tuple(x.shape[-2:]), tuple(out.shape[-2:]), itemsize, bias=module.bias is not None,
             transposed=isinstance(module, nn.ConvTranspose2d)))
 
-    meta = copy.deepcopy(model).to("meta")
-    handles = [m.register_forward_hook(hook) for m in meta.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    with torch.device("meta"):  # the same model, without its weights' memory
+        meta = fastpixel.create_model(**model.config)
+    handles = [m.register_forward_hook(hook) for m in meta.modules() if isinstance(m, kinds)]
     try:
         with torch.no_grad():
             meta(torch.zeros(batch, model.channels, size, size, dtype=torch.long, device="meta"), validate=False)
