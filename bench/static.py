@@ -21,6 +21,14 @@ arguments equal to 1 become constants, multiples of 16 and 16-byte-aligned point
 * ``loop_loads_by_width``: global loads (``LDG``, ``LDGSTS``; bulk copies as ``"tma"``) inside the
   step loop, by access width in bits, counted per step (see below);
 * ``barriers_per_step``: CTA barriers (``BAR.SYNC``/``BAR.RED``/``BAR.ARV``) inside the step loop.
+* ``kernel_loads_by_width``: global loads anywhere in the kernel's SASS, by width in bits (the
+  whole kernel, once each: for kernels without a step loop, e.g. the losses, this is the figure).
+
+``--others`` adds the non-scan kernels at the preset's batch and size: the Diagonal BiLSTM layer's
+input-to-state masked conv (forward, input gradient, weight and bias gradients), the cross-entropy
+loss (3 channels, 256 levels) and the DMoL loss (``_record_dmol``: RGB, K = 10, 256 levels, uint8
+images; its forward-with-gradient and backward kernels), which ``python -m bench.dmol --static``
+compiles through the same functions.
 
 The *step loop* is the outermost loop of the SASS (a backward branch) that contains a CTA barrier
 (the scans end every step with one); when no loop has a barrier (the weight-gradient GEMMs), it is
