@@ -1,4 +1,4 @@
-"""FLOP and byte accounting of every op, and the roofline they are judged against.
+"""FLOP and byte accounting of every op (and of PyTorch's own convolutions, for a model step), and the roofline they are judged against.
 
 Conventions (the numbers in the tables and the JSON follow them):
   * a multiply-add counts as 2 FLOPs; every other elementwise op (add, multiply, sigmoid, tanh,
@@ -157,3 +157,41 @@ def cross_entropy_cost(
     forward = Cost(flops, flops, logits + targets + loss)
     backward_bytes = loss + logits + targets + logits  # read dloss, logits, targets; write dlogits
     return _with_backward(forward, backward_bytes)
+
+
+def dmol_cost(batch: int, channels: int, height: int, width: int, k: int, itemsize: int, x_itemsize: int = 8) -> OpCost:
+    """dmol_nll(reduction="none"): params (B, P, H, W) (P = 10K RGB, 3K grey), x (B, C, H, W) -> (B, H, W).
+
+    Memory-bound. Minimum bytes: forward reads params and x and writes the loss (float32 at least);
+    backward reads the loss's cotangent, params and x and writes d params. FLOPs per pixel, counting
+    each exp/log/sigmoid as 1: about 40 per colour and component (clamp, exp(-s), centring and
+    coupling, the two standardised edges, two logsigmoids of ~8 each, the width term
+    log(2d) - s + log f, sums) plus ~11 per component (log-softmax, logsumexp).
+    """
+    pixels = batch * height * width
+    p = (10 if channels == 3 else 3) * k
+    flops = pixels * (channels * k * 40 + k * 11)
+    params_b, x_b, loss_b = pixels * p * itemsize, pixels * channels * x_itemsize, pixels * max(itemsize, 4)
+    forward = Cost(flops, flops, params_b + x_b + loss_b)
+    backward_bytes = loss_b + params_b + x_b + params_b  # read dloss, params, x; write dparams
+    return _with_backward(forward, backward_bytes)
+
+
+def conv_cost(batch: int, in_channels: int, out_channels: int, kernel: tuple[int, int], groups: int,
+              in_hw: tuple[int, int], out_hw: tuple[int, int], itemsize: int, *, bias: bool,
+              transposed: bool = False) -> OpCost:
+    """A plain (unmasked) ``nn.Conv2d`` / ``nn.ConvTranspose2d``: x (B, in, *in_hw) -> y (B, out, *out_hw).
+
+    FLOPs: 2 per tap per multiply-add, every tap useful (dense = useful); a convolution has one per
+    (output pixel, output channel, input channel of its group, tap), a transposed one per (input
+    pixel, input channel, output channel of its group, tap); plus the bias add. Bytes as
+    :func:`masked_conv_cost`.
+    """
+    kh, kw = kernel
+    taps = in_channels * out_channels // groups * kh * kw
+    x, y = batch * in_channels * in_hw[0] * in_hw[1], batch * out_channels * out_hw[0] * out_hw[1]
+    macs = batch * (in_hw if transposed else out_hw)[0] * (in_hw if transposed else out_hw)[1] * taps
+    flops = 2 * macs + (y if bias else 0)
+    params = taps + (out_channels if bias else 0)
+    forward = Cost(flops, flops, (x + y + params) * itemsize)
+    return _with_backward(forward, (y + x + params) * itemsize + (x + params) * itemsize)

@@ -5,7 +5,11 @@ A case is a function ``case.fn(backend)(*case.inputs) -> tensor`` (backend "refe
 inputs (leaf tensors; the floating ones are differentiated), how many times a training step of the
 model calls it, and its FLOP/byte cost. Op cases are found by walking the
 model: each MaskedConv2d *role* (module path with block indices replaced by ``*``, e.g.
-``blocks.*.conv``) is one case, each LSTM scan kind one, the loss one.
+``blocks.*.conv``) is one case, each LSTM scan kind one, the loss one: ``cross_entropy`` for a
+softmax head, ``dmol`` (the discretized mixture of logistics) for a model whose ``head_kind`` is
+"dmol" (PixelCNN++, and the paper's models built with ``head="dmol"``). PixelCNN++'s convolutions
+are PyTorch's ``nn.Conv2d`` / ``nn.ConvTranspose2d``, no fastpixel op: they are no case (every
+backend runs them alike), only their cost counts in the model step's (:func:`step_cost`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from torch import nn
 import fastpixel
 from fastpixel import ops
 from fastpixel.layers import DiagonalBiLSTM, MaskedConv2d, RowLSTM
-from fastpixel.models import PixelModel
+from fastpixel.models.heads import head_nll
 
 from bench import accounting
 from bench.accounting import OpCost
@@ -70,7 +74,7 @@ def _rand(*shape: int, dtype: torch.dtype, device, gen: torch.Generator, scale: 
     return (torch.randn(*shape, generator=gen, dtype=torch.float32) * scale).to(device=device, dtype=dtype)
 
 
-def op_cases(model: PixelModel, batch: int, size: int, dtype: torch.dtype, device, seed: int = 0) -> list[Case]:
+def op_cases(model: nn.Module, batch: int, size: int, dtype: torch.dtype, device, seed: int = 0) -> list[Case]:
     """The distinct op calls of ``model`` on (batch, channels, size, size) images, inputs in ``dtype``."""
     gen = torch.Generator().manual_seed(seed)
     itemsize = torch.empty((), dtype=dtype).element_size()
@@ -130,21 +134,82 @@ def op_cases(model: PixelModel, batch: int, size: int, dtype: torch.dtype, devic
                 key, "diagonal_bilstm", f"bi-scan h={hid}", 1, [g_lr, w_lr, g_rl, w_rl],
                 ["gates_lr", "state_weight_lr", "gates_rl", "state_weight_rl"], fn, cost,
             )
-    levels, channels = model.levels, model.channels
-    logits = _rand(batch, levels, channels, h, w, dtype=dtype, device=device, gen=gen, scale=3.0)
-    targets = torch.randint(0, levels, (batch, channels, h, w), generator=gen).to(device)
+    key, case = loss_case(model, batch, size, dtype, device, gen)
+    cases[key] = case
+    return list(cases.values())
+
+
+def loss_case(model, batch: int, size: int, dtype: torch.dtype, device, gen: torch.Generator) -> tuple[str, Case]:
+    """The model's loss on (batch, channels, size, size) images: ``cross_entropy:loss`` on logits
+    (B, levels, C, H, W), or for a DMoL head ``dmol:loss`` on mixture parameters (B, P, H, W) ~ N(0, 1)."""
+    levels, channels, h = model.levels, model.channels, size
+    targets_shape = (batch, channels, h, h)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    if getattr(model, "head_kind", "softmax") == "dmol":
+        k = model.nr_logistic_mix
+        params = _rand(batch, (10 if channels == 3 else 3) * k, h, h, dtype=dtype, device=device, gen=gen)
+        x = torch.randint(0, levels, targets_shape, generator=gen).to(device)
+
+        def dmol_fn(backend):
+            return lambda params, x: ops.dmol_nll(params, x, levels=levels, num_mixtures=k, reduction="none",
+                                                  validate=False, backend=backend)
+
+        cost = accounting.dmol_cost(batch, channels, h, h, k, itemsize, x_itemsize=x.element_size())
+        return "dmol:loss", Case("dmol:loss", "dmol", f"K={k} L={levels} C={channels}", 1, [params, x], ["params"],
+                                 dmol_fn, cost)
+    logits = _rand(batch, levels, channels, h, h, dtype=dtype, device=device, gen=gen, scale=3.0)
+    targets = torch.randint(0, levels, targets_shape, generator=gen).to(device)
 
     def ce_fn(backend):
         return lambda logits, targets: ops.pixel_cross_entropy(logits, targets, "none", validate=False, backend=backend)
 
-    cost = accounting.cross_entropy_cost(batch, levels, channels, h, w, itemsize)
-    cases["cross_entropy:loss"] = Case(
+    cost = accounting.cross_entropy_cost(batch, levels, channels, h, h, itemsize)
+    return "cross_entropy:loss", Case(
         "cross_entropy:loss", "cross_entropy", f"L={levels} C={channels}", 1, [logits, targets], ["logits"], ce_fn, cost
     )
-    return list(cases.values())
 
 
-def _model_for_backend(model: PixelModel, backend: str, device) -> PixelModel:
+def plain_conv_cost(model: nn.Module, batch: int, size: int, itemsize: int) -> OpCost | None:
+    """Cost of every ``nn.Conv2d`` / ``nn.ConvTranspose2d`` call of one forward on (batch, C, size, size)
+    images (PixelCNN++'s convolutions; fastpixel's MaskedConv2d is not one), found by running the
+    model (rebuilt from ``model.config``) once on ``meta`` tensors with forward hooks; None when the
+    model has none."""
+    kinds = (nn.Conv2d, nn.ConvTranspose2d)
+    if not any(isinstance(m, kinds) for m in model.modules()):
+        return None
+    total: list[OpCost] = []
+
+    def hook(module, args, out):
+        x = args[0]
+        total.append(accounting.conv_cost(
+            batch, module.in_channels, module.out_channels, module.kernel_size, module.groups,
+            tuple(x.shape[-2:]), tuple(out.shape[-2:]), itemsize, bias=module.bias is not None,
+            transposed=isinstance(module, nn.ConvTranspose2d)))
+
+    with torch.device("meta"):  # the same model, without its weights' memory
+        meta = fastpixel.create_model(**model.config)
+    handles = [m.register_forward_hook(hook) for m in meta.modules() if isinstance(m, kinds)]
+    try:
+        with torch.no_grad():
+            meta(torch.zeros(batch, model.channels, size, size, dtype=torch.long, device="meta"), validate=False)
+    finally:
+        for h in handles:
+            h.remove()
+    out = total[0]
+    for c in total[1:]:
+        out = out + c
+    return out
+
+
+def step_cost(model: nn.Module, cases: list[Case], batch: int, size: int, dtype: torch.dtype) -> OpCost:
+    """Cost of one training step: :func:`total_cost` of the op cases plus PyTorch's own convolutions
+    (:func:`plain_conv_cost`; PixelCNN++'s)."""
+    total = total_cost(cases)
+    convs = plain_conv_cost(model, batch, size, torch.empty((), dtype=dtype).element_size())
+    return total if convs is None else total + convs
+
+
+def _model_for_backend(model: nn.Module, backend: str, device) -> nn.Module:
     """A copy of ``model`` built for ``backend`` as a user builds one: ``create_model(..., backend=)``
     and the same weights (``load_state_dict``); no module attribute is rewritten."""
     copy_ = fastpixel.create_model(**{**model.config, "backend": backend})
@@ -152,20 +217,22 @@ def _model_for_backend(model: PixelModel, backend: str, device) -> PixelModel:
     return copy_.to(device)
 
 
-def model_case(model: PixelModel, batch: int, size: int, dtype: torch.dtype, device, cost: OpCost, seed: int = 0) -> Case:
+def model_case(model: nn.Module, batch: int, size: int, dtype: torch.dtype, device, cost: OpCost, seed: int = 0) -> Case:
     """The whole model's training loss as a case: inputs are its parameters, then the images.
 
-    The loss is what ``fastpixel.train`` computes: ``logits = net(x, validate=False)`` then the sum
-    of ``pixel_cross_entropy(logits, x, "none")`` over sub-pixels, averaged over the batch
+    The loss is what ``fastpixel.train`` computes: ``out = net(x, validate=False)`` then the model
+    head's per-image NLL (``fastpixel.models.heads.head_nll``: the sum of ``pixel_cross_entropy``
+    over sub-pixels, or of ``dmol_nll`` over pixels for a DMoL head), averaged over the batch
     (= ``-model.log_prob(x).mean()``). ``net`` is the model built for the backend, or, for
     :meth:`Case.compiled`, ``torch.compile(net)`` with default options, as a user compiles it.
-    ``cost``: the step's cost, usually :func:`total_cost` of the model's op cases.
+    ``cost``: the step's cost, usually :func:`step_cost` of the model's op cases.
     """
     gen = torch.Generator().manual_seed(seed)
     x = torch.randint(0, model.levels, (batch, model.channels, size, size), generator=gen).to(device)
     names = [f"model.{n}" for n, _ in model.named_parameters()]
     params = [p.detach().to(device=device, dtype=dtype).clone() for p in model.parameters()]
     nets: dict[tuple[str, bool], nn.Module] = {}
+    head = getattr(model, "head_kind", "softmax")
 
     def step(backend: str, compiled: bool):
         if (backend, compiled) not in nets:
@@ -176,8 +243,9 @@ def model_case(model: PixelModel, batch: int, size: int, dtype: torch.dtype, dev
 
         def call(*tensors):
             images = tensors[-1]
-            logits = torch.func.functional_call(net, dict(zip(keys, tensors[:-1])), (images,), {"validate": False})
-            nll = ops.pixel_cross_entropy(logits, images, "none", validate=False, backend=backend)
+            out = torch.func.functional_call(net, dict(zip(keys, tensors[:-1])), (images,), {"validate": False})
+            nll = head_nll(head, out, images, levels=model.levels, nr_logistic_mix=model.nr_logistic_mix,
+                           backend=backend)
             return nll.sum() / images.shape[0]
 
         return call
@@ -196,9 +264,18 @@ def total_cost(cases: list[Case]) -> OpCost:
     return total
 
 
-def build_model(name: str, *, channels: int, levels: int, hidden: int, layers: int, output_hidden: int | None, seed: int = 0) -> PixelModel:
-    """``fastpixel.create_model`` with a fixed seed."""
+def build_model(name: str, *, channels: int, levels: int, hidden: int, layers: int, output_hidden: int | None,
+                seed: int = 0, head: str = "softmax") -> nn.Module:
+    """``fastpixel.create_model`` with a fixed seed. ``head``: the paper's models' likelihood head
+    ("softmax" or "dmol"). "pixelcnn_pp" (hidden = nr_filters, layers = nr_resnet; no output_hidden,
+    always DMoL) is built with dropout 0: the parity gate compares backends on one deterministic step."""
     torch.manual_seed(seed)
+    if name == "pixelcnn_pp":
+        if head != "dmol":
+            raise ValueError(f"pixelcnn_pp has a DMoL head only, got head={head!r}")
+        return fastpixel.create_model(name, channels=channels, levels=levels, hidden=hidden, layers=layers,
+                                      dropout=0.0)
+    extra = {"head": "dmol"} if head == "dmol" else {}
     return fastpixel.create_model(
-        name, channels=channels, levels=levels, hidden=hidden, layers=layers, output_hidden=output_hidden
+        name, channels=channels, levels=levels, hidden=hidden, layers=layers, output_hidden=output_hidden, **extra
     )

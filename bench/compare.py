@@ -3,10 +3,13 @@
     python -m bench.compare --model diagonal_bilstm            # the preset for this machine
     python -m bench.compare --model row_lstm --json out.json --plot out.png
     python -m bench.compare --model pixelcnn --op masked_conv --sizes 8,16,32
+    python -m bench.compare --model pixelcnn_pp                # PixelCNN++: the DMoL loss and the model step
+    python -m bench.compare --model row_lstm --head dmol       # a paper model with the DMoL head
 
 For the chosen model it measures the machine's ceilings (copy bandwidth, matmul FLOP/s), then,
 for every distinct op call of the model (masked convs, the scan, the loss) and for the model's
-whole training step, gates each backend against the reference (outputs and gradients; see
+whole training step (PixelCNN++: the DMoL loss is its only op case, its convolutions being
+PyTorch's nn.Conv2d; they count in the step's cost), gates each backend against the reference (outputs and gradients; see
 bench/parity.py) and times the forward and forward+backward passes of those that pass. Without
 CUDA, triton runs only under Triton's interpreter: gated on a tiny shape, never timed.
 """
@@ -20,8 +23,10 @@ import sys
 import warnings
 
 PRESETS: dict[str, dict] = {
-    # The paper's CIFAR-10 models (h = 128; 12 LSTM layers, 15 PixelCNN layers), batch 16 (our choice).
-    "cifar": dict(batch=16, size=32, hidden=128, layers={"pixelcnn": 15, "row_lstm": 12, "diagonal_bilstm": 12},
+    # The paper's CIFAR-10 models (h = 128; 12 LSTM layers, 15 PixelCNN layers), batch 16 (our choice);
+    # PixelCNN++ as published (nr_filters = 160, nr_resnet = 5).
+    "cifar": dict(batch=16, size=32, hidden={"pixelcnn": 128, "row_lstm": 128, "diagonal_bilstm": 128, "pixelcnn_pp": 160},
+                  layers={"pixelcnn": 15, "row_lstm": 12, "diagonal_bilstm": 12, "pixelcnn_pp": 5},
                   output_hidden=None, channels=3, levels=256, sizes=(16, 32, 64), copy_mib=1024, matmul_n=8192),
     # Finishes in about two minutes on a 2-core CPU (see docs/benchmarks.md).
     "cpu": dict(batch=2, size=12, hidden=16, layers=2, output_hidden=None, channels=3, levels=256,
@@ -30,8 +35,9 @@ PRESETS: dict[str, dict] = {
     "tiny": dict(batch=2, size=5, hidden=4, layers=1, output_hidden=None, channels=3, levels=16,
                  sizes=(4, 5), copy_mib=8, matmul_n=256),
 }
-MODEL_NAMES = ("pixelcnn", "row_lstm", "diagonal_bilstm")
-STEMS = ("masked_conv", "row_lstm", "diagonal_bilstm", "cross_entropy")
+MODEL_NAMES = ("pixelcnn", "row_lstm", "diagonal_bilstm", "pixelcnn_pp")
+STEMS = ("masked_conv", "row_lstm", "diagonal_bilstm", "cross_entropy", "dmol")
+HEADS = ("softmax", "dmol")
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 
 
@@ -48,6 +54,15 @@ class Config:
     levels: int
     dtype: str
     device: str
+    head: str = "softmax"
+
+
+def model_stems(model: str, head: str) -> tuple[str, ...]:
+    """The op stems bench/cases.py finds in ``model`` with ``head`` (PixelCNN++: the DMoL loss only)."""
+    loss = "dmol" if head == "dmol" or model == "pixelcnn_pp" else "cross_entropy"
+    if model == "pixelcnn_pp":
+        return (loss,)
+    return ("masked_conv",) + ((model,) if model in ("row_lstm", "diagonal_bilstm") else ()) + (loss,)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -119,6 +134,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                             ("output-hidden", 1, None), ("levels", 2, 256)):
         p.add_argument(f"--{name}", type=_int_in(low, high), help="override the preset")
     p.add_argument("--channels", type=int, choices=(1, 3), help="override the preset")
+    p.add_argument("--head", choices=HEADS, help="the likelihood head of pixelcnn / row_lstm / diagonal_bilstm "
+                   "(default softmax; dmol: the discretized mixture of logistics, K = 10); pixelcnn_pp: dmol only")
     p.add_argument("--op", choices=STEMS, help="benchmark one op over a sweep of image sizes (no model step)")
     p.add_argument("--sizes", type=_sizes, help="comma-separated image sizes for --op (default: the preset's)")
     p.add_argument("--backends", default=None,
@@ -137,6 +154,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--plot", metavar="PATH", type=_output("--plot"), help="write a roofline PNG to PATH")
     p.add_argument("--seed", type=_int_in(0), default=0)
     args = p.parse_args(argv)
+    if args.model == "pixelcnn_pp" and args.head == "softmax":
+        p.error("--head softmax: pixelcnn_pp has the DMoL head only")
+    if args.model == "pixelcnn_pp" and args.output_hidden is not None:
+        p.error("--output-hidden does not apply to pixelcnn_pp (its output is one 1x1 conv)")
+    if args.op is not None and args.op not in model_stems(args.model, args.head or "softmax"):
+        p.error(f"--op {args.op}: model {args.model} has no such op call; its ops: "
+                f"{','.join(model_stems(args.model, args.head or 'softmax'))}")
     if args.sizes is not None and args.op is None:
         p.error("--sizes applies to --op only (a model step runs at --size)")
     if args.backends is not None:
@@ -153,16 +177,17 @@ def resolve_config(args: argparse.Namespace, cuda: bool) -> tuple[Config, dict]:
     device = args.device or ("cuda" if cuda else "cpu")
     preset_name = args.preset or ("cifar" if device == "cuda" else "cpu")
     preset = PRESETS[preset_name]
-    layers = preset["layers"][args.model] if isinstance(preset["layers"], dict) else preset["layers"]
-    pick = lambda arg, key: arg if arg is not None else preset[key]  # noqa: E731
+    per_model = lambda key: preset[key][args.model] if isinstance(preset[key], dict) else preset[key]  # noqa: E731
+    pick = lambda arg, key: arg if arg is not None else per_model(key)  # noqa: E731
+    head = "dmol" if args.model == "pixelcnn_pp" else (args.head or "softmax")
     cfg = Config(
         model=args.model, preset=preset_name, batch=pick(args.batch, "batch"), size=pick(args.size, "size"),
-        hidden=pick(args.hidden, "hidden"), layers=args.layers if args.layers is not None else layers,
+        hidden=pick(args.hidden, "hidden"), layers=pick(args.layers, "layers"),
         output_hidden=pick(args.output_hidden, "output_hidden"), channels=pick(args.channels, "channels"),
         levels=pick(args.levels, "levels"), dtype=args.dtype or ("bfloat16" if device == "cuda" else "float32"),
-        device=device,
+        device=device, head=head,
     )
-    if cfg.output_hidden is None:
+    if cfg.output_hidden is None and cfg.model != "pixelcnn_pp":
         cfg.output_hidden = 2 * cfg.hidden
     return cfg, preset
 
@@ -171,13 +196,14 @@ def _tiny_twins(cfg: Config, seed: int):
     """The model's op cases and model case on the tiny preset's shape: what triton's interpreter gate runs."""
     import torch
 
-    from bench.cases import build_model, model_case, op_cases, total_cost
+    from bench.cases import build_model, model_case, op_cases, step_cost
 
     t = PRESETS["tiny"]
     model = build_model(cfg.model, channels=cfg.channels, levels=t["levels"], hidden=t["hidden"], layers=t["layers"],
-                        output_hidden=None, seed=seed)
+                        output_hidden=None, seed=seed, head=cfg.head)
     ops = op_cases(model, t["batch"], t["size"], torch.float32, "cpu", seed=seed)
-    return {c.key: c for c in ops}, model_case(model, t["batch"], t["size"], torch.float32, "cpu", total_cost(ops), seed)
+    cost = step_cost(model, ops, t["batch"], t["size"], torch.float32)
+    return {c.key: c for c in ops}, model_case(model, t["batch"], t["size"], torch.float32, "cpu", cost, seed)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -196,7 +222,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from bench import report
     from bench.backends import BACKENDS, add_speedups, run_backend, triton_timing_note
-    from bench.cases import build_model, model_case, op_cases, total_cost
+    from bench.cases import build_model, model_case, op_cases, step_cost
     from bench.machine import machine_header, measure_ceilings
 
     unknown = set(backends) - set(BACKENDS)
@@ -219,6 +245,10 @@ def main(argv: list[str] | None = None) -> dict:
         notes.append(f"CPU: {args.threads} thread(s) of {os.cpu_count()} cores; ceilings and ops alike")
     if "triton" in backends and triton_timing_note(device):
         notes.append(f"triton: {triton_timing_note(device)}")
+    if cfg.model == "pixelcnn_pp":
+        notes.append("pixelcnn_pp: its convolutions are PyTorch's nn.Conv2d / nn.ConvTranspose2d (the same on every "
+                     "backend): no masked_conv cases; the DMoL loss is its one op case, the convolutions count in the "
+                     "model step's cost; built with dropout 0 (the parity gate needs one deterministic step)")
     if device.type == "cpu":
         notes.append("CPU timings: wall clock, warm-up + median of >= 3 calls; a shared or loaded machine is slower")
     doc = {
@@ -235,7 +265,7 @@ def main(argv: list[str] | None = None) -> dict:
     print("\n".join(report.format_header(doc)), flush=True)
 
     model = build_model(cfg.model, channels=cfg.channels, levels=cfg.levels, hidden=cfg.hidden, layers=cfg.layers,
-                        output_hidden=cfg.output_hidden, seed=args.seed)
+                        output_hidden=cfg.output_hidden, seed=args.seed, head=cfg.head)
     need_twins = any("triton" in b for b in backends) and triton_timing_note(device) is not None
     tiny_ops, tiny_model = _tiny_twins(cfg, args.seed) if need_twins else ({}, None)
 
@@ -246,13 +276,13 @@ def main(argv: list[str] | None = None) -> dict:
         run = {"size": size, "ops": [], "model": None}
         doc["runs"].append(run)
         cases = op_cases(model, cfg.batch, size, dtype, device, seed=args.seed)
-        step_cost = total_cost(cases)
+        cost = step_cost(model, cases, cfg.batch, size, dtype)
         for case in cases:
             if not args.op or case.stem == args.op:
                 run["ops"].append(report.case_record(case, {}))
                 work.append((run["ops"][-1], case, tiny_ops.get(case.key)))
         if not args.op:
-            case = model_case(model, cfg.batch, size, dtype, device, step_cost, seed=args.seed)
+            case = model_case(model, cfg.batch, size, dtype, device, cost, seed=args.seed)
             run["model"] = report.case_record(case, {})
             work.append((run["model"], case, tiny_model))
     for phase in (["eager", "triton", "torch"], ["compile", "compile+triton"]):

@@ -17,16 +17,16 @@
   (``/proc/self/clear_refs``), and VmHWM after the call minus VmRSS before it is what the allocator
   actually took from the OS (tracemalloc is blind to PyTorch's allocations). CUDA:
   ``torch.cuda.max_memory_allocated`` over the allocated bytes before the call.
-* **Bytes the op must move** (bench/accounting.py's convention): forward reads params and x and
-  writes the loss; backward reads the loss's cotangent, params and x and writes d params -- the
-  memory-bound roofline line is those bytes over the measured copy bandwidth.
+* **Bytes the op must move** (``bench.accounting.dmol_cost``, also bench.compare's ``dmol`` case): forward
+  reads params and x and writes the loss; backward reads the loss's cotangent, params and x and
+  writes d params -- the memory-bound roofline line is those bytes over the measured copy bandwidth.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -35,27 +35,11 @@ import time
 
 import torch
 
-from bench.accounting import Cost, OpCost
+from bench.accounting import dmol_cost
 from bench.machine import machine_header, measure_ceilings
 from bench.timing import quantile
 
 BACKENDS = ("reference", "torch", "triton")
-
-
-def dmol_cost(batch: int, channels: int, height: int, width: int, k: int, itemsize: int, x_itemsize: int = 8) -> OpCost:
-    """FLOPs and minimum bytes of dmol_nll(reduction="none"): params (B, P, H, W), x (B, C, H, W) -> (B, H, W).
-
-    FLOPs per pixel, counting each exp/log/sigmoid as 1 (bench/accounting.py): about 40 per colour and
-    component (clamp, exp(-s), centring and coupling, the two standardised edges, two logsigmoids of
-    ~8 each, the width term log(2d) - s + log f, sums) plus ~11 per component (log-softmax, logsumexp).
-    """
-    pixels = batch * height * width
-    p = (10 if channels == 3 else 3) * k
-    flops = pixels * (channels * k * 40 + k * 11)
-    params_b, x_b, loss_b = pixels * p * itemsize, pixels * channels * x_itemsize, pixels * max(itemsize, 4)
-    forward = Cost(flops, flops, params_b + x_b + loss_b)
-    backward_bytes = loss_b + params_b + x_b + params_b  # read dloss, params, x; write dparams
-    return OpCost(forward, Cost(3 * flops, 3 * flops, forward.bytes + backward_bytes))
 
 
 def _inputs(cfg, device, seed=0):
@@ -179,33 +163,17 @@ def _cfg_args(cfg) -> list[str]:
 
 
 def static_reports(cfg, dtypes=("float32", "bfloat16")) -> list[dict]:
-    """What the triton kernels compile to for sm_90, without a GPU (bench.static's machinery): the
-    launchers run on meta tensors of ``cfg``'s shapes, each launch compiled as the JIT would; per
-    kernel: registers, spill bytes, and the global loads in the SASS by access width (bits)."""
+    """What the triton kernels compile to for sm_90, without a GPU: bench.static's DMoL launches
+    (``_record_dmol``: the launchers on meta tensors of ``cfg``'s shapes, compiled as the JIT would)
+    read back by ``bench.static.report_launches``; per kernel and dtype its KernelReport fields
+    (registers, spill bytes, ``kernel_loads_by_width``: global loads in the SASS by width in bits)."""
     import bench.static as st  # first: it unsets TRITON_INTERPRET before triton is imported
-
-    from fastpixel.kernels import dmol as kd
 
     out = []
     for name in dtypes:
-        dtype = getattr(torch, name)
-        p = (10 if cfg.channels == 3 else 3) * cfg.mixtures
-        params = torch.empty(cfg.batch, p, cfg.size, cfg.size, device="meta", dtype=dtype)
-        x = torch.empty(cfg.batch, cfg.channels, cfg.size, cfg.size, device="meta", dtype=torch.uint8)
-        with st._capture_launches() as launches:
-            _, grad = kd.dmol_fwd(params, x, cfg.levels, cfg.mixtures, "none", compute_grad=True)
-            kd.dmol_bwd(grad, torch.empty(cfg.batch, cfg.size, cfg.size, device="meta", dtype=torch.float32))
-        for launch in launches:
-            kernel, log, constexprs, _, grid = st._compile(launch)
-            loads: dict[str, int] = {}
-            for line in st._sass_lines(kernel.asm["cubin"]):
-                m = st._GLOBAL_LOAD.search(line)
-                if m:
-                    w = st._load_width(m.group(2))
-                    loads[w] = loads.get(w, 0) + 1
-            out.append({"kernel": st._short_name(launch.fn.__name__), "dtype": name, "ctas": math.prod(grid),
-                        "num_warps": kernel.metadata.num_warps, **st._ptxas_numbers(log),
-                        "global_loads_by_width": dict(sorted(loads.items())), "constexprs": constexprs})
+        launches = st._record_dmol(cfg.batch, cfg.size, getattr(torch, name), channels=cfg.channels,
+                                   mixtures=cfg.mixtures, levels=cfg.levels)
+        out += [{"dtype": name, **dataclasses.asdict(r)} for r in st.report_launches(launches)]
     return out
 
 
@@ -242,9 +210,9 @@ def main(argv=None) -> dict:
         print("| kernel | dtype | ctas | warps | regs | spill B | global loads (bits: n, whole kernel) | constexprs |")
         print("|---|---|---|---|---|---|---|---|")
         for r in reports:
-            loads = ", ".join(f"{w}: {n}" for w, n in r["global_loads_by_width"].items())
+            loads = ", ".join(f"{w}: {n}" for w, n in r["kernel_loads_by_width"].items())
             consts = ", ".join(f"{k}={v}" for k, v in r["constexprs"].items())
-            print(f"| {r['kernel']} | {r['dtype']} | {r['ctas']} | {r['num_warps']} | {r['registers']} | "
+            print(f"| {r['name']} | {r['dtype']} | {r['ctas']} | {r['num_warps']} | {r['registers']} | "
                   f"{r['spill_bytes']} | {loads} | {consts} |")
         if cfg.json:
             with open(cfg.json, "w") as f:

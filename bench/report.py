@@ -115,8 +115,10 @@ def format_header(doc: dict) -> list[str]:
         f"ceilings ({c['dtype']}): copy {_si(c['bytes_per_s'], 'B/s')} ({_si(c['copy_bytes'], 'B')} moved), "
         f"matmul {_si(c['flops_per_s'], 'FLOP/s')} (n={c['matmul_n']})",
         f"model {cfg['model']}, preset {cfg['preset']}: batch {cfg['batch']}, {cfg['size']}x{cfg['size']}x"
-        f"{cfg['channels']}, levels {cfg['levels']}, h={cfg['hidden']}, {cfg['layers']} layers, "
-        f"output_hidden {cfg['output_hidden']}, {cfg['dtype']}",
+        f"{cfg['channels']}, levels {cfg['levels']}, " + (
+            f"nr_filters {cfg['hidden']}, nr_resnet {cfg['layers']}, " if cfg["model"] == "pixelcnn_pp" else
+            f"h={cfg['hidden']}, {cfg['layers']} layers, output_hidden {cfg['output_hidden']}, ")
+        + f"head {cfg.get('head', 'softmax')}, {cfg['dtype']}",
     ]
     lines += [f"note: {n}" for n in doc.get("notes", [])]
     lines.append(

@@ -21,6 +21,14 @@ arguments equal to 1 become constants, multiples of 16 and 16-byte-aligned point
 * ``loop_loads_by_width``: global loads (``LDG``, ``LDGSTS``; bulk copies as ``"tma"``) inside the
   step loop, by access width in bits, counted per step (see below);
 * ``barriers_per_step``: CTA barriers (``BAR.SYNC``/``BAR.RED``/``BAR.ARV``) inside the step loop.
+* ``kernel_loads_by_width``: global loads anywhere in the kernel's SASS, by width in bits (the
+  whole kernel, once each: for kernels without a step loop, e.g. the losses, this is the figure).
+
+``--others`` adds the non-scan kernels at the preset's batch and size: the Diagonal BiLSTM layer's
+input-to-state masked conv (forward, input gradient, weight and bias gradients), the cross-entropy
+loss (3 channels, 256 levels) and the DMoL loss (``_record_dmol``: RGB, K = 10, 256 levels, uint8
+images; its forward-with-gradient and backward kernels), which ``python -m bench.dmol --static``
+compiles through the same functions.
 
 The *step loop* is the outermost loop of the SASS (a backward branch) that contains a CTA barrier
 (the scans end every step with one); when no loop has a barrier (the weight-gradient GEMMs), it is
@@ -88,6 +96,7 @@ class KernelReport:
     trips_matched: bool = True  # False: the SASS loops did not match the source's; nested counts once per step
     sass_instructions: int = 0
     fits_sm90_shared: bool = True  # shared_bytes <= an H100/H200's 232,448 per block
+    kernel_loads_by_width: dict[str, int] = field(default_factory=dict)  # global loads in the whole SASS, by bits
 
 
 # ----------------------------------------------------------------------------------- launch capture
@@ -213,7 +222,31 @@ def _record_others(batch: int, size: int, hidden: int, dtype) -> list[tuple[str,
         _, grad, _ = cross_entropy.cross_entropy_fwd(logits, targets, "sum", compute_grad=True, inplace=False)
         cross_entropy.cross_entropy_bwd(grad, torch.ones((), device="meta", dtype=torch.float32), inplace=False)
     out += [("cross_entropy", x) for x in launches]
-    return out
+    return out + _record_dmol(batch, size, dtype)
+
+
+#: The DMoL loss at every preset: PixelCNN++'s RGB head, K = 10 components, 8-bit images.
+DMOL = dict(channels=3, mixtures=10, levels=256)
+
+
+def _record_dmol(batch: int, size: int, dtype, *, channels: int = DMOL["channels"], mixtures: int = DMOL["mixtures"],
+                 levels: int = DMOL["levels"]) -> list[tuple[str, _Launch]]:
+    """Every launch of the DMoL likelihood's forward-with-gradient and backward at (batch, P, size, size)
+    params (P = 10K for RGB, 3K grey) and uint8 images (batch, channels, size, size), reduction "none"
+    (as a model's loss calls it): ``dmol_fwd`` (loss and d loss/d params in one pass) and ``dmol_bwd``
+    (the gradient times the (B, H, W) cotangent). The launchers are called directly, as in
+    :func:`_record_others`."""
+    import torch
+
+    from fastpixel.kernels import dmol
+
+    p = (10 if channels == 3 else 3) * mixtures
+    params = torch.empty(batch, p, size, size, device="meta", dtype=dtype)
+    x = torch.empty(batch, channels, size, size, device="meta", dtype=torch.uint8)
+    with _capture_launches() as launches:
+        loss, grad = dmol.dmol_fwd(params, x, levels, mixtures, "none", compute_grad=True)
+        dmol.dmol_bwd(grad, torch.empty(loss.shape, device="meta", dtype=loss.dtype))
+    return [("dmol", x) for x in launches]
 
 
 # ------------------------------------------------------------------------------------------ compile
@@ -571,6 +604,17 @@ def _step_source(ttgir: str) -> list[SourceLoop] | None:
     return roots[0].children if len(roots) == 1 else None
 
 
+def kernel_loads(lines: list[str]) -> dict[str, int]:
+    """Global loads (``LDG``, ``LDGSTS``) anywhere in the kernel's SASS, by access width in bits."""
+    out: dict[str, int] = {}
+    for line in lines:
+        m = _GLOBAL_LOAD.search(line + " ")
+        if m:
+            w = _load_width(m.group(2))
+            out[w] = out.get(w, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
+
+
 def _short_name(fn_name: str) -> str:
     return fn_name.strip("_").removesuffix("_kernel")
 
@@ -578,7 +622,8 @@ def _short_name(fn_name: str) -> str:
 def analyse(preset: str = "cifar", dtype: str = "bfloat16", *, batch=None, size=None, hidden=None,
             others: bool = False, progress=None) -> list[KernelReport]:
     """Compile every scan kernel the launchers use at the preset's shapes (and with ``others`` the
-    forward kernels of a masked conv and the loss); one report per specialisation."""
+    kernels of a masked conv, the cross-entropy loss and the DMoL loss: :func:`_record_others`); one
+    report per specialisation."""
     import torch
 
     cfg = dict(PRESETS[preset])
@@ -589,6 +634,12 @@ def analyse(preset: str = "cifar", dtype: str = "bfloat16", *, batch=None, size=
     launches = _record_scans(cfg["batch"], cfg["size"], cfg["hidden"], torch_dtype)
     if others:
         launches += _record_others(cfg["batch"], cfg["size"], cfg["hidden"], torch_dtype)
+    return report_launches(launches, progress)
+
+
+def report_launches(launches: list[tuple[str, _Launch]], progress=None) -> list[KernelReport]:
+    """Compile recorded (scan, launch) pairs for sm_90 and read each back: one report per specialisation
+    (a repeated one counts in ``launches``)."""
     reports: dict[tuple, KernelReport] = {}
     for scan, launch in launches:
         kernel, log, constexprs, ints, grid = _compile(launch)
@@ -611,13 +662,14 @@ def analyse(preset: str = "cifar", dtype: str = "bfloat16", *, batch=None, size=
             inner_trips=counts.trips, trips_matched=counts.matched, sass_instructions=len(lines),
             fits_sm90_shared=kernel.metadata.shared <= SM90_SHARED_BYTES,
             grid_sync=bool(constexprs.get("GRID_SYNC", False)), constexprs=constexprs,
+            kernel_loads_by_width=kernel_loads(lines),
         )
     return list(reports.values())
 
 
 def format_table(reports: list[KernelReport]) -> str:
     head = ["kernel", "ctas", "warps", "regs", "spill B", "smem B", "mma", "mma x",
-            "step-loop global loads (bits: n)", "barriers/step", "mma/step", "inner trips", "poll (loads, bars)",
+            "step-loop global loads (bits: n)", "all global loads", "barriers/step", "mma/step", "inner trips", "poll (loads, bars)",
             "group sync"]
     rows = [head, ["---"] * len(head)]
     for r in reports:
@@ -627,8 +679,9 @@ def format_table(reports: list[KernelReport]) -> str:
             trips += " (UNMATCHED: nested loops counted once)"
         poll = f"{r.per_poll.get('loads', 0)}, {r.per_poll.get('barriers', 0)}" if r.spin_loops else "-"
         smem = f"{r.shared_bytes:,}" + ("" if r.fits_sm90_shared else " (> 232,448)")
+        every = ", ".join(f"{w}: {n}" for w, n in r.kernel_loads_by_width.items()) or "-"
         rows.append([r.name, str(r.ctas), str(r.num_warps), str(r.registers), str(r.spill_bytes), smem, r.mma,
-                     f"{r.mma_replication:g}", loads, str(r.barriers_per_step), str(r.mma_per_step), trips, poll,
+                     f"{r.mma_replication:g}", loads, every, str(r.barriers_per_step), str(r.mma_per_step), trips, poll,
                      "yes" if r.grid_sync else "-"])
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
@@ -641,7 +694,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, help="override the preset (H = W)")
     p.add_argument("--hidden", type=int, help="override the preset")
     p.add_argument("--others", action="store_true",
-                   help="also the forward kernels of the Diagonal BiLSTM's input-to-state masked conv and the loss")
+                   help="also the kernels of the Diagonal BiLSTM's input-to-state masked conv, the cross-entropy "
+                        "loss and the DMoL loss (RGB, K=10, 256 levels)")
     p.add_argument("--json", help="write the reports here: {'preset', 'shape', 'dtype', 'target', 'kernels': [...]}")
     args = p.parse_args(argv)
     try:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bench import compare
-from bench.cases import build_model, model_case, op_cases, total_cost
+from bench.accounting import dmol_cost
+from bench.cases import build_model, model_case, op_cases, step_cost
 from bench.report import check_schema
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -94,25 +95,73 @@ def test_default_backends_follow_the_device(tmp_path, capsys):
     assert results["torch"]["status"] == "pass" and results["torch"]["fwd_bwd"]["median_s"] > 0
 
 
-def test_training_loss_is_minus_mean_log_prob():
-    model = build_model("diagonal_bilstm", channels=3, levels=8, hidden=3, layers=1, output_hidden=None)
-    x = torch.randint(0, 8, (2, 3, 4, 4))
-    want = -model.to_backend("reference").log_prob(x).mean()
-    case = model_case(model, 2, 4, torch.float64, "cpu", total_cost(op_cases(model, 2, 4, torch.float64, "cpu")))
+@pytest.mark.parametrize("name, head", [("diagonal_bilstm", "softmax"), ("row_lstm", "dmol"), ("pixelcnn_pp", "dmol")])
+def test_training_loss_is_minus_mean_log_prob(name, head):
+    model = build_model(name, channels=3, levels=8, hidden=3, layers=1, output_hidden=None, head=head)
+    cases = op_cases(model, 2, 4, torch.float64, "cpu")
+    assert [c.stem for c in cases if c.key.endswith(":loss")] == ["dmol" if head == "dmol" else "cross_entropy"]
+    case = model_case(model, 2, 4, torch.float64, "cpu", step_cost(model, cases, 2, 4, torch.float64))
     x_case = case.inputs[-1]
     got = case.fn("reference")(*case.inputs)
     want = -model.double().to_backend("reference").log_prob(x_case).mean()
     assert torch.allclose(got, want, rtol=1e-12, atol=0)
 
 
+def test_pixelcnn_pp_run_has_a_dmol_case_and_counts_its_convs(tmp_path, capsys):
+    """PixelCNN++ (plain nn.Conv2d, DMoL head): one op case, the DMoL loss, with bench.accounting.dmol_cost's
+    bytes; the model step's cost adds the convolutions; the torch backend passes the gate on both."""
+    doc = compare.main(["--preset", "tiny", "--model", "pixelcnn_pp", "--backends", "eager,torch", "--budget", "0.02",
+                        "--json", str(tmp_path / "pp.json")])
+    check_schema(json.loads((tmp_path / "pp.json").read_text()))
+    run = doc["runs"][0]
+    [dmol] = run["ops"]
+    assert (dmol["key"], dmol["stem"]) == ("dmol:loss", "dmol")
+    t = compare.PRESETS["tiny"]
+    want = dmol_cost(t["batch"], 3, t["size"], t["size"], 10, 4, x_itemsize=8)
+    assert dmol["cost"]["fwd"]["bytes"] == want.forward.bytes > 0
+    assert dmol["cost"]["fwd_bwd"]["bytes"] == want.forward_backward.bytes > dmol["cost"]["fwd"]["bytes"]
+    assert run["model"]["cost"]["fwd"]["flops"] > 5 * dmol["cost"]["fwd"]["flops"]  # the convs count
+    for record in (dmol, run["model"]):
+        assert record["results"]["torch"]["status"] == "pass" and record["results"]["torch"]["fwd_bwd"]["median_s"] > 0
+    assert any("nn.Conv2d" in n for n in doc["notes"])
+    out = capsys.readouterr().out
+    assert "dmol K=10 L=16 C=3" in out and "head dmol" in out
+
+
+def test_conv_cost_counts_taps_by_hand():
+    from bench.accounting import conv_cost
+
+    # 2x3 conv, 4 -> 5 channels, 6x7 output of a 6x7 input, batch 2, with bias
+    c = conv_cost(2, 4, 5, (2, 3), 1, (6, 7), (6, 7), 4, bias=True)
+    assert c.forward.flops == 2 * (2 * 6 * 7) * (5 * 4 * 2 * 3) + 2 * 5 * 6 * 7
+    assert c.forward.bytes == (2 * 4 * 42 + 2 * 5 * 42 + 5 * 4 * 6 + 5) * 4
+    # transposed: one multiply-add per input pixel and tap (3x3 in -> 6x6 out)
+    t = conv_cost(1, 4, 5, (2, 2), 1, (3, 3), (6, 6), 4, bias=False, transposed=True)
+    assert t.forward.flops == 2 * 9 * 4 * 5 * 4
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "pixelcnn", "--op", "dmol"], "--op dmol: model pixelcnn has no such op call"),
+    (["--model", "pixelcnn_pp", "--op", "masked_conv"], "its ops: dmol"),
+    (["--model", "pixelcnn_pp", "--head", "softmax"], "DMoL head only"),
+])
+def test_op_and_head_must_fit_the_model(argv, message, capsys):
+    with pytest.raises(SystemExit) as err:
+        compare.parse_args(argv)
+    assert err.value.code == 2 and message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "cuda, model, preset, dtype, layers",
     [(False, "diagonal_bilstm", "cpu", "float32", 2), (True, "pixelcnn", "cifar", "bfloat16", 15),
-     (True, "row_lstm", "cifar", "bfloat16", 12)],
+     (True, "row_lstm", "cifar", "bfloat16", 12), (True, "pixelcnn_pp", "cifar", "bfloat16", 5)],
 )
 def test_default_preset_follows_the_device(cuda, model, preset, dtype, layers):
     cfg, _ = compare.resolve_config(compare.parse_args(["--model", model]), cuda)
     assert (cfg.preset, cfg.dtype, cfg.layers) == (preset, dtype, layers)
+    if model == "pixelcnn_pp":  # as published: nr_filters 160, nr_resnet 5; no output_hidden
+        assert (cfg.hidden, cfg.head, cfg.output_hidden) == (160, "dmol", None)
+        return
     cfg, _ = compare.resolve_config(compare.parse_args(["--model", model, "--hidden", "7", "--batch", "3"]), cuda)
     assert (cfg.hidden, cfg.batch, cfg.output_hidden) == (7, 3, 14)
 

@@ -49,7 +49,13 @@ def test_static_report_tiny_preset(tmp_path):
         assert FIELDS <= set(k), k
         assert k["ctas"] >= 1 and k["registers"] > 0 and k["mma"] in ("wgmma", "mma.sync", "fma")
         assert all(isinstance(n, int) and n > 0 for n in k["loop_loads_by_width"].values())
-    assert "| kernel |" in proc.stdout  # the table
+        assert sum(k["kernel_loads_by_width"].values()) >= sum(k["loop_loads_by_width"].values())
+    # --others: the DMoL loss's two kernels (B=2, 8x8 RGB, K=10), every one reading global memory
+    dmol = {k["name"]: k for k in kernels if k["scan"] == "dmol"}
+    assert set(dmol) == {"dmol_fwd", "dmol_bwd"}, names
+    assert all(k["kernel_loads_by_width"] for k in dmol.values())
+    assert dmol["dmol_fwd"]["constexprs"]["COMPUTE_GRAD"] is True
+    assert "| dmol_fwd |" in proc.stdout and "| kernel |" in proc.stdout  # the table
 
 
 # -- the counts against counts made by hand --------------------------------------------------------
