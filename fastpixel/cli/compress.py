@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from fastpixel.cli.args import CommandError, Parser, from_rule, resolve_device, run_command
-from fastpixel.cli.image_files import check_output, load_model, read_images, write_atomically
+from fastpixel.atomic import write_bytes_atomically
+from fastpixel.cli.image_files import check_output, load_model, read_images
 from fastpixel.compression import CHUNK_SIZE, CompressedWriter, MissingCoderError, decompress
 
 PROG = "fastpixel-compress"
@@ -75,7 +76,7 @@ def run(argv: list[str] | None = None) -> dict:
                                    "(nothing written)")
     except MissingCoderError as err:
         raise CommandError(str(err)) from None
-    write_atomically(out, lambda tmp: tmp.write_bytes(data))
+    write_bytes_atomically(out, data, overwrite=args.overwrite)
     stats = writer.stats
     n, c, h, w = images.shape
     summary = dict(images=n, bytes=len(data), bits_per_dim=stats.bits_per_dim, nll_bits_per_dim=stats.nll_bits_per_dim,

@@ -77,7 +77,7 @@ def run(argv: list[str] | None = None) -> dict:
     except MissingCoderError as err:
         raise CommandError(str(err)) from None
     seconds = time.perf_counter() - start
-    count = write_images(out, chunks, header["images"]["levels"])
+    count = write_images(out, chunks, header["images"]["levels"], overwrite=args.overwrite)
     print(f"{count} images decoded from {source} ({len(data):,} bytes) at {count / seconds:.1f} images/s, every "
           f"chunk's checksum verified; wrote {out}")
     return dict(images=count, bytes=len(data), images_per_s=count / seconds, output=str(out))
