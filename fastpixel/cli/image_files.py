@@ -17,6 +17,7 @@ folder of PNGs ``000000.png`` ... (1-bit for 2 levels), written under a temporar
 
 from __future__ import annotations
 
+import argparse
 import os
 import zipfile
 from pathlib import Path
@@ -25,11 +26,25 @@ import numpy as np
 import torch
 
 from fastpixel.atomic import write_atomically
-from fastpixel.cli.args import CommandError
+from fastpixel.cli.args import CommandError, from_rule
 from fastpixel.data import DATASETS, load_dataset, read_png, read_png_folder
 from fastpixel.data.datasets import GREY_8BIT
 
 ARRAY_SUFFIXES = (".npy", ".npz")
+
+
+def add_shared_arguments(p: argparse.ArgumentParser, *, model_required: bool, pretrained_help: str) -> None:
+    """The arguments fastpixel-compress and fastpixel-decompress share: the model (``--pretrained`` /
+    ``--model``, one of them; ``model_required``: one must be given), ``--overwrite``, ``--device``,
+    ``--threads``, ``--quiet``."""
+    source = p.add_mutually_exclusive_group(required=model_required)
+    source.add_argument("--pretrained", metavar="NAME", help=pretrained_help)
+    source.add_argument("--model", metavar="PATH", help="a save_pretrained folder or a fastpixel-train checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default), cuda or cuda:N; a stream decodes on the kind it was coded on")
+    p.add_argument("--threads", type=from_rule("threads"), default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def load_model(pretrained: str | None, model_path: str | None,
