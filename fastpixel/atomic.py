@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader, or a crash, sees the old file or the new one, never half of one.
+"""Atomic file (and folder) writes: a reader, or a crash, sees the old file or the new one, never half of one.
 
 A full disk (``ENOSPC``, or a quota: ``EDQUOT``) while writing becomes one :class:`DiskFullError`
 naming the file and saying that the previous file, if there was one, is kept as it was.
@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 from pathlib import Path
 from typing import Callable
+
+from fastpixel.output_paths import OutputExistsError
 
 #: errno values that mean "the file system has no room for this write".
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -32,40 +35,77 @@ def disk_full(err: OSError, path: Path, kept: str | None = None) -> DiskFullErro
     return full
 
 
-def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
-    """Write a file atomically: ``write(tmp)`` fills a temporary file in the same folder
-    (``.<name>.tmp-<pid>``, which run directories clean up after a killed writer), it is fsynced and
-    renamed over ``path``, and the rename is made durable. A reader (or a crash) sees either the old
-    file or the new one, never half of one; the temporary file never outlives a failed write.
-    ENOSPC / EDQUOT raise :class:`DiskFullError` (the old file is kept).
+def write_atomically(path: str | os.PathLike, write: Callable[[Path], object], *, overwrite: bool = True) -> Path:
+    """Write a file, or a folder, atomically: ``write(tmp)`` fills a temporary file, or creates and
+    fills a temporary folder, in the same folder (``.<name>.tmp-<pid>``, which run directories clean
+    up after a killed writer); it is fsynced (a folder: every file in it, then the folder) and renamed
+    over ``path``, and the rename is made durable. A reader (or a crash) sees either the old file or
+    the new one, never half of one; the temporary file never outlives a failed write.
+
+    A new folder replaces an existing one by moving it aside (``.<name>.old-<pid>``) for the rename
+    and deleting it after (it is put back if the rename fails). ``overwrite=False``: an existing
+    ``path`` (one this call did not create) is never replaced: :class:`OutputExistsError`, nothing
+    changed. ENOSPC / EDQUOT raise :class:`DiskFullError` (the old file is kept).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
     try:
         write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _fsync_tree(tmp)
+        if not overwrite and os.path.lexists(path):
+            raise OutputExistsError(f"{path} already exists and was not written by this call; pass --overwrite "
+                                    f"(overwrite=True) to replace it, or choose another name")
+        if tmp.is_dir() and path.is_dir():  # os.replace does not replace a folder that holds files
+            path.rename(old)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                old.rename(path)
+                raise
+        else:
+            os.replace(tmp, path)
     except OSError as err:
         if err.errno in NO_SPACE and not isinstance(err, DiskFullError):
             raise disk_full(err, path) from None
         raise
     finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
+        for leftover in (tmp, old):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover)
+            elif os.path.lexists(leftover):
+                leftover.unlink()
+    _fsync_folder(path.parent)  # make the rename itself durable
+    return path
+
+
+def _fsync_tree(path: Path) -> None:
+    """fsync the file ``path``, or every file under the folder ``path`` and the folders themselves."""
+    if not path.is_dir():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+        return
+    for root, _, files in os.walk(path):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                os.fsync(f.fileno())
+        _fsync_folder(Path(root))
+
+
+def _fsync_folder(folder: Path) -> None:
+    """fsync a folder's entries where the platform allows it (best effort)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
     except OSError:
         pass
-    return path
 
 
-def write_bytes_atomically(path: str | os.PathLike, data: bytes | memoryview) -> Path:
+def write_bytes_atomically(path: str | os.PathLike, data: bytes | memoryview, *, overwrite: bool = True) -> Path:
     """``write_atomically`` of a finished buffer (serialise in memory first, so a writer such as
     torch.save or PIL never sees the disk fill mid-way and garbles the error)."""
 
@@ -73,4 +113,4 @@ def write_bytes_atomically(path: str | os.PathLike, data: bytes | memoryview) ->
         with open(tmp, "wb") as f:
             f.write(data)
 
-    return write_atomically(path, write)
+    return write_atomically(path, write, overwrite=overwrite)

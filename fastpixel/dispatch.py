@@ -12,8 +12,10 @@ implements every op.
 A **fusion** is a composition of ops that :mod:`fastpixel.ops` computes op by op on every backend,
 and that a backend *may* compute as one piece (:data:`FUSIONS`): today the ``torch`` backend's
 Diagonal BiLSTM layer, its 1x1 input-to-state conv folded into the scan
-(:mod:`fastpixel.fast.diagonal_bilstm_layer`). :func:`fused` returns a backend's fused function,
-or None where the backend has none (the op then composes).
+(:mod:`fastpixel.fast.diagonal_bilstm_layer`). A fusion takes the composition's arguments less its
+optional extras (the layer's gate bias): the op calls it only without them, and composes otherwise.
+:func:`fused` returns a backend's fused function, or None where the backend has none (the op then
+composes).
 
 The pure-PyTorch backends are entered when :mod:`fastpixel.ops` is imported; the triton one the
 first time one of its ops runs (it imports triton and registers the ``fastpixel::`` custom ops),
@@ -34,7 +36,8 @@ OPS: dict[str, str] = {
     "dmol": "dmol_nll",  # the discretized logistic mixture likelihood (PixelCNN++)
 }
 
-#: fusion stem -> the name of the function a backend's module of that stem exports, where it has one.
+#: fusion stem -> the name of the function a backend's module of that stem exports, where it has one
+#: (``conv_diagonal_bilstm``: the layer without a gate bias).
 FUSIONS: dict[str, str] = {
     "diagonal_bilstm_layer": "conv_diagonal_bilstm",
 }

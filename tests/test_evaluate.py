@@ -51,6 +51,7 @@ def test_evaluate_matches_float64_and_training_log(run_dir, capsys):
     assert result["bits_per_dim"] == pytest.approx(expected / (784 * math.log(2)), rel=1e-6)
     assert "data: built-in MNIST digits" in out and "fixed, seed 0" in out and "NOT the paper's protocol" in out
     assert "test NLL:" in out and "nats/image" in out and "bits/dim" in out
+    assert "-log p(x|y)" not in out  # an unconditional model's NLL is -log p(x)
     assert json.loads(out.strip().splitlines()[-1])["nats_per_image"] == result["nats_per_image"]
 
 
@@ -90,3 +91,11 @@ def test_console_entry_point_and_missing_ema(run_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--checkpoint", str(tmp_path / "no_ema.pt"), "--weights", "ema"])
     assert exit_info.value.code == 2 and "no EMA weights" in capsys.readouterr().err
+
+
+def test_a_conditional_model_says_its_nll_is_given_the_label(capsys):
+    run(["--pretrained", "digits-conditional", "--limit", "4", "--backend", "torch", "--device", "cpu"])
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    assert lines[-2].startswith("test NLL:")
+    assert lines[-1].startswith("conditional model:") and "-log p(x|y)" in lines[-1]

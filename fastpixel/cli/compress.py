@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fastpixel.atomic import write_bytes_atomically
 from fastpixel.cli.args import CommandError, Parser, from_rule, resolve_device, run_command
-from fastpixel.cli.image_files import check_output, load_model, read_images, write_atomically
+from fastpixel.cli.image_files import add_shared_arguments, check_output, load_model, read_images
 from fastpixel.compression import CHUNK_SIZE, CompressedWriter, MissingCoderError, decompress
 
 PROG = "fastpixel-compress"
@@ -32,20 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", metavar="IN", help="PNG file or folder, .npy/.npz, or DATASET:SPLIT (builtin_mnist:test)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.fpx", help="the compressed file to write")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--pretrained", metavar="NAME", help="a shipped model ('digits'), a save_pretrained folder, "
-                                                              "or hf://owner/repo")
-    source.add_argument("--model", metavar="PATH", help="a save_pretrained folder or a fastpixel-train checkpoint.pt")
+    add_shared_arguments(p, model_required=True,
+                         pretrained_help="a shipped model ('digits'), a save_pretrained folder, or hf://owner/repo")
     p.add_argument("--chunk-size", type=from_rule("chunk_size"), default=CHUNK_SIZE,
                    help=f"images coded together, and decodable alone (default {CHUNK_SIZE})")
     p.add_argument("--limit", type=from_rule("limit"), default=None, help="compress only the first N images")
     p.add_argument("--data-dir", default=None, help="the folder of a DATASET:SPLIT that needs one")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip decoding the stream again before keeping it")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N; decode on the same kind")
-    p.add_argument("--threads", type=from_rule("threads"), default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -75,7 +70,7 @@ def run(argv: list[str] | None = None) -> dict:
                                    "(nothing written)")
     except MissingCoderError as err:
         raise CommandError(str(err)) from None
-    write_atomically(out, lambda tmp: tmp.write_bytes(data))
+    write_bytes_atomically(out, data, overwrite=args.overwrite)
     stats = writer.stats
     n, c, h, w = images.shape
     summary = dict(images=n, bytes=len(data), bits_per_dim=stats.bits_per_dim, nll_bits_per_dim=stats.nll_bits_per_dim,

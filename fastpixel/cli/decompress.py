@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from fastpixel.cli.args import CommandError, Parser, from_rule, resolve_device, run_command
-from fastpixel.cli.image_files import ARRAY_SUFFIXES, check_output, load_model, write_images
+from fastpixel.cli.args import CommandError, Parser, resolve_device, run_command
+from fastpixel.cli.image_files import ARRAY_SUFFIXES, add_shared_arguments, check_output, load_model, write_images
 from fastpixel.compression import MissingCoderError, iter_decompress, read_header
 from fastpixel.compression.container import Reader
 
@@ -33,17 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="DIR|FILE.npz", help="a folder of PNGs, or .npz / .npy")
     p.add_argument("--info", action="store_true",
                    help="print what the stream says about itself (header, chunks) and check its structure; no model")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--pretrained", metavar="NAME", help="the model that encoded (default: the shipped model the "
-                                                              "stream names)")
-    source.add_argument("--model", metavar="PATH", help="a save_pretrained folder or a fastpixel-train checkpoint.pt")
+    add_shared_arguments(p, model_required=False,
+                         pretrained_help="the model that encoded (default: the shipped model the stream names)")
     p.add_argument("--allow-other-machine", action="store_true",
                    help="decode although torch / CPU / GPU / coder differ from the encoder's (each chunk's pixel "
                         "checksum is still verified)")
-    p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: the kind the stream was coded on")
-    p.add_argument("--threads", type=from_rule("threads"), default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -77,7 +71,7 @@ def run(argv: list[str] | None = None) -> dict:
     except MissingCoderError as err:
         raise CommandError(str(err)) from None
     seconds = time.perf_counter() - start
-    count = write_images(out, chunks, header["images"]["levels"])
+    count = write_images(out, chunks, header["images"]["levels"], overwrite=args.overwrite)
     print(f"{count} images decoded from {source} ({len(data):,} bytes) at {count / seconds:.1f} images/s, every "
           f"chunk's checksum verified; wrote {out}")
     return dict(images=count, bytes=len(data), images_per_s=count / seconds, output=str(out))

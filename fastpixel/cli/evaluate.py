@@ -75,6 +75,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"model: {loaded.label}")
     print(f"{args.split} NLL: {result['nats_per_image']:.4f} nats/image, {result['bits_per_dim']:.5f} bits/dim "
           f"over {result['images']} images")
+    if getattr(model, "conditional", False):
+        print("conditional model: this NLL is -log p(x|y), each image given its own label (not the marginal -log p(x))")
     if args.json:
         print(json.dumps(result))
     return result

@@ -11,25 +11,40 @@ Inputs (``read_images``), always brought to integers (N, C, H, W) in [0, levels)
   v = round(k * 255 / (levels - 1)) (a 1-bit PNG is 0/255: levels 0/1), as ``fastpixel-decompress``
   writes them.
 Outputs (``write_images``): ``FILE.npz`` (``images`` uint8 (N, C, H, W), ``levels``), ``FILE.npy``, or a
-folder of PNGs ``000000.png`` ... (1-bit for 2 levels), written under a temporary name and renamed.
+folder of PNGs ``000000.png`` ... (1-bit for 2 levels), written under a temporary name, fsynced and renamed
+(:func:`fastpixel.atomic.write_atomically`).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import shutil
 import zipfile
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-from fastpixel.cli.args import CommandError
+from fastpixel.atomic import write_atomically
+from fastpixel.cli.args import CommandError, from_rule
 from fastpixel.data import DATASETS, load_dataset, read_png, read_png_folder
 from fastpixel.data.datasets import GREY_8BIT
 
 ARRAY_SUFFIXES = (".npy", ".npz")
+
+
+def add_shared_arguments(p: argparse.ArgumentParser, *, model_required: bool, pretrained_help: str) -> None:
+    """The arguments fastpixel-compress and fastpixel-decompress share: the model (``--pretrained`` /
+    ``--model``, one of them; ``model_required``: one must be given), ``--overwrite``, ``--device``,
+    ``--threads``, ``--quiet``."""
+    source = p.add_mutually_exclusive_group(required=model_required)
+    source.add_argument("--pretrained", metavar="NAME", help=pretrained_help)
+    source.add_argument("--model", metavar="PATH", help="a save_pretrained folder or a fastpixel-train checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default), cuda or cuda:N; a stream decodes on the kind it was coded on")
+    p.add_argument("--threads", type=from_rule("threads"), default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def load_model(pretrained: str | None, model_path: str | None,
@@ -158,27 +173,10 @@ def check_output(path: Path, overwrite: bool, *, folder: bool) -> None:
         raise CommandError(f"{path}: exists and is a {kind}; --overwrite replaces a {wanted} only")
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` fills a temporary file or folder beside ``path``, renamed over it on success;
-    on any failure nothing is left behind (and an existing ``path`` is untouched)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    old = path.with_name(f".{path.name}.old-{os.getpid()}")
-    try:
-        write(tmp)
-        if path.is_dir():
-            path.rename(old)
-        os.replace(tmp, path)
-    finally:
-        for leftover in (tmp, old):
-            if leftover.is_dir():
-                shutil.rmtree(leftover)
-            elif leftover.exists():
-                leftover.unlink()
+def write_images(path: Path, chunks: list[np.ndarray], levels: int, *, overwrite: bool = True) -> int:
+    """Write decoded images (a list of uint8 (n, C, H, W)) to ``path`` (see the module doc); returns the count.
 
-
-def write_images(path: Path, chunks: list[np.ndarray], levels: int) -> int:
-    """Write decoded images (a list of uint8 (n, C, H, W)) to ``path`` (see the module doc); returns the count."""
+    Atomically (:func:`fastpixel.atomic.write_atomically`); ``overwrite=False`` never replaces an existing ``path``."""
     suffix = path.suffix.lower()
     if suffix in ARRAY_SUFFIXES:
         if len({c.shape[1:] for c in chunks}) > 1:
@@ -189,12 +187,12 @@ def write_images(path: Path, chunks: list[np.ndarray], levels: int) -> int:
             with open(tmp, "wb") as f:
                 np.savez(f, images=images, levels=np.int64(levels)) if suffix == ".npz" else np.save(f, images)
 
-        write_atomically(path, write)
+        write_atomically(path, write, overwrite=overwrite)
         return len(images)
-    return _write_pngs(path, chunks, levels)
+    return _write_pngs(path, chunks, levels, overwrite)
 
 
-def _write_pngs(folder: Path, chunks: list[np.ndarray], levels: int) -> int:
+def _write_pngs(folder: Path, chunks: list[np.ndarray], levels: int, overwrite: bool) -> int:
     from PIL import Image
 
     grid = level_grid(levels)
@@ -214,5 +212,5 @@ def _write_pngs(folder: Path, chunks: list[np.ndarray], levels: int) -> int:
                 picture.save(tmp / f"{index:06d}.png", optimize=True)
                 index += 1
 
-    write_atomically(folder, write)
+    write_atomically(folder, write, overwrite=overwrite)
     return sum(len(c) for c in chunks)

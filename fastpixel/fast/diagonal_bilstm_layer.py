@@ -1,8 +1,8 @@
 """Fast pure-PyTorch Diagonal BiLSTM layer: the 1x1 input-to-state conv fused into the column scan.
 
 The torch backend's fused implementation of the composition :func:`fastpixel.ops.conv_diagonal_bilstm`
-(the masked 1x1 conv to 8h gates, then the diagonal scans; ``dispatch.FUSIONS``), equal to the
-reference's conv then scan up to float rounding.
+without a gate bias (the masked 1x1 conv to 8h gates, then the diagonal scans; ``dispatch.FUSIONS``;
+with a gate bias the op composes), equal to the reference's conv then scan up to float rounding.
 The column scan is :mod:`fastpixel.fast.column_scan`'s, shared with :mod:`fastpixel.fast.diagonal_bilstm`
 (read its docstring first); what changes is where the input-to-state gates come from:
 
@@ -34,9 +34,7 @@ from torch.autograd.function import once_differentiable
 
 from fastpixel.fast.autocast import autocast_boundary
 from fastpixel.fast.column_scan import scan_backward_, scan_forward_
-from fastpixel.fast.diagonal_bilstm import diagonal_bilstm_scan
 from fastpixel.fast.guards import reject_batched_gradients
-from fastpixel.fast.masked_conv import masked_conv2d
 from fastpixel.fast.skew import skew_both_directions_, sum_of_directions
 from fastpixel.fast.workspace import scratch
 from fastpixel.masks import MaskSpec
@@ -121,17 +119,14 @@ def conv_diagonal_bilstm(
     spec: MaskSpec,
     state_weight_lr: torch.Tensor,
     state_weight_rl: torch.Tensor,
-    gate_bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(B, Cin, H, W) -> (B, h, H, W): masked 1x1 conv to [lr gates | rl gates], then both scans.
 
     input_weight: (8h, Cin, 1, 1), masked by ``spec``; input_bias: (8h,) or None;
-    state_weight_*: (4h, h, 2, 1); gate_bias: optional (B, 8h, H, W) added to the gates (then the
-    gates are formed: this backend's conv, the sum, its scan). Equal to the reference up to rounding.
+    state_weight_*: (4h, h, 2, 1). The layer without a gate bias (the fusion's contract: with one,
+    :func:`fastpixel.ops.conv_diagonal_bilstm` composes this backend's conv, the sum and its scan).
+    Equal to the reference up to rounding.
     """
-    if gate_bias is not None:
-        gates_lr, gates_rl = (masked_conv2d(x, input_weight, input_bias, spec) + gate_bias).chunk(2, dim=1)
-        return diagonal_bilstm_scan(gates_lr, state_weight_lr, gates_rl, state_weight_rl)
     mask = spec.mask(input_weight.dtype, input_weight.device)
     w_in = (input_weight * mask).view(input_weight.shape[0], input_weight.shape[1])
     return DiagonalBiLSTMLayer.apply(x, w_in, input_bias, state_weight_lr, state_weight_rl)

@@ -7,7 +7,8 @@
 composed here from the backend's ``masked_conv2d`` and ``diagonal_bilstm_scan`` for every backend,
 unless the backend registered a fused implementation of the composition (``dispatch.FUSIONS``:
 the ``torch`` backend folds the conv into its scan's column products,
-:mod:`fastpixel.fast.diagonal_bilstm_layer`).
+:mod:`fastpixel.fast.diagonal_bilstm_layer`). A fusion computes the layer without a gate bias;
+with one (the Multi-Scale model's conditioning) the op always composes.
 """
 
 from __future__ import annotations
@@ -76,9 +77,9 @@ def conv_diagonal_bilstm(
         tensors.append(gate_bias)
     check_same_device_dtype(_OP, tensors)
     chosen = resolve_backend(backend, *tensors, op=_OP)
-    one_piece = fused("diagonal_bilstm_layer", chosen)
+    one_piece = fused("diagonal_bilstm_layer", chosen) if gate_bias is None else None
     if one_piece is not None:
-        return one_piece(x, input_weight, input_bias, spec, state_weight_lr, state_weight_rl, gate_bias)
+        return one_piece(x, input_weight, input_bias, spec, state_weight_lr, state_weight_rl)
     return conv_then_scan(chosen, x, input_weight, input_bias, spec, state_weight_lr, state_weight_rl, gate_bias)
 
 

@@ -71,13 +71,22 @@ def test_conv_diagonal_bilstm_matches_reference(batch, hidden, height, width, co
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_conv_diagonal_bilstm_with_gate_bias_matches_reference(dtype):
-    """With a gate bias (conditioning) the fast op forms the gates (fast conv + sum + fast scan)."""
+def test_conv_diagonal_bilstm_with_gate_bias_matches_reference(dtype, monkeypatch):
+    """With a gate bias (conditioning) the op composes the torch backend's conv, the sum and its scan;
+    the fused function is the layer without one (dispatch's fusion contract) and is not called."""
     spec = MaskSpec((1, 1), "B", color_groups(4, 1), gate_groups(2, 1, num_gates=8))
     inputs = leaves(5, dtype, ((2, 4, 3, 5), 1.0), ((16, 4, 1, 1), 0.5), ((16,), 0.3), ((8, 2, 2, 1), 0.5),
                     ((8, 2, 2, 1), 0.5), ((2, 16, 3, 5), 1.0))
-    compare(lambda x, w, b, k1, k2, gb: diagonal_bilstm_layer.conv_diagonal_bilstm(x, w, b, spec, k1, k2, gb),
+
+    def no_fusion(*args):
+        raise AssertionError("the fused layer was called with a gate bias")
+
+    dispatch.load("torch")
+    monkeypatch.setitem(dispatch.FUSED["diagonal_bilstm_layer"], "torch", no_fusion)
+    compare(lambda x, w, b, k1, k2, gb: ops.conv_diagonal_bilstm(x, w, b, spec, k1, k2, gb, backend="torch"),
             lambda x, w, b, k1, k2, gb: _reference_layer(x, w, b, spec, k1, k2, gb), inputs, dtype)
+    with pytest.raises(TypeError):
+        diagonal_bilstm_layer.conv_diagonal_bilstm(*inputs[:3], spec, *inputs[3:])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
