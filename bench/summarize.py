@@ -24,10 +24,17 @@ def _cell(res: dict, mode: str) -> str:
     return cell
 
 
+def _width_and_depth(cfg: dict) -> str:
+    """The model's width and depth in its own terms (PixelCNN++: nr_filters, nr_resnet)."""
+    if cfg["model"] == "pixelcnn_pp":
+        return f"nr_filters={cfg['hidden']}, nr_resnet={cfg['layers']}"
+    return f"h={cfg['hidden']}, {cfg['layers']} layers"
+
+
 def summarize(doc: dict) -> list[str]:
     m, c, cfg = doc["machine"], doc["ceilings"], doc["config"]
     lines = [
-        f"### {cfg['model']} ({cfg['preset']}: batch {cfg['batch']}, h={cfg['hidden']}, {cfg['layers']} layers, "
+        f"### {cfg['model']} ({cfg['preset']}: batch {cfg['batch']}, {_width_and_depth(cfg)}, "
         f"{cfg['dtype']})",
         "",
         f"{m['date']}, {m['gpu_name'] or m['cpu_name']}, torch {m['torch']}, triton {m['triton']}, "
