@@ -23,6 +23,7 @@
 #   4. bench.compare at the CIFAR preset, eager / compile / triton timed  -> compare_<model>.json
 #   5. the roofline plot of those runs                                    -> roofline_<model>.png
 #   6. bench.static under this triton (compile report, sm_90)             -> static_cifar.json
+#   7. bench.dmol: the DMoL likelihood per backend, if time is left        -> dmol.json
 # OUTDIR then holds at most 8 files (what the device tool brings back): summary.md, gpu_check.log,
 # and results.tar.gz with every raw file above (raw/ stays instead if the archive fails).
 # Exit status 0 when every step passed, else 1. The device tool: run it with timeout_s about 540,
@@ -210,6 +211,13 @@ sys.exit(0 if files else 1)" "$RAW"
     step "static" 120 "$PY" -m bench.static --preset tiny --others --json "$RAW/static_tiny.json"
   else
     step "static" 90 "$PY" -m bench.static --preset cifar --others --json "$RAW/static_cifar.json"
+  fi
+
+  # -- 7. the DMoL likelihood alone: reference, torch, triton (if time is left) ---------------------
+  if [ "$DRY" = 1 ]; then
+    step "dmol" 60 "$PY" -m bench.dmol --batch 2 --size 4 --reps 2 --warmup 1 --no-memory --json "$RAW/dmol.json"
+  else
+    step "dmol" 45 "$PY" -m bench.dmol --reps 20 --no-memory --json "$RAW/dmol.json"
   fi
 fi
 

@@ -85,7 +85,7 @@ def test_dry_run_goes_through_every_step_with_only_the_declared_tools(tmp_path):
     assert "preflight: ok" in summary
     steps = ["env", "warm-up compile", "tests group barrier", "tests diagonal_bilstm", "tests row_lstm",
              "tests others", "compare diagonal_bilstm", "compare row_lstm", "compare pixelcnn", "roofline plot",
-             "static"]
+             "static", "dmol"]
     rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| ([^|]+?) \| (\S+) \|", summary, re.M)}
     for step in steps:
         assert rows.get(step) == "0", (step, rows)
