@@ -175,11 +175,12 @@ def test_gpu_check_script_parses_and_bounds_every_step():
     subprocess.run(["bash", "-n", str(script)], check=True)
     text = script.read_text()
     assert "PY=${GPU_CHECK_PYTHON:-python3}" in text and not re.search(r"\bpython( -|\))", text)  # never `python`
-    # correctness first (the group barrier, then the scans, then the rest), then timing, plot, compile report
+    # correctness first (the group barrier, then the scans, then the rest), then timing, plot, compile report,
+    # and the DMoL op alone if time is left
     steps = re.findall(r'^\s*step "([^"]+)" (\S+) ', text, flags=re.M)
     names = [name for name, _ in steps]
     order = ["env", "warm-up compile", "tests group barrier", "tests $scan", "tests others", "compare $model",
-             "roofline plot", "static"]
+             "roofline plot", "static", "dmol"]
     assert [n for i, n in enumerate(names) if n not in names[:i]] == order, names
     assert "-p bench.pin_autotune -m gpu" in text and "--backends eager,compile,triton" in text
     # every step has a numeric limit under SIGINT (pytest keeps its junit), and one deadline inside a
