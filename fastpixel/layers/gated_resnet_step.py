@@ -60,8 +60,8 @@ class GatedResNetStep:
         """Output row i (B, F, W) of a "down" block, x's rows <= i and the shortcut maps' row i known."""
         c1 = down_row(self.block.conv1, x.window(i, ce=True))  # (B, F, W)
         if self.nin_t is not None:
-            a = torch.cat([m.window(i, ce=True)[:, :, 1, 1:-1] for m in shortcut], dim=1)  # (B, 2A, W)
-            c1 = c1 + self.block.shortcut.bias[:, None] + torch.matmul(a.transpose(1, 2), self.nin_t).transpose(1, 2)
+            a = torch.cat([m.ce_row(i) for m in shortcut], dim=1)  # (B, 2A, W)
+            c1 = c1 + (self.nin_t.t() @ a + self.block.shortcut.bias[:, None])  # the 1x1 nin at every column
         self.c1.write_row(i, c1)
         c2 = F.conv2d(self.c1.window(i, ce=True), self.block.conv2.conv.weight)[:, :, 0]  # (B, 2F, W)
         return self._gate(x.row(i), c2 + self.bias2[..., None])

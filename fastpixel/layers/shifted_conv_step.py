@@ -80,6 +80,11 @@ class ActivationMap:
         self._check(i)
         return self.value[:, :, 1, 1:-1]
 
+    def ce_row(self, i: int) -> torch.Tensor:
+        """(B, 2C, W): concat_elu of row i (the current one)."""
+        self._check(i)
+        return self.ce[:, :, 1, 1:-1]
+
     def at(self, i: int, j: int) -> torch.Tensor:
         """(B, C): the map at (i, j), i the current row."""
         self._check(i)
