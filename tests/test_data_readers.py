@@ -255,8 +255,8 @@ def test_imagenet_png_folders(tmp_path, size):
 
 def test_imagenet_npz(tmp_path):
     data = RNG.integers(0, 256, (3, 3072), dtype=np.uint8)
-    np.savez(tmp_path / "train_data_batch_1.npz", data=data[:2], labels=np.ones(2))
-    np.savez(tmp_path / "train_data_batch_2.npz", data=data[2:], labels=np.ones(1))
+    np.savez(tmp_path / "train_data_batch_1.npz", data=data[:2], labels=np.ones(2, np.int64))
+    np.savez(tmp_path / "train_data_batch_2.npz", data=data[2:], labels=np.ones(1, np.int64))
     images, version = read_imagenet(tmp_path, "train", 32)
     np.testing.assert_array_equal(images, data.reshape(3, 3, 32, 32))
     assert "Chrabaszcz" in version

@@ -7,7 +7,8 @@
 Readers (each raises DataFileError naming the file, what was expected and where to get it):
 read_idx / read_mnist_images (MNIST, Fashion-MNIST; Debian's /usr/share/datasets/fashion-mnist
 is found automatically), read_amat (binarized MNIST), read_cifar10 (binary; pickle on opt-in),
-read_imagenet (32/64, PNG folders or npz), read_png_folder (any folder of PNGs),
+read_imagenet (32/64, PNG folders or npz; read_imagenet_labels: the npz
+labels 0-based), read_png_folder (any folder of PNGs),
 load_builtin_mnist. See docs/data.md for the protocols.
 """
 
@@ -18,7 +19,7 @@ from fastpixel.data.cifar import read_cifar10, read_cifar10_labels, read_cifar_b
 from fastpixel.data.datasets import BINARIZE, DATASETS, ImageSet, load_dataset
 from fastpixel.data.errors import DataFileError
 from fastpixel.data.idx import DEBIAN_FASHION_MNIST_DIR, read_idx, read_mnist_images, read_mnist_labels
-from fastpixel.data.imagenet import read_imagenet, read_imagenet_npz
+from fastpixel.data.imagenet import read_imagenet, read_imagenet_labels, read_imagenet_npz, read_imagenet_npz_labels
 from fastpixel.data.loader import batch_indices, batch_labels, steps_per_epoch, training_batch
 from fastpixel.data.png import png_folder_labels, read_png, read_png_folder
 
@@ -43,7 +44,9 @@ __all__ = [
     "read_cifar_pickle",
     "read_idx",
     "read_imagenet",
+    "read_imagenet_labels",
     "read_imagenet_npz",
+    "read_imagenet_npz_labels",
     "read_mnist_images",
     "read_mnist_labels",
     "read_png",

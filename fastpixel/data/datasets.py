@@ -37,7 +37,8 @@ class ImageSet:
     dynamic: the images are 8-bit grey and each training batch is binarized afresh (levels 2).
     protocol: one line saying what the numbers on this split mean.
     labels: int64 (N,), each image's class id as the data set numbers it (MNIST's digit, CIFAR-10's
-      label byte, a PNG class folder's integer name), or None where the format has none.
+      label byte, a PNG class folder's integer name; downsampled ImageNet's npz ``labels``, which
+      are 1-based, minus 1: 0..999), or None where the format has none.
     num_classes: how many class ids the data set has (ids lie in [0, num_classes)), or None.
     """
 
@@ -105,7 +106,8 @@ def _read(name: str, split: str, data_dir, allow_pickle: bool, png_convert: bool
 
 
 def _read_labels(name: str, split: str, data_dir, allow_pickle: bool) -> tuple[np.ndarray | None, int | None]:
-    """(class ids (N,), num_classes) where the format has them (the data set's own integers), else (None, None)."""
+    """(class ids (N,), num_classes) where the format has them (the data set's own integers; downsampled
+    ImageNet's npz ``labels`` minus 1, 0-based), else (None, None)."""
     if name == "builtin_mnist":
         return load_builtin_mnist_labels(split), 10
     if name in ("mnist", "fashion_mnist"):
@@ -121,7 +123,12 @@ def _read_labels(name: str, split: str, data_dir, allow_pickle: bool) -> tuple[n
     if name == "png":
         labels = png_folder_labels(_need_dir(name, data_dir, "your own PNG files") / split)
         return (labels, int(labels.max()) + 1) if labels is not None else (None, None)
-    return None, None  # binarized MNIST (.amat) and downsampled ImageNet as read here carry no labels
+    if name in ("imagenet32", "imagenet64"):
+        size = int(name[-2:])
+        folder = _need_dir(name, data_dir, imagenet.SOURCE.format(size=size))
+        labels = imagenet.read_imagenet_labels(folder, split, size)  # None: PNG folders, npz without 'labels'
+        return (labels, imagenet.NUM_CLASSES) if labels is not None else (None, None)
+    return None, None  # binarized MNIST (.amat) carries no labels
 
 
 def load_dataset(
@@ -166,6 +173,9 @@ def load_dataset(
     if labels is not None and len(labels) != len(images):
         raise DataFileError(data_dir or name, f"{len(labels)} labels for {len(images)} images",
                             "one class id per image", "the data set's own label files")
+    if labels is not None and name in ("imagenet32", "imagenet64"):  # the one set whose ids are not the file's
+        source += (f", class ids = the npz 'labels' minus 1 (0..{imagenet.NUM_CLASSES - 1}; "
+                   "the files number them from 1)")
     images = images[:limit]
     labels = None if labels is None else torch.from_numpy(np.asarray(labels[:limit], dtype=np.int64))
     dynamic = binarize == "dynamic" and split == "train"
