@@ -128,3 +128,20 @@ def test_train_conditional_on_imagenet32_npz(tmp_path):
     assert "class ids = the npz 'labels' minus 1" in config["data"]["train"]
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any(r.get("split") == "test" and np.isfinite(r["bits_per_dim"]) for r in records)
+
+
+def test_batches_are_read_in_batch_number_order_from_the_folder_or_its_part_subfolders(tmp_path):
+    """train_data_batch_2 before _10; the 64x64 training batches live in Imagenet64_train_part1/ and _part2/;
+    a batch found twice is refused rather than read twice."""
+    size = 32
+    for number, sub in ((10, "Imagenet32_train_part2"), (2, "Imagenet32_train_part1"), (1, "")):
+        folder = tmp_path / sub
+        folder.mkdir(exist_ok=True)
+        data = np.full((1, 3 * size * size), number, dtype=np.uint8)
+        np.savez(folder / f"train_data_batch_{number}.npz", data=data, labels=np.array([number]))
+    images, _ = read_imagenet(tmp_path, "train", size)
+    assert images[:, 0, 0, 0].tolist() == [1, 2, 10]
+    assert read_imagenet_labels(tmp_path, "train", size).tolist() == [0, 1, 9]
+    np.savez(tmp_path / "train_data_batch_2.npz", data=np.zeros((1, 3 * size * size), np.uint8), labels=np.array([2]))
+    with pytest.raises(DataFileError, match="train_data_batch_2.npz found more than once"):
+        read_imagenet(tmp_path, "train", size)

@@ -16,6 +16,7 @@ images; the PNG folders have none.
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -105,14 +106,28 @@ def _check(split: str, size: int) -> None:
         raise ValueError(f"size must be 32 or 64, got {size}")
 
 
+def _batch_order(path: Path) -> tuple[int, str]:
+    """train_data_batch_2 before train_data_batch_10: by the batch number, then by name."""
+    number = re.search(r"(\d+)\.npz$", path.name)
+    return (int(number.group(1)) if number else 0, path.name)
+
+
 def _npz_files(folder: Path, split: str, size: int, png_dir: Path) -> list[Path]:
-    """The split's npz batches in the order they are read (sorted by name), or the not-found error."""
-    files = sorted(folder.glob(NPZ_GLOBS[split]))
+    """The split's npz batches in the order they are read (by batch number: 1, 2, ..., 10), in
+    ``folder`` or in its subfolders one level down (the 64x64 training batches are published as
+    Imagenet64_train_part1/ and _part2/), or the not-found error; a batch found twice is refused."""
+    pattern = NPZ_GLOBS[split]
+    files = sorted([*folder.glob(pattern), *folder.glob(f"*/{pattern}")], key=_batch_order)
     if not files:
         raise DataFileError(
-            png_dir, "folder not found (and no " + NPZ_GLOBS[split] + " either)",
-            f"a {png_dir.name}/ folder of PNGs or {NPZ_GLOBS[split]}", SOURCE.format(size=size),
+            png_dir, "folder not found (and no " + pattern + " either)",
+            f"a {png_dir.name}/ folder of PNGs or {pattern} (in it or in its subfolders)", SOURCE.format(size=size),
         )
+    names = [p.name for p in files]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DataFileError(folder, f"{', '.join(twice)} found more than once ({', '.join(str(p) for p in files if p.name in twice)})",
+                            f"each {pattern} once, in {folder} or one of its subfolders", SOURCE.format(size=size))
     return files
 
 
@@ -134,7 +149,7 @@ def read_imagenet(folder: str | os.PathLike, split: str, size: int) -> tuple[np.
 def read_imagenet_labels(folder: str | os.PathLike, split: str, size: int) -> np.ndarray | None:
     """The class of every ``split`` image -> int64 (N,) **0-based** ids 0..999 (the npz ``labels``,
     which are 1-based, minus 1), in the order :func:`read_imagenet` reads the images (every batch of
-    the split, sorted by file name); None for the PNG folders (they have no labels) and for npz
+    the split, by batch number); None for the PNG folders (they have no labels) and for npz
     batches without ``labels``. A split whose batches are some labelled, some not, is refused."""
     _check(split, size)
     folder = Path(folder)

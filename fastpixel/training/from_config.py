@@ -43,7 +43,8 @@ def train(config: TrainConfig | Mapping[str, Any], *, on_step: Callable[[int], N
     if config.conditional:
         if train_set.labels is None or train_set.num_classes is None:
             raise ValueError(f"--conditional needs labels, and --dataset {config.dataset} has none (labelled: "
-                             "builtin_mnist, mnist, fashion_mnist, cifar10, png with a folder per class id)")
+                             "builtin_mnist, mnist, fashion_mnist, cifar10, imagenet32/64 as npz batches, png with a folder "
+                             "per class id)")
         classes = dict(num_classes=train_set.num_classes)
     info = init_distributed(config.device)
     try:
