@@ -9,6 +9,7 @@ digits. The runs:
   pixelcnn_dmol     the same backbone, head="dmol" (K = 10)
   pixelcnn_pp       cpu_digits256_pp's PixelCNN++ (nr_filters 5, nr_resnet 1, K = 10, dropout 0.5)
   pixelcnn_pp_nodrop  the same with dropout 0
+  row_lstm, diagonal_bilstm   the paper's LSTM models at the PixelCNN's size (h 8, 2 layers, output 32), softmax
 
     python scripts/compare_dmol_digits.py [--steps N] [names...]      (one JSON line per run; N default 300)
 """
@@ -30,6 +31,9 @@ RUNS = {
     "pixelcnn_dmol": ("pixelcnn", dict(hidden=8, layers=2, output_hidden=32, head="dmol", nr_logistic_mix=10)),
     "pixelcnn_pp": ("pixelcnn_pp", dict(hidden=5, layers=1)),
     "pixelcnn_pp_nodrop": ("pixelcnn_pp", dict(hidden=5, layers=1, dropout=0.0)),
+    # the paper's LSTM models at the PixelCNN's width and depth, 256-way softmax
+    "row_lstm": ("row_lstm", dict(hidden=8, layers=2, output_hidden=32)),
+    "diagonal_bilstm": ("diagonal_bilstm", dict(hidden=8, layers=2, output_hidden=32)),
 }
 
 
