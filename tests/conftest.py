@@ -51,3 +51,14 @@ def _keep_the_interpreter_setting():
 def device() -> str:
     """Where kernel tests run: CUDA when present, else CPU (through Triton's interpreter)."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (restored after): tiny matmuls run faster on one, and two
+    threads on this shared 2-core machine ran ~5x slower. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -24,12 +24,7 @@ FLAGS = ["--preset", "cpu_tiny", "--hidden", "2", "--layers", "1", "--output-hid
          "--ema", "0.5", "--sample-grid", "0", "--backend", "reference", "--device", "cpu", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_an_old_run_resumes_to_the_same_metrics_and_weights(tmp_path):

@@ -327,12 +327,13 @@ def test_samples_follow_the_model_distribution(kind):
     assert ((counts - n * expected).abs() <= 5 * se + 1).all(), (counts, n * expected)
 
 
-def test_a_dmol_head_compresses_losslessly_at_its_likelihood():
-    """fastpixel.compress codes the cached engine's conditionals: with a DMoL head, the bytes added by
-    a larger image match the model's -log2 p of the extra content (within 8 bytes) and decode exactly."""
+@pytest.mark.parametrize("name, options", [("gated_pixelcnn", dict(head="dmol")), ("pixelcnn_pp", dict())])
+def test_a_dmol_head_compresses_losslessly_at_its_likelihood(name, options):
+    """fastpixel.compress codes the cached engine's conditionals: with a DMoL head (a paper model's, and
+    PixelCNN++ through its own cached engine), the bytes added by a larger image match the model's
+    -log2 p of the extra content (within 8 bytes) and decode exactly."""
     torch.manual_seed(9)
-    model = create_model("gated_pixelcnn", channels=3, levels=256, hidden=4, layers=1, head="dmol",
-                         nr_logistic_mix=3).eval()
+    model = create_model(name, channels=3, levels=256, hidden=4, layers=1, nr_logistic_mix=3, **options).eval()
     sizes, bits = [], []
     for h, w in ((4, 5), (12, 12)):
         x = torch.randint(0, 256, (2, 3, h, w))

@@ -22,13 +22,7 @@ MODELS = ("pixelcnn", "row_lstm", "diagonal_bilstm")
 KINDS = [(1, 2, False), (3, 256, True), (1, 256, False), (3, 2, False)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matmuls: one thread is faster, and this machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_model(name, channels, levels, skip=False, dtype=torch.float64, seed=0, hidden=4, layers=2):

@@ -25,13 +25,7 @@ from tests.cli_helpers import tiny_config
 HELD_OUT_BOUND_NATS = 150.0
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two threads on this shared 2-core machine run ~5x slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def records(run_dir) -> list[dict]:

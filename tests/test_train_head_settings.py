@@ -26,12 +26,7 @@ PP_FLAGS = ["--preset", "cpu_digits256_pp", "--hidden", "2", "--layers", "1", "-
             "8", "--backend", "reference", "--device", "cpu", "--quiet", "--sample-grid", "0"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config_of(argv: list[str], tmp_path) -> TrainConfig:
