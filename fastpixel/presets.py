@@ -62,10 +62,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                                    dataset="cifar10", batch_size=16, steps=500_000, eval_every=10_000,
                                    checkpoint_every=2_000),
     # PixelCNN++ at the published CIFAR-10 size (Salimans et al. 2017; openai/pixel-cnn's defaults):
-    # nr_resnet 5, nr_filters 160, K = 10 logistics, dropout 0.5, Adam at 1e-3, 16 images per batch (the
-    # published per-GPU batch; its per-step lr decay 0.999995 is not reproduced); 53.6M parameters. GPU.
+    # nr_resnet 5, nr_filters 160, K = 10 logistics, dropout 0.5, Adam at 1e-3 multiplied by 0.999995
+    # every step (the published lr_decay), Polyak averaging of the weights at 0.9995 (the published
+    # polyak_decay; evaluated and sampled with --weights ema), 16 images per batch (the published
+    # per-GPU batch); 53.6M parameters. GPU.
     "paper_pixelcnn_pp_cifar10": dict(model="pixelcnn_pp", hidden=160, layers=5, dataset="cifar10", batch_size=16,
-                                      lr=1e-3, steps=500_000, eval_every=10_000, checkpoint_every=2_000,
+                                      lr=1e-3, lr_schedule="step", lr_step_every=1, lr_gamma=0.999995,
+                                      ema=0.9995, steps=500_000, eval_every=10_000, checkpoint_every=2_000,
                                       sample_grid=0),
 }
 

@@ -299,6 +299,9 @@ def test_presets():
     assert (count(small), count(same)) == (14_550, 11_520)  # "about the same size", as the preset says
     gpu = presets.resolve("paper_pixelcnn_pp_cifar10", {})
     assert (gpu["model"], gpu["hidden"], gpu["layers"], gpu["dataset"]) == ("pixelcnn_pp", 160, 5, "cifar10")
+    # the published optimisation: lr 1e-3 decayed by 0.999995 every step, Polyak averaging at 0.9995
+    assert (gpu["lr"], gpu["lr_schedule"], gpu["lr_step_every"], gpu["lr_gamma"], gpu["ema"]) == (
+        1e-3, "step", 1, 0.999995, 0.9995)
 
 
 @pytest.mark.parametrize("kind", ["pixelcnn_pp", "pixelcnn"])
