@@ -4,7 +4,7 @@
   (the U-Net's ceil-sized lower resolutions and cropped upsampling), every depth, RGB and grey,
   with labels and vectors: every map of the U-Net is computed at the right time from the right inputs;
 * cached == naive sampling bit for bit given the same generator, at several temperatures, for
-  ``sample`` and ``complete``;
+  ``sample`` and ``complete``, on every backend (reference, torch, triton through the interpreter);
 * a model whose dropout is active (training mode) is refused rather than sampled at random.
 Compression through this engine: tests/test_pixelcnn_pp.py::test_a_dmol_head_compresses_losslessly_at_its_likelihood.
 """
@@ -98,3 +98,14 @@ def test_active_dropout_is_refused():
     sample(model.eval(), 1, height=2, width=2)
     sample(create_model("pixelcnn_pp", channels=1, levels=16, hidden=4, layers=1, dropout=0.0), 1, height=2, width=2)
 
+
+
+@pytest.mark.parametrize("backend", ["reference", "torch", "triton"])
+def test_every_backend_samples_the_same_images_cached_and_naive(backend):
+    """The backend runs PixelCNN++'s DMoL loss; sampling reads the mixture's conditionals, so every
+    backend (triton through the interpreter here) draws the same images, cached as naive."""
+    model = random_pp(levels=64).to_backend(backend)
+    gen = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    expected = sample(random_pp(levels=64).to_backend("reference"), 1, height=3, width=3, generator=gen())
+    for method in ("cached", "naive"):
+        assert torch.equal(sample(model, 1, height=3, width=3, method=method, generator=gen()), expected), method
