@@ -59,6 +59,21 @@ def test_sample_writes_png_grid_and_npz(checkpoint, tmp_path):
     assert np.array_equal(big[::4, ::4], png) and np.array_equal(big[3::4, 3::4], png)
 
 
+def test_threads_are_the_commands_own(checkpoint, tmp_path):
+    """--threads sets torch's CPU threads for the command (default 1); 0 is refused before any work."""
+    path, _ = checkpoint
+    flags = ["--checkpoint", str(path), "--num", "1", "--height", "2", "--width", "2", "--device", "cpu",
+             "--no-progress", "--scale", "1"]
+    run([*flags, "--threads", "2", "--out", str(tmp_path / "a.png")])
+    assert torch.get_num_threads() == 2
+    run([*flags, "--out", str(tmp_path / "b.png")])
+    assert torch.get_num_threads() == 1
+    proc = subprocess.run([sys.executable, "-m", "fastpixel.cli.sample", *flags, "--threads", "0", "--out",
+                           str(tmp_path / "c.png")], capture_output=True, text=True)
+    assert proc.returncode != 0 and "threads" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "c.png").exists()
+
+
 def test_complete_mode_keeps_the_visible_part(checkpoint, tmp_path):
     path, model = checkpoint
     originals = torch.randint(0, 4, (3, 3, 6, 5), generator=torch.Generator().manual_seed(1))

@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=sampling.METHODS, default="cached")
     p.add_argument("--batch-size", type=from_rule("sample_batch_size"), default=64, help="images generated at once")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--threads", type=from_rule("threads"), default=1,
+                   help="torch CPU threads (default 1: the cached sampler's per-pixel steps are small; more threads "
+                        "help only --method naive with a large model)")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="ops backend of the model's forward passes")
     p.add_argument("--columns", type=from_rule("columns"), default=None, help="grid columns (default: about sqrt(num))")
     p.add_argument("--scale", type=from_rule("scale"), default=4,
@@ -194,6 +197,7 @@ def _check_png_size(rows: int, cols: int, scale: int) -> None:
 def run(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse and check ``argv``, sample (or complete), write the PNG and the npz; return what was written."""
     args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)  # the command owns its process; the API never does this
     args.num_given = args.num is not None  # an explicit --num is honoured exactly or refused
     if args.num is None:  # 10 per class id with --labels (one row per class), else DEFAULT_NUM
         args.num = 10 * len(args.labels) if args.labels and not args.complete else DEFAULT_NUM
