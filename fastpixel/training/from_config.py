@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from fastpixel.data import load_dataset
-from fastpixel.distributed import init_distributed, shutdown
+from fastpixel.distributed import barrier, init_distributed, shutdown
 from fastpixel.models import create_model
 from fastpixel.training.config import MULTISCALE_OPTIONS, TrainConfig
 from fastpixel.training.loop import train_loop
@@ -52,6 +52,11 @@ def train(config: TrainConfig | Mapping[str, Any], *, on_step: Callable[[int], N
         model = create_model(config.model, channels=train_set.channels, levels=train_set.levels,
                              backend=config.backend, **config.model_options(), **classes).to(info.device)
         record = {"data": {"train": train_set.protocol, "test": test_set.protocol}}
-        return train_loop(model, train_set, test_set, config, info=info, on_step=on_step, record=record)
+        result = train_loop(model, train_set, test_set, config, info=info, on_step=on_step, record=record)
+        # every process is past its last collective and rank 0 past its last write before any tears the group
+        # down: a rank that destroyed its gloo group and exited while another still used it aborted the other
+        # ("terminate called without an active exception", seen once in CI)
+        barrier(info)
+        return result
     finally:
         shutdown(info)
