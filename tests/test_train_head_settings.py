@@ -214,7 +214,7 @@ def test_fit_records_the_models_own_settings_and_resumes_a_run_that_did_not(tmp_
     assert (written["model"], written["hidden"], written["layers"], written["head"], written["nr_logistic_mix"]) == (
         "row_lstm", 4, 1, "dmol", 2)
     with monkeypatch.context() as patch:  # what fit recorded before: the settings' defaults
-        patch.setattr(fitting, "model_settings", lambda model: {})
+        patch.setattr(fitting, "settings_of_model", lambda model: {})
         fastpixel.fit(model, x, steps=1, batch_size=4, run_dir=str(tmp_path / "old"), sample_grid=0)
     assert json.loads((tmp_path / "old" / "config.json").read_text())["model"] == "pixelcnn"
     assert fastpixel.fit(model, x, steps=2, batch_size=4, run_dir=str(tmp_path / "old"), resume=True,

@@ -25,12 +25,9 @@ from typing import Any, Mapping
 
 from fastpixel.data.datasets import GREY_8BIT
 from fastpixel.presets import DEFAULTS, PRESETS, resolve
-from fastpixel.training.model_settings import check_head_settings, head_options
+from fastpixel.training.model_settings import check_head_settings, head_options, is_model_option, takes
 from fastpixel.training.rules import RULES, check_field
 from fastpixel.training.schedule import check_schedule
-
-#: Settings of the paper's models' output layers that PixelCNN++ has no use for.
-PIXELCNN_PP_IGNORES = ("output_hidden", "skip")
 
 #: Data sets that read no folder (a data_dir given with them would be ignored: refused instead).
 BUILT_IN = ("builtin_mnist", "user")
@@ -123,12 +120,12 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown setting(s) {sorted(unknown)}")
         values = resolve(preset, settings)
-        if values["model"] == "pixelcnn_pp" and PRESETS[preset].get("model") != "pixelcnn_pp":
-            # --model pixelcnn_pp on another model's preset: that preset's output layer settings are not
-            # the user's and do not apply (given explicitly, they are refused by _check_between)
-            for key in PIXELCNN_PP_IGNORES:
-                if settings.get(key) is None:
-                    values[key] = DEFAULTS[key]
+        for key in PRESETS[preset]:
+            # a preset's option for its own model, which the model asked for does not take (--model pixelcnn_pp
+            # on cpu_tiny: output_hidden), is not the user's and does not apply (given explicitly, check_together
+            # refuses it)
+            if settings.get(key) is None and is_model_option(key) and not takes(values["model"], key):
+                values[key] = DEFAULTS[key]
         return cls(**values, **rest)
 
     @classmethod

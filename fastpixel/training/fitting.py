@@ -8,10 +8,9 @@ import torch
 
 from fastpixel.backend import BackendChoice
 from fastpixel.distributed import DistInfo
-from fastpixel.models import MODELS
-from fastpixel.presets import DEFAULTS
 from fastpixel.training.config import TrainConfig
 from fastpixel.training.loop import train_loop
+from fastpixel.training.model_settings import settings_of_model
 from fastpixel.training.user_data import as_image_set, with_labels
 
 
@@ -83,7 +82,7 @@ def fit(
         checkpoint_every=steps if checkpoint_every is None else checkpoint_every, keep=keep,
         sample_grid=sample_grid, tensorboard=tensorboard, bf16=bf16, dataset="user", binarize="none",
         run_dir=run_dir, resume=resume, overwrite=overwrite, backend=backend, quiet=quiet, progress=progress,
-        **model_settings(model),
+        **settings_of_model(model),
     )
     train_set = as_image_set(data, channels=channels, levels=levels, split="train")
     test_set = None if test_data is None else as_image_set(test_data, channels=channels, levels=levels, split="test")
@@ -104,17 +103,6 @@ def fit(
     record = {"data": {"train": train_set.protocol, "test": test_set.protocol if test_set else None}}
     _to_backend(model, backend)
     return train_loop(model, train_set, test_set, config, info=info, on_step=on_step, record=record)
-
-
-def model_settings(model: torch.nn.Module) -> dict[str, Any]:
-    """The training settings that describe ``model`` (the keys of its ``config`` that are settings, its
-    name as ``model``), so a run's config.json says what was trained; {} for a module without a
-    fastpixel config (the user's own: the settings' defaults are recorded, the model's config beside them)."""
-    config = getattr(model, "config", None)
-    if not isinstance(config, dict) or config.get("name") not in MODELS:
-        return {}
-    settings = {k: v for k, v in config.items() if k in DEFAULTS and k not in ("model", "conditional")}
-    return {**settings, "model": config["name"]}
 
 
 def _to_backend(model: torch.nn.Module, backend: str | None) -> None:

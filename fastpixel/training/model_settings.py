@@ -12,7 +12,9 @@ before they were settings, builds the model it always did. Which model takes whi
 * ``dropout``: PixelCNN++'s dropout probability in training (default 0.5); refused elsewhere.
 
 A setting given where it does not apply is refused (ValueError, the commands' one-line message),
-as the Multi-Scale options and ``--output-hidden`` / ``--skip`` for PixelCNN++ are.
+as the Multi-Scale options and ``--output-hidden`` / ``--skip`` for PixelCNN++ are; one a preset set
+for its own model is dropped when another model is asked for (``is_model_option``, ``takes``).
+``settings_of_model`` reads these settings, and the others that describe a model, back from a model.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastpixel.models import OPTIONS
+from fastpixel.presets import DEFAULTS
 
 #: The settings of this module, in the order the commands list them.
 HEAD_SETTINGS = ("head", "nr_logistic_mix", "dropout")
@@ -32,6 +35,23 @@ FIXED_HEAD = {"pixelcnn_pp": "dmol", "multiscale": "softmax"}
 def takes(model: str, option: str) -> bool:
     """Whether ``create_model(model, ...)`` takes ``option``."""
     return option in OPTIONS.get(model, ())
+
+
+def is_model_option(name: str) -> bool:
+    """Whether the setting ``name`` is an option of some model's ``create_model`` (output_hidden, skip,
+    the Multi-Scale options, the head settings), as opposed to one every model takes or a training one."""
+    return any(name in options for options in OPTIONS.values())
+
+
+def settings_of_model(model: Any) -> dict[str, Any]:
+    """The training settings that describe ``model`` (the keys of its ``config`` that are settings, its
+    name as ``model``), so a run's config.json says what was trained; {} for a module without a
+    fastpixel config (the user's own: the settings' defaults are recorded, the model's config beside them)."""
+    config = getattr(model, "config", None)
+    if not isinstance(config, dict) or config.get("name") not in OPTIONS:
+        return {}
+    settings = {k: v for k, v in config.items() if k in DEFAULTS and k not in ("model", "conditional")}
+    return {**settings, "model": config["name"]}
 
 
 def head_of(model: str, head: str | None) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastpixel.checkpoint import read_checkpoint, set_rng_state
 from fastpixel.training import run_dir as files
-from fastpixel.training.config import TrainConfig
+from fastpixel.training.config import MULTISCALE_OPTIONS, TrainConfig
 from fastpixel.training.errors import RunDirError
 from fastpixel.training.model_settings import HEAD_SETTINGS, effective
 from fastpixel.training.state import RunState
@@ -49,8 +49,7 @@ def settings_for_resume(recorded: TrainConfig, given: dict[str, Any], where: str
 #: The settings that describe the model; for a ``fit`` run (dataset "user") the caller brings the model,
 #: whose checkpoint must load into it (its state dict is the check), and an older fastpixel recorded
 #: the defaults here instead of the model's own: they are not compared.
-MODEL_KEYS = ("model", "hidden", "layers", "output_hidden", "skip", "kind", "factor", "small_hidden", "small_layers",
-              "condition_features", *HEAD_SETTINGS)
+MODEL_KEYS = ("model", "hidden", "layers", "output_hidden", "skip", *MULTISCALE_OPTIONS, *HEAD_SETTINGS)
 
 
 def changed_settings(before: TrainConfig, now: TrainConfig) -> dict[str, tuple[Any, Any]]:
