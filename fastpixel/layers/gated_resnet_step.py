@@ -42,7 +42,7 @@ class GatedResNetStep:
                  shortcut_parts: int = 0, cond_bias: torch.Tensor | None = None) -> None:
         if (shortcut_parts == 0) != (block.shortcut is None):
             raise ValueError("GatedResNetStep: shortcut_parts must be > 0 exactly when the block has a shortcut")
-        self.block, self.channels = block, block.channels
+        self.block = block
         self.c1 = ActivationMap(batch, block.channels, width, like, with_value=False)  # conv' reads concat_elu(c1)
         self.nin_t = _nin_weight_t(block, shortcut_parts) if shortcut_parts else None  # (2A, F)
         bias1 = block.conv1.conv.bias

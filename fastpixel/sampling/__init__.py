@@ -5,6 +5,7 @@ method="naive" reruns the whole network per sub-pixel (the reference). With the 
 both return the same images. See docs/sampling.md.
 """
 
-from fastpixel.sampling.generate import METHODS, cached_logits, complete, generate, sample
+from fastpixel.sampling.engines import METHODS
+from fastpixel.sampling.generate import cached_logits, complete, generate, sample
 
 __all__ = ["METHODS", "cached_logits", "complete", "generate", "sample"]

@@ -57,8 +57,8 @@ class CachedEngine:
         """gate_biases, cond_biases: optional per-block conditioning, as in ``PixelModel.forward_float``."""
         batch, channels, _, width = images.shape
         if not hasattr(model, "blocks"):
-            raise NoCachedSamplerError(f"{type(model).__name__} has no cached sampler (its down- and upsampled streams "
-                                       "are not cached yet): sample it with method='naive'")
+            raise NoCachedSamplerError(f"{type(model).__name__} has no blocks with an incremental step (see "
+                                       "fastpixel.layers.step): sample it with method='naive'")
         self.model, self.images = model, images  # the driver writes the sampled values into images
         self.levels, self.channels, self.skip = model.levels, channels, model.skip
         self.dtype = model.output_conv2.weight.dtype
@@ -83,15 +83,20 @@ class CachedEngine:
         self.output2 = PointwiseConv(model.output_conv2)
         self.scale = 2.0 / (model.levels - 1)  # PixelModel.embed: x * 2/(L-1) - 1
 
-    def start_row(self, r: int) -> None:
-        self.input.start_row()
+    def _row_hook(self, hook: str, r: int) -> None:
+        """``type(cache).<hook>s(caches, r)`` for the caches of each type, in block order (a cache without
+        the batched hook: each cache's ``<hook>(r)``)."""
         for kind, caches in self.cache_kinds.items():
-            start_rows = getattr(kind, "start_rows", None)
-            if start_rows is not None:
-                start_rows(caches, r)
+            batched = getattr(kind, hook + "s", None)
+            if batched is not None:
+                batched(caches, r)
             else:
                 for cache in caches:
-                    cache.start_row(r)
+                    getattr(cache, hook)(r)
+
+    def start_row(self, r: int) -> None:
+        self.input.start_row()
+        self._row_hook("start_row", r)
 
     def write(self, r: int, j: int, c: int, values: torch.Tensor) -> None:
         """values: (B,) integers, sub-pixel c of pixel (r, j)."""
@@ -129,10 +134,4 @@ class CachedEngine:
         self._step(j, head=False)
 
     def end_row(self, r: int) -> None:
-        for kind, caches in self.cache_kinds.items():
-            end_rows = getattr(kind, "end_rows", None)
-            if end_rows is not None:
-                end_rows(caches, r)
-            else:
-                for cache in caches:
-                    cache.end_row(r)
+        self._row_hook("end_row", r)

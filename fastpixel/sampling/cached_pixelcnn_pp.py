@@ -55,14 +55,13 @@ class PixelCNNPPEngine:
         if gate_biases is not None:
             raise TypeError("PixelCNN++ takes no gate_biases (it is conditioned through cond_biases)")
         self.model, self.images = model, images
-        batch, channels, height, width = images.shape
+        batch, channels, _, width = images.shape
         like = model.output_conv.weight
         self.dtype, self.scale = like.dtype, 2.0 / (model.levels - 1)  # model.embed: x * 2/(L-1) - 1
         f, n = model.nr_filters, model.nr_resnet
-        self.sizes = [(height, width)]
+        self.widths = [width]  # of each resolution (strided convs: ceil); rows come one at a time
         for _ in range(RESOLUTIONS - 1):
-            h, w = self.sizes[-1]
-            self.sizes.append((math.ceil(h / 2), math.ceil(w / 2)))
+            self.widths.append(math.ceil(self.widths[-1] / 2))
         biases = dict(zip(map(id, model.gated_blocks()), cond_biases)) if cond_biases is not None else {}
 
         # the embedded image with its channel of ones (zero in the padding, as the convs pad): row r is
@@ -73,10 +72,10 @@ class PixelCNNPPEngine:
         self.ul_above = like.new_zeros(batch, f, width)  # down_shift(ul_input_above(y)) at the current row
 
         def maps(level: int, count: int) -> list[ActivationMap]:
-            return [ActivationMap(batch, f, self.sizes[level][1], like) for _ in range(count)]
+            return [ActivationMap(batch, f, self.widths[level], like) for _ in range(count)]
 
         def step(block, level: int, parts: int) -> GatedResNetStep:
-            return GatedResNetStep(block, batch, self.sizes[level][1], like, shortcut_parts=parts,
+            return GatedResNetStep(block, batch, self.widths[level], like, shortcut_parts=parts,
                                    cond_bias=biases.get(id(block)))
 
         # up pass: the u / ul maps in forward_float's order of appending to ``us`` / ``uls``
@@ -134,7 +133,7 @@ class PixelCNNPPEngine:
             if index:
                 low = self.down_u[index - 1].maps[-1]
                 stream.maps[0].write_row(i, deconv_row(model.upsample_u[index - 1], low.row(i // 2), i,
-                                                       self.sizes[level][1]))
+                                                       self.widths[level]))
             self._rows(stream, i)
 
     @staticmethod

@@ -30,7 +30,7 @@ from fastpixel.models.base import PixelModel
 from fastpixel.models.multiscale import MultiScalePixelRNN
 from fastpixel.models.pixelcnn_pp import PixelCNNPlusPlus
 from fastpixel.sampling.categorical import check_temperature, draw_uniforms, inverse_cdf
-from fastpixel.sampling.engines import METHODS, make_engine
+from fastpixel.sampling.engines import make_engine
 from fastpixel.training.rules import check_option
 from fastpixel.validation import check_images
 
@@ -173,12 +173,10 @@ def generate(
     cond_biases: a conditional model's per-block biases (``model.condition_biases(labels, cond, B)``).
     """
     temperature = check_temperature(temperature)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     batch, channels, height, width = images.shape
+    engine = make_engine(method, model, images, gate_biases, cond_biases)  # checks the method
     _check_no_active_dropout(model)
     uniforms = draw_uniforms(tuple(images.shape), generator=generator, device=images.device)
-    engine = make_engine(method, model, images, gate_biases, cond_biases)
     # todo[c][r][j]: some image of the batch still needs sub-pixel (c, r, j); one host copy up front
     todo = [[[True] * width] * height] * channels if known is None else (~known).any(0).tolist()
     for r in tqdm(range(height), desc=f"sampling ({method})", unit="row", disable=not progress):
